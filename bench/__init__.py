@@ -1,0 +1,1 @@
+"""StreamAVS benchmarks (installed as `streamavs.bench`); `results/` holds recorded runs."""

@@ -1,0 +1,1 @@
+"""Shipped engines (installed as `streamavs.engines`): model files and their manifests."""

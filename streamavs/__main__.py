@@ -1,0 +1,5 @@
+import sys
+
+from streamavs.cli import main
+
+sys.exit(main())

@@ -1,0 +1,38 @@
+"""The CLI shell: help lists commands, errors become one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from streamavs.cli import main
+
+
+def test_help_lists_commands(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "version" in out
+
+
+def test_unknown_command_exits_non_zero():
+    assert main(["no-such-command"]) == 2
+
+
+def test_version_runs_as_module():
+    import streamavs
+
+    out = subprocess.run(
+        [sys.executable, "-m", "streamavs", "version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == streamavs.__version__
+
+
+def test_import_streamavs_is_light():
+    """The runtime package imports neither torch nor training code at import time."""
+    code = (
+        "import sys, streamavs, streamavs.cli, streamavs.errors;"
+        "bad = [m for m in ('torch', 'streamavs.training', 'cv2', 'av', 'zmq') if m in sys.modules];"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
