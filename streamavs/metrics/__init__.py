@@ -1,0 +1,60 @@
+"""Segmentation, robustness and temporal metrics (REFERENCE.md section 2), numpy only.
+
+- :mod:`.frame`: per-frame IoU / FPR / FDR and F-measure curves, one-shot set and
+  AVSBench-compatible F-scores (fractions).
+- :mod:`.global_metrics`: G-mIoU / G-F from positive and negative scores.
+- :mod:`.meters`: streaming ``SegmentationMeter`` and ``RobustMeter`` (mIoU and F in
+  percent, rates as fractions).
+- :mod:`.temporal`: ``transition_flags`` and the streaming ``TemporalMeter``.
+
+Per-frame IoU averaging is the only IoU here; dataset-level IoU (sum of intersections
+over sum of unions) inflates results and must never be mixed into these tables.
+"""
+
+from streamavs.metrics.frame import (
+    BETA2,
+    NUM_THRESHOLDS,
+    f_thresholds,
+    fdr_per_frame,
+    fpr_per_frame,
+    frame_metrics,
+    fscore,
+    fscore_avsbench,
+    fscore_avsbench_batch,
+    fscore_curves,
+    iou_per_frame,
+)
+from streamavs.metrics.global_metrics import g_metric, g_metric_percent
+from streamavs.metrics.meters import (
+    CONDITIONS,
+    FSCORE_MODES,
+    NEGATIVE_CONDITIONS,
+    UNITS,
+    RobustMeter,
+    SegmentationMeter,
+)
+from streamavs.metrics.temporal import TemporalMeter, transition_flags
+
+__all__ = [
+    "BETA2",
+    "CONDITIONS",
+    "FSCORE_MODES",
+    "NEGATIVE_CONDITIONS",
+    "NUM_THRESHOLDS",
+    "UNITS",
+    "RobustMeter",
+    "SegmentationMeter",
+    "TemporalMeter",
+    "f_thresholds",
+    "fdr_per_frame",
+    "fpr_per_frame",
+    "frame_metrics",
+    "fscore",
+    "fscore_avsbench",
+    "fscore_avsbench_batch",
+    "fscore_curves",
+    "g_metric",
+    "g_metric_percent",
+    "iou_per_frame",
+    "transition_flags",
+]
