@@ -1,0 +1,356 @@
+"""Ring buffers between the capture threads and the engine, and the frame/audio pairer.
+
+``camera -> FrameRing``, ``microphone -> AudioRing``; :class:`Pairer` takes the newest frame
+F(t) and the audio window [t - 1 s, t) that ends at it. Everything is stamped with the one
+monotonic clock (:mod:`streamavs.clock`, nanoseconds).
+
+The audio ring is indexed by ABSOLUTE sample number (sample 0 = first sample ever written),
+so a reader asks for "the 16000 samples ending at sample k" and learns whether any of them
+were never written or already overwritten. Each written block is stamped on arrival
+(its last sample ends at ``t_end_ns``); a running least-squares fit of sample index against
+the clock over the recent blocks maps a frame time to a sample index and absorbs both the
+arrival jitter and the drift between the audio clock and the monotonic clock.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamavs.errors import InputError
+
+__all__ = ["VideoFrame", "AudioRing", "FrameRing", "Pair", "Pairer"]
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    """One video frame as captured.
+
+    image: (H, W, 3) uint8 RGB. t_ns: capture time on the monotonic clock (ns; files: from
+    PTS). wall_time: the same instant in Unix seconds. index: frame number from the source (0, 1, ...).
+    """
+
+    image: np.ndarray
+    t_ns: int
+    wall_time: float
+    index: int
+
+
+class AudioRing:
+    """Preallocated ring of mono float32 samples, indexed by absolute sample number.
+
+    Thread-safe: one writer (a capture thread) and any number of readers. Never rolls or
+    reallocates the buffer; a write copies into at most two slices.
+    """
+
+    def __init__(self, capacity_s: float = 10.0, sample_rate: int = 16000, fit_window_s: float = 5.0) -> None:
+        if not capacity_s > 0 or not isinstance(sample_rate, int) or sample_rate <= 0:
+            raise InputError(
+                f"AudioRing needs capacity_s > 0 and a positive integer sample_rate, got "
+                f"capacity_s={capacity_s!r}, sample_rate={sample_rate!r}"
+            )
+        self.sample_rate = sample_rate
+        self.capacity = int(round(capacity_s * sample_rate))
+        self._buf = np.zeros(self.capacity, dtype=np.float32)
+        self._cond = threading.Condition(threading.Lock())
+        self._head = 0  # absolute index of the next sample to be written
+        self._overflows = 0
+        self._finished = False
+        # Fit points (sample index at a block end, t_end_ns) since the last re-anchor.
+        self._fit_window_ns = int(fit_window_s * 1e9)
+        self._points: collections.deque[tuple[int, int]] = collections.deque()
+        self._reanchor = False
+        self._fit: tuple[float, float, float] | None = None  # (t0_ns, s0, samples per ns)
+
+    # -- writer side -------------------------------------------------------------------
+    def write(self, block: np.ndarray, t_end_ns: int) -> None:
+        """Append mono float32 samples (n,) whose last sample ended at clock time `t_end_ns` (ns)."""
+        x = np.asarray(block)
+        if x.ndim != 1:
+            raise InputError(f"AudioRing.write expects mono (n,) samples, got shape {x.shape}; downmix first")
+        n = x.size
+        with self._cond:
+            if self._finished:
+                raise InputError("AudioRing.write after finish(): the stream already ended")
+            if n > self.capacity:  # only the newest `capacity` samples can be kept
+                x = x[n - self.capacity :]
+            m = x.size
+            start = (self._head + n - m) % self.capacity
+            first = min(m, self.capacity - start)
+            self._buf[start : start + first] = x[:first]
+            self._buf[: m - first] = x[first:]
+            self._head += n
+            if self._reanchor:
+                self._points.clear()
+                self._reanchor = False
+            self._points.append((self._head, int(t_end_ns)))
+            while self._points and self._points[-1][1] - self._points[0][1] > self._fit_window_ns:
+                self._points.popleft()
+            self._fit = None
+            self._cond.notify_all()
+
+    def mark_overflow(self) -> None:
+        """Record that input was lost before the next block: count it and re-anchor the clock fit."""
+        with self._cond:
+            self._overflows += 1
+            self._reanchor = True
+
+    def finish(self) -> None:
+        """Mark the end of the stream: readers stop waiting for samples that will never come."""
+        with self._cond:
+            self._finished = True
+            self._cond.notify_all()
+
+    # -- reader side -------------------------------------------------------------------
+    @property
+    def head(self) -> int:
+        """Absolute index of the next sample to be written (= samples written so far)."""
+        with self._cond:
+            return self._head
+
+    @property
+    def overflows(self) -> int:
+        """Number of overflows marked so far."""
+        with self._cond:
+            return self._overflows
+
+    @property
+    def finished(self) -> bool:
+        """True after :meth:`finish` (end of a file or a closed source)."""
+        with self._cond:
+            return self._finished
+
+    def read(self, end_sample: int, n: int) -> tuple[np.ndarray, bool]:
+        """Samples [end_sample - n, end_sample) as float32 (n,) and a gap flag.
+
+        Samples that were never written (negative index or >= head) or already overwritten
+        (< head - capacity) come back as zeros and set the gap flag.
+        """
+        out = np.zeros(n, dtype=np.float32)
+        start = int(end_sample) - n
+        with self._cond:
+            lo = max(start, self._head - self.capacity, 0)
+            hi = min(int(end_sample), self._head)
+            if hi > lo:
+                i = lo % self.capacity
+                m = hi - lo
+                first = min(m, self.capacity - i)
+                out[lo - start : lo - start + first] = self._buf[i : i + first]
+                out[lo - start + first : hi - start] = self._buf[: m - first]
+            gap = hi - lo != n
+        return out, gap
+
+    def sample_at(self, t_ns: int) -> int:
+        """Absolute sample index that corresponds to clock time `t_ns`, from the drift fit.
+
+        Before any audio arrived there is no anchor: returns 0 (stream start).
+        """
+        with self._cond:
+            return self._sample_at_locked(t_ns)
+
+    def _sample_at_locked(self, t_ns: int) -> int:
+        if not self._points:
+            return 0
+        if self._fit is None:
+            self._fit = self._fit_locked()
+        t0, s0, slope = self._fit
+        return int(round(s0 + (t_ns - t0) * slope))
+
+    def _fit_locked(self) -> tuple[float, float, float]:
+        nominal = self.sample_rate * 1e-9  # samples per ns
+        pts = np.array(self._points, dtype=np.float64)  # (P, 2): sample index, t_ns
+        s, t = pts[:, 0], pts[:, 1]
+        t0 = t[-1]
+        dt = t - t0  # small numbers keep float64 exact
+        slope = nominal
+        if len(pts) >= 3 and dt[-1] - dt[0] >= 1e9:  # a slope needs at least 1 s of span
+            fitted = float(np.polyfit(dt, s, 1)[0])
+            slope = min(max(fitted, 0.95 * nominal), 1.05 * nominal)  # a sound card is never 5 % off
+        s0 = float(np.mean(s - slope * dt))  # intercept at t0 given the slope
+        return t0, s0, slope
+
+    def wait_until(self, t_ns: int, timeout: float) -> tuple[int, bool]:
+        """Wait up to `timeout` s for the audio up to clock time `t_ns`.
+
+        Returns (end_sample, covered): the sample index of `t_ns` (re-evaluated as blocks
+        arrive) and whether the ring's head has reached it. Returns at once when finished.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                end = self._sample_at_locked(t_ns)
+                if self._points and end <= self._head:
+                    return end, True
+                left = deadline - time.monotonic()
+                if self._finished or left <= 0:
+                    return end, False
+                self._cond.wait(left)
+
+
+class FrameRing:
+    """Newest-frame store for video frames (preallocated slots, oldest overwritten).
+
+    Frames must arrive with increasing timestamps. A frame that is overwritten or skipped
+    before anyone took it counts as a drop. `push(..., block=True)` instead waits for space
+    (backpressure for files processed without loss); a live camera never blocks.
+    """
+
+    def __init__(self, capacity: int = 4) -> None:
+        if not isinstance(capacity, int) or capacity < 1:
+            raise InputError(f"FrameRing capacity must be a positive integer, got {capacity!r}")
+        self.capacity = capacity
+        self._slots: collections.deque[VideoFrame] = collections.deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._last_t: int | None = None
+        self._pushed = 0
+        self._drops = 0
+        self._finished = False
+
+    def push(self, frame: VideoFrame, block: bool = False, timeout: float | None = None) -> bool:
+        """Store `frame`; returns False only if `block` and no space came within `timeout` s.
+
+        Raises InputError when the timestamp does not increase (streaming contract).
+        """
+        with self._cond:
+            if self._last_t is not None and frame.t_ns <= self._last_t:
+                raise InputError(
+                    f"frame {frame.index} has timestamp {frame.t_ns} ns, not after the previous frame's "
+                    f"{self._last_t} ns; frame timestamps must increase strictly (stamp frames with "
+                    "time.monotonic_ns() or monotonic PTS)"
+                )
+            if block:
+                if not self._cond.wait_for(lambda: len(self._slots) < self.capacity, timeout):
+                    return False
+            elif len(self._slots) == self.capacity:
+                self._slots.popleft()
+                self._drops += 1
+            self._slots.append(frame)
+            self._last_t = frame.t_ns
+            self._pushed += 1
+            self._cond.notify_all()
+            return True
+
+    def latest(self) -> VideoFrame | None:
+        """The newest stored frame without taking it (None if empty)."""
+        with self._cond:
+            return self._slots[-1] if self._slots else None
+
+    def take(self, timeout: float | None = None, newest: bool = True) -> VideoFrame | None:
+        """Wait up to `timeout` s for a frame and remove it; None on timeout or when finished and empty.
+
+        newest=True takes the newest frame and drops (counts) the older ones; newest=False
+        takes the oldest (lossless, first in first out).
+        """
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._slots or self._finished, timeout):
+                return None
+            if not self._slots:
+                return None
+            if newest:
+                frame = self._slots.pop()
+                self._drops += len(self._slots)
+                self._slots.clear()
+            else:
+                frame = self._slots.popleft()
+            self._cond.notify_all()
+            return frame
+
+    def finish(self) -> None:
+        """Mark the end of the stream: `take` returns None once the stored frames are taken."""
+        with self._cond:
+            self._finished = True
+            self._cond.notify_all()
+
+    @property
+    def finished(self) -> bool:
+        """True after :meth:`finish`."""
+        with self._cond:
+            return self._finished
+
+    @property
+    def drops(self) -> int:
+        """Frames overwritten or skipped before being taken."""
+        with self._cond:
+            return self._drops
+
+    @property
+    def pushed(self) -> int:
+        """Frames pushed so far."""
+        with self._cond:
+            return self._pushed
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._slots)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A frame and the audio window that ends at it.
+
+    audio: float32 (window samples,) at the ring's rate (16000 for 1 s). window_ns: (start,
+    end) clock times of the window (end = frame.t_ns). audio_gap: some samples were missing
+    (not arrived within max_wait, overwritten, or before the stream start) and are zeros.
+    dropped_total: frames dropped by the frame ring so far.
+    """
+
+    frame: VideoFrame
+    audio: np.ndarray
+    window_ns: tuple[int, int]
+    audio_gap: bool
+    dropped_total: int
+
+
+class Pairer:
+    """Pairs the newest frame F(t) with the audio [t - window_s, t); one frame in flight.
+
+    lossless=False (live): frames older than the newest are dropped and counted.
+    lossless=True (files processed as fast as possible): every frame is taken in order.
+    """
+
+    def __init__(
+        self,
+        frames: FrameRing,
+        audio: AudioRing,
+        window_s: float = 1.0,
+        max_wait_s: float = 0.2,
+        lossless: bool = False,
+    ) -> None:
+        if not window_s > 0 or not max_wait_s >= 0:
+            raise InputError(f"Pairer needs window_s > 0 and max_wait_s >= 0, got {window_s!r}, {max_wait_s!r}")
+        self.frames = frames
+        self.audio = audio
+        self.window_samples = int(round(window_s * audio.sample_rate))
+        self.window_ns = int(round(window_s * 1e9))
+        self.max_wait_s = max_wait_s
+        self.lossless = lossless
+        self._last_t: int | None = None
+
+    def next_pair(self, timeout: float | None = None) -> Pair | None:
+        """The next pair, or None if no frame came within `timeout` s (or the stream ended).
+
+        Waits at most max_wait_s more for the audio that reaches the frame's time; if it does
+        not arrive the missing tail is zeros and audio_gap is True.
+        """
+        frame = self.frames.take(timeout, newest=not self.lossless)
+        if frame is None:
+            return None
+        if self._last_t is not None and frame.t_ns <= self._last_t:
+            raise InputError(
+                f"frame {frame.index} at {frame.t_ns} ns is not after the previous paired frame at "
+                f"{self._last_t} ns; frame timestamps must increase strictly"
+            )
+        self._last_t = frame.t_ns
+        end, _covered = self.audio.wait_until(frame.t_ns, self.max_wait_s)
+        samples, gap = self.audio.read(end, self.window_samples)
+        return Pair(
+            frame=frame,
+            audio=samples,
+            window_ns=(frame.t_ns - self.window_ns, frame.t_ns),
+            audio_gap=gap,
+            dropped_total=self.frames.drops,
+        )

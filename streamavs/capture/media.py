@@ -1,0 +1,239 @@
+"""Media files and URLs (anything FFmpeg reads) as a capture source, decoded with PyAV.
+
+Video frames go to a :class:`FrameRing` as RGB uint8, audio is averaged to mono and
+resampled to 16 kHz with one persistent ``soxr.ResampleStream`` (the same resampler as the
+offline front end in :mod:`streamavs.audio`) into an :class:`AudioRing`.
+
+Timestamps come from the PTS, mapped onto the monotonic clock at start:
+``t_ns = origin_ns + (pts_s - start_s) * 1e9``. realtime=True paces delivery to that clock
+(a file then behaves like a camera + microphone); realtime=False runs as fast as possible
+with the same stamps. lossless=True makes every frame reach the consumer: a frame is handed
+over only once the audio up to its time has been written, and the source waits while the
+frame ring is full (backpressure) instead of overwriting. Audio sample k (in the ring) is
+at ``first_audio_pts + k / 16000``; audio packets are taken to be contiguous.
+"""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamavs.audio import to_mono
+from streamavs.buffers import AudioRing, FrameRing, VideoFrame
+from streamavs.capture.base import Source
+from streamavs.clock import now_ns, wall_time
+from streamavs.errors import SourceError
+
+__all__ = ["MediaSource"]
+
+_MAX_PENDING = 512  # lossless: frames held while their audio has not been decoded yet
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+class MediaSource(Source):
+    """Decode a file or URL with audio and video; `frames` and `audio` are the output rings."""
+
+    name = "media"
+
+    def __init__(
+        self,
+        path_or_url: str | Path,
+        realtime: bool = True,
+        lossless: bool = False,
+        frames: FrameRing | None = None,
+        audio: AudioRing | None = None,
+        require_audio: bool = True,
+    ) -> None:
+        super().__init__()
+        self.path = str(path_or_url)
+        self.realtime = realtime
+        self.lossless = lossless
+        self.require_audio = require_audio
+        self.frames = frames if frames is not None else FrameRing(capacity=4)
+        self.audio = audio if audio is not None else AudioRing()
+        self.fps: float | None = None  # nominal frame rate of the video stream
+        self.audio_rate: int | None = None  # sample rate of the audio stream (Hz)
+        self._container: Any = None
+        self._vstream: Any = None
+        self._astream: Any = None
+        self._counters.update({"audio_samples": 0, "pts_fixes": 0})
+
+    # -- caller thread -------------------------------------------------------------------
+    def _open(self) -> None:
+        import av
+
+        path = self.path
+        if not _is_url(path) and not Path(path).is_file():
+            raise SourceError(
+                f"media file '{path}' does not exist; expected a video file (mp4, mkv, ...) or a URL "
+                "such as rtsp://host/stream: check the path"
+            )
+        try:
+            if _is_url(path):
+                self._container = av.open(path, timeout=(10.0, 5.0))
+            else:
+                self._container = av.open(path)
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise SourceError(
+                f"cannot open '{path}' as media ({exc}); expected a file or URL that FFmpeg can read "
+                "(check it with: ffprobe FILE)"
+            ) from exc
+        c = self._container
+        if not c.streams.video:
+            self._release()
+            raise SourceError(
+                f"'{path}' has no video track; StreamAVS needs video with audio: use a video file "
+                "(check the tracks with: ffprobe FILE)"
+            )
+        if not c.streams.audio and self.require_audio:
+            self._release()
+            raise SourceError(
+                f"'{path}' has no audio track; StreamAVS segments the objects that make the sound "
+                "and needs audio: use a file with an audio track (check with: ffprobe FILE)"
+            )
+        self._vstream = c.streams.video[0]
+        self._astream = c.streams.audio[0] if c.streams.audio else None
+        for stream in (self._vstream, self._astream):
+            if stream is not None and stream.codec_context is None:
+                self._release()
+                raise SourceError(
+                    f"'{path}' {stream.type} track uses codec '{stream.codec.name if stream.codec else '?'}' "
+                    "that this FFmpeg cannot decode; re-encode it, e.g. ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4"
+                )
+        rate = self._vstream.average_rate or self._vstream.guessed_rate
+        self.fps = float(rate) if rate else None
+        if self._astream is not None:
+            self.audio_rate = int(self._astream.codec_context.sample_rate or self._astream.rate or 0) or None
+
+    # -- capture thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        import av
+
+        c = self._container
+        start_s = c.start_time / 1e6 if c.start_time is not None else None
+        self._origin_ns = now_ns()
+        self._start_s = start_s
+        self._last_t: int | None = None
+        self._index = 0
+        self._pending: collections.deque[VideoFrame] = collections.deque()
+        self._audio_t_end: int | None = None  # clock time of the end of the written audio
+        self._audio_first_s: float | None = None
+        self._resampler = None  # av.AudioResampler to planar float at the source rate
+        self._soxr: Any = None
+        self._soxr_rate = 0
+        self._written = 0
+        streams = [s for s in (self._vstream, self._astream) if s is not None]
+        try:
+            for packet in c.demux(*streams):
+                if self._stop.is_set():
+                    return
+                for frame in packet.decode():
+                    if isinstance(frame, av.VideoFrame):
+                        self._on_video(frame)
+                    else:
+                        self._on_audio(frame)
+                    if self._stop.is_set():
+                        return
+            self._flush_audio()
+            self._flush_pending(force=True)
+        except av.error.FFmpegError as exc:
+            raise SourceError(
+                f"decoding '{self.path}' failed after {self._index} frames ({exc}); the file may be "
+                "truncated or use a codec this FFmpeg cannot decode: re-encode it with ffmpeg"
+            ) from exc
+
+    def _clock(self, time_s: float) -> int:
+        if self._start_s is None:
+            self._start_s = time_s
+        return self._origin_ns + int(round((time_s - self._start_s) * 1e9))
+
+    def _pace(self, t_ns: int) -> None:
+        if self.realtime:
+            delay = (t_ns - now_ns()) * 1e-9
+            if delay > 0:
+                self._stop.wait(delay)
+
+    def _on_video(self, frame: Any) -> None:
+        time_s = frame.time
+        if time_s is None:  # no PTS: fall back to the nominal rate
+            time_s = (self._start_s or 0.0) + self._index / (self.fps or 25.0)
+        t_ns = self._clock(time_s)
+        if self._last_t is not None and t_ns <= self._last_t:  # broken PTS: keep the stream monotonic
+            t_ns = self._last_t + 1
+            self._count("pts_fixes")
+        self._last_t = t_ns
+        image = frame.to_ndarray(format="rgb24")  # (H, W, 3) uint8
+        vf = VideoFrame(image=image, t_ns=t_ns, wall_time=wall_time(t_ns), index=self._index)
+        self._index += 1
+        self._pace(t_ns)
+        self._count("frames")
+        if self.lossless:
+            self._pending.append(vf)
+            self._flush_pending(force=len(self._pending) > _MAX_PENDING)
+        else:
+            self.frames.push(vf)
+
+    def _on_audio(self, frame: Any) -> None:
+        import av
+        import soxr
+
+        if self._resampler is None:
+            self._resampler = av.AudioResampler(format="fltp")  # keeps layout and rate
+            self._audio_first_s = frame.time if frame.time is not None else (self._start_s or 0.0)
+        for out in self._resampler.resample(frame):
+            rate = out.sample_rate
+            if self._soxr is None or rate != self._soxr_rate:
+                self._flush_audio()
+                self._soxr = soxr.ResampleStream(rate, self.audio.sample_rate, 1, dtype="float32", quality="HQ")
+                self._soxr_rate = rate
+            planar = out.to_ndarray()  # (channels, n) float32
+            mono = to_mono(planar.T)  # (n,)
+            self._write_audio(self._soxr.resample_chunk(mono))
+
+    def _flush_audio(self) -> None:
+        if self._soxr is not None:
+            self._write_audio(self._soxr.resample_chunk(np.zeros(0, np.float32), last=True))
+            self._soxr = None
+
+    def _write_audio(self, samples: np.ndarray) -> None:
+        if samples.size == 0:
+            return
+        self._written += samples.size
+        t_end = self._clock(self._audio_first_s) + self._written * 1_000_000_000 // self.audio.sample_rate
+        self._pace(t_end)
+        self.audio.write(np.ascontiguousarray(samples, dtype=np.float32), t_end)
+        self._audio_t_end = t_end
+        self._count("audio_samples", samples.size)
+        if self.lossless:
+            self._flush_pending()
+
+    def _flush_pending(self, force: bool = False) -> None:
+        """Lossless mode: hand over the frames whose audio has arrived (all of them if `force`)."""
+        no_audio = self._astream is None
+        while self._pending and not self._stop.is_set():
+            frame = self._pending[0]
+            if not (force or no_audio or (self._audio_t_end is not None and frame.t_ns <= self._audio_t_end)):
+                return
+            if self.frames.push(frame, block=True, timeout=0.1):
+                self._pending.popleft()
+
+    def _on_end(self) -> None:
+        self.audio.finish()
+        self.frames.finish()
+
+    def _release(self) -> None:
+        if self._container is not None and (self._thread is None or not self._thread.is_alive()):
+            self._container.close()
+            self._container = None
+
+    def counters(self) -> dict[str, int]:
+        """frames (decoded), drops (frame ring), audio_samples (16 kHz), pts_fixes, reconnects, overflows."""
+        out = super().counters()
+        out["drops"] = self.frames.drops
+        return out

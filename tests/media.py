@@ -1,0 +1,132 @@
+"""Real media files for tests, encoded with the ffmpeg command-line tool.
+
+Every helper writes one file into a directory the test owns (e.g. pytest's tmp_path) and
+returns its path. The audio is a known signal: silence until `onset_s`, then a sine at
+`tone_hz` (amplitude 0.5), so a test can check frequency and timing after decoding.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "ffmpeg_bin",
+    "tone_expr",
+    "make_video",
+    "make_mp4_tone",
+    "make_mkv_mono48k",
+    "make_wav",
+    "make_video_only",
+    "make_raw_tone",
+    "count_video_frames",
+]
+
+
+def ffmpeg_bin() -> str:
+    """Path of ffmpeg; raises RuntimeError naming the package when it is missing."""
+    path = shutil.which("ffmpeg")
+    if path is None:
+        raise RuntimeError("ffmpeg is not installed; run: apt-get install ffmpeg")
+    return path
+
+
+def _run(args: list[str]) -> None:
+    subprocess.run([ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def tone_expr(onset_s: float, tone_hz: float) -> str:
+    """An ffmpeg aevalsrc expression: 0 before onset_s, then 0.5*sin(2*pi*tone_hz*t)."""
+    return f"if(gte(t\\,{onset_s})\\,0.5*sin(2*PI*{tone_hz}*t)\\,0)"
+
+
+def make_video(
+    path: Path,
+    seconds: float = 3.0,
+    fps: int = 25,
+    size: str = "160x120",
+    audio_rate: int | None = 44100,
+    channels: int = 2,
+    onset_s: float = 1.0,
+    tone_hz: float = 1000.0,
+    vcodec: str = "libx264",
+    acodec: str = "aac",
+) -> Path:
+    """Encode a testsrc video (+ the tone track unless audio_rate is None) into `path`.
+
+    The container follows the file extension (.mp4, .mkv, ...).
+    """
+    path = Path(path)
+    args = ["-f", "lavfi", "-i", f"testsrc=size={size}:rate={fps}:duration={seconds}"]
+    if audio_rate is not None:
+        expr = "|".join([tone_expr(onset_s, tone_hz)] * channels)
+        args += ["-f", "lavfi", "-i", f"aevalsrc=exprs={expr}:s={audio_rate}:d={seconds}"]
+    args += ["-c:v", vcodec, "-pix_fmt", "yuv420p"]
+    if vcodec == "libx264":
+        args += ["-preset", "ultrafast"]
+    if audio_rate is not None:
+        args += ["-c:a", acodec, "-ar", str(audio_rate), "-ac", str(channels)]
+    _run(args + [str(path)])
+    return path
+
+
+def make_mp4_tone(directory: Path, seconds: float = 3.0, onset_s: float = 1.0) -> Path:
+    """H.264 + AAC MP4, 25 fps, 44.1 kHz stereo: silence for onset_s then 1 kHz."""
+    return make_video(Path(directory) / "tone.mp4", seconds=seconds, onset_s=onset_s)
+
+
+def make_mkv_mono48k(directory: Path, seconds: float = 2.0, onset_s: float = 0.5) -> Path:
+    """Matroska: H.264 15 fps + Vorbis 48 kHz mono with the tone from onset_s."""
+    return make_video(
+        Path(directory) / "mono48k.mkv",
+        seconds=seconds,
+        fps=15,
+        audio_rate=48000,
+        channels=1,
+        onset_s=onset_s,
+        acodec="libvorbis",
+    )
+
+
+def make_wav(path: Path, seconds: float = 1.0, rate: int = 48000, channels: int = 2, onset_s: float = 0.25) -> Path:
+    """PCM s16le WAV with the tone from onset_s (no video)."""
+    expr = "|".join([tone_expr(onset_s, 1000.0)] * channels)
+    _run(["-f", "lavfi", "-i", f"aevalsrc=exprs={expr}:s={rate}:d={seconds}", "-c:a", "pcm_s16le", str(path)])
+    return Path(path)
+
+
+def make_video_only(directory: Path, seconds: float = 1.0) -> Path:
+    """H.264 MP4 without an audio track."""
+    return make_video(Path(directory) / "silent.mp4", seconds=seconds, audio_rate=None)
+
+
+def make_raw_tone(
+    path: Path,
+    seconds: float,
+    rate: int = 48000,
+    channels: int = 2,
+    onset_s: float = 0.5,
+    tone_hz: float = 1000.0,
+    tail_s: float = 0.0,
+) -> Path:
+    """Headerless interleaved s16le samples: silence, the tone from onset_s to `seconds`, then tail_s of silence."""
+    t = np.arange(int(round(seconds * rate))) / rate
+    x = np.where(t >= onset_s, 0.5 * np.sin(2 * np.pi * tone_hz * t), 0.0)
+    x = np.concatenate([x, np.zeros(int(round(tail_s * rate)))])
+    pcm = np.round(x * 32767).astype("<i2")
+    np.repeat(pcm[:, None], channels, axis=1).tofile(path)  # (n, channels) interleaved
+    return Path(path)
+
+
+def count_video_frames(path: Path) -> int:
+    """Number of decodable video frames, as ffprobe counts them."""
+    ffprobe = shutil.which("ffprobe") or ffmpeg_bin().replace("ffmpeg", "ffprobe")
+    out = subprocess.run(
+        [ffprobe, "-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries",
+         "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
+        check=True, capture_output=True, text=True,
+    )
+    return int(out.stdout.strip())

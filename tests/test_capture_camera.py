@@ -1,0 +1,98 @@
+"""CameraSource with OpenCV on a real file and on a live MJPEG-over-HTTP stream from ffmpeg."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from media import make_video
+
+from streamavs.capture.camera import CameraSource
+from streamavs.errors import SourceError
+
+SERVED_FPS = 15
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_mjpeg(ffmpeg: str, port: int) -> subprocess.Popen:
+    """ffmpeg serving a 15 fps test pattern as multipart JPEG to one HTTP client."""
+    return subprocess.Popen(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
+         "-i", f"testsrc=size=320x240:rate={SERVED_FPS}", "-f", "mpjpeg", "-q:v", "5",
+         "-listen", "1", f"http://127.0.0.1:{port}/stream.mjpg"],
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def wait_for(pred, timeout: float, source: CameraSource | None = None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if source is not None:
+            source.check()
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_camera_on_a_file_plays_all_frames_at_its_rate(tmp_path, ffmpeg):
+    path = make_video(tmp_path / "cam.mp4", seconds=1.0, fps=20, audio_rate=None)
+    with CameraSource(str(path)) as cam:
+        frames = []
+        while (f := cam.frames.take(timeout=2.0)) is not None:
+            frames.append(f)
+        cam.check()
+        fps = cam.fps
+    assert cam.eof and cam.counters()["frames"] == 20
+    assert frames[0].image.shape == (120, 160, 3) and frames[0].image.dtype == np.uint8
+    assert all(b.t_ns > a.t_ns for a, b in zip(frames, frames[1:]))
+    assert fps is not None and abs(fps - 20) < 3
+
+
+def test_no_camera_names_input_and_synthetic():
+    with pytest.raises(SourceError, match="--input FILE.*--synthetic") as info:
+        CameraSource(97).start()  # no /dev/video97
+    assert "\n" not in str(info.value)
+
+
+def test_live_mjpeg_stream_rate_and_reconnect(ffmpeg):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/stream.mjpg"
+    server = serve_mjpeg(ffmpeg, port)
+    cam = None
+    try:
+        deadline = time.monotonic() + 5
+        while cam is None:  # the server needs a moment to listen
+            try:
+                cam = CameraSource(url, reconnect_attempts=8, max_backoff_s=0.5).start()
+            except SourceError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert wait_for(lambda: cam.counters()["frames"] >= 25, 5, cam)
+        assert abs(cam.fps - SERVED_FPS) < 2.5
+        assert cam.frames.latest().image.shape == (240, 320, 3)
+
+        server.kill()  # the stream goes away ...
+        server.wait()
+        time.sleep(0.3)
+        server = serve_mjpeg(ffmpeg, port)  # ... and comes back on the same port
+        before = cam.counters()["frames"]
+        assert wait_for(lambda: cam.counters()["reconnects"] >= 1, 6, cam)
+        assert wait_for(lambda: cam.counters()["frames"] >= before + 10, 4, cam)
+        cam.check()
+    finally:
+        if cam is not None:
+            t0 = time.monotonic()
+            cam.close()
+            assert time.monotonic() - t0 < 1.5
+        server.kill()
+        server.wait()
