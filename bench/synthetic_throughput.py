@@ -1,0 +1,123 @@
+"""Throughput of the synthetic benchmark generator on one CPU core.
+
+Measures, per setting, how fast :func:`streamavs.synthetic.generate_clip` makes clips in
+memory (what an on-the-fly training loader pays) and how fast
+:func:`streamavs.synthetic.write_avsbench` writes them to disk (PNG + WAV encoding
+included): clips/s, frames/s and seconds of audio-visual data per wall-clock second, with
+per-clip latency percentiles. Writes JSON to bench/results/synthetic-<date>.json.
+
+    python -m streamavs.bench.synthetic_throughput --clips 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _stats(wall: list[float], cpu: list[float], seconds_per_clip: int) -> dict:
+    """Rates from per-clip wall-clock and process-CPU durations (s). On a shared machine the
+    CPU-time rates are what one free core would do; the wall-clock ones are what we got."""
+    import numpy as np
+
+    d, c = np.asarray(wall), np.asarray(cpu)
+    total, total_cpu = float(d.sum()), float(c.sum())
+    return {
+        "clips": int(d.size),
+        "clips_per_s": d.size / total,
+        "frames_per_s": d.size * seconds_per_clip / total,
+        "data_seconds_per_s": d.size * seconds_per_clip / total,  # one frame per second of data
+        "ms_per_clip": {"p50": 1e3 * float(np.percentile(d, 50)), "p90": 1e3 * float(np.percentile(d, 90)),
+                        "max": 1e3 * float(d.max())},
+        "cpu_ms_per_clip_mean": 1e3 * total_cpu / c.size,
+        "frames_per_cpu_s": d.size * seconds_per_clip / total_cpu,
+    }
+
+
+def _timed(fn) -> tuple[float, float]:
+    w, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - w, time.process_time() - c
+
+
+def run(clips: int, image_size: int, seconds: int, warmup: int = 3) -> dict:
+    """Measure both settings; returns the results dict (see module docstring)."""
+    import cv2
+
+    from streamavs.synthetic import SceneConfig, generate_clip, split_seed, write_avsbench
+
+    cv2.setNumThreads(1)  # one core: the generator is meant to run inside a loader worker
+    results = {}
+    for setting in ("single", "multi"):
+        config = SceneConfig(image_size=image_size, seconds=seconds, setting=setting)
+        for i in range(warmup):
+            generate_clip(split_seed("train", 10_000 + i), config)
+        times = [_timed(lambda: generate_clip(split_seed("train", i), config)) for i in range(clips)]
+        row = {"generate": _stats([w for w, _ in times], [c for _, c in times], seconds)}
+        with tempfile.TemporaryDirectory() as tmp:
+            times = [_timed(lambda: write_avsbench(tmp, "train", 1, config, first_index=i, progress=False))
+                     for i in range(max(1, clips // 2))]
+        row["write_avsbench"] = _stats([w for w, _ in times], [c for _, c in times], seconds)
+        results[setting] = row
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=40, help="clips per setting to time (default 40)")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results",
+                        help="folder for synthetic-<date>.json")
+    args = parser.parse_args(argv)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # takes effect only if numpy is not imported yet
+    import cv2
+    import numpy as np
+
+    results = run(args.clips, args.image_size, args.seconds)
+    now = dt.datetime.now(dt.timezone.utc)
+    report = {
+        "benchmark": "synthetic_throughput",
+        "command": "python -m streamavs.bench.synthetic_throughput " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "date": now.isoformat(timespec="seconds"),
+        "machine": {"cpu": _cpu_name(), "logical_cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__,
+                    "threads": "1 (cv2.setNumThreads(1); numpy FFTs are single-threaded)",
+                    "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()],
+                    "note": "CPU shared with other jobs while measuring; wall-clock rates are a lower bound"},
+        "image_size": args.image_size,
+        "seconds_per_clip": args.seconds,
+        "results": results,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"synthetic-{now:%Y-%m-%d}.json"
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    for setting, row in results.items():
+        for kind, s in row.items():
+            print(f"{setting:6s} {kind:14s} {s['clips_per_s']:6.1f} clips/s {s['frames_per_s']:7.1f} frames/s "
+                  f"p50 {s['ms_per_clip']['p50']:6.1f} ms/clip | per CPU-second {s['frames_per_cpu_s']:6.1f} frames")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""`streamavs data`: make and look at datasets (the synthetic benchmark in the AVSBench layout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+data_app = typer.Typer(help="Make and inspect datasets in the AVSBench layout.", no_args_is_help=True)
+
+
+@data_app.command("synth")
+def synth(
+    out: Annotated[Path, typer.Option("--out", help="Dataset root (Single-source/ and Multi-sources/ go inside).")],
+    setting: Annotated[str, typer.Option(help="single (S4 layout) or multi (MS3 layout).")] = "single",
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "train",
+    count: Annotated[int, typer.Option(help="Number of clips to write.")] = 100,
+    seed_offset: Annotated[int, typer.Option(help="Index of the first clip (clip i has seed split_seed(split, i)).")] = 0,
+    image_size: Annotated[int, typer.Option(help="Frame height = width in pixels.")] = 224,
+    seconds: Annotated[int, typer.Option(help="Clip length in seconds (one frame per second).")] = 5,
+    state_change_prob: Annotated[float, typer.Option(help="Chance per source and second that it starts/stops sounding.")] = 0.0,
+    distractor_share: Annotated[float, typer.Option(help="single: share of clips with silent distractor objects.")] = 0.5,
+    ambient_dbfs: Annotated[Optional[float], typer.Option(help="Pink-noise floor in dBFS (e.g. -50); off by default.")] = None,
+    mono: Annotated[bool, typer.Option("--mono", help="No stereo panning (the mono mix in both channels).")] = False,
+) -> None:
+    """Write synthetic clips (frames, 16-bit stereo WAV, per-second masks) in the AVSBench layout."""
+    from streamavs.synthetic import SceneConfig, write_avsbench
+
+    config = SceneConfig(image_size=image_size, seconds=seconds, setting=setting, distractor_share=distractor_share,
+                         state_change_prob=state_change_prob, ambient_dbfs=ambient_dbfs, stereo=not mono)
+    names = write_avsbench(out, split, count, config, first_index=seed_offset)
+    typer.echo(f"wrote {len(names)} {setting}-source clips of split {split} to {out}")
+
+
+@data_app.command("inspect")
+def inspect(
+    root: Annotated[Path, typer.Argument(help="Dataset root holding Single-source/ and/or Multi-sources/.")],
+    out: Annotated[Optional[Path], typer.Option(help="Overview picture to write (PNG).")] = None,
+    n: Annotated[int, typer.Option(help="Clips per setting in the picture.")] = 4,
+) -> None:
+    """Print clip counts per split and category, and write an overview picture (needs matplotlib)."""
+    from streamavs.errors import InputError
+    from streamavs.synthetic.overview import count_samples, list_samples, render_overview
+
+    if n < 1:
+        raise InputError(f"--n must be at least 1 clip per setting, got {n}")
+    counts = count_samples(list_samples(root))
+    for setting, splits in counts.items():
+        for split, categories in splits.items():
+            total = sum(categories.values())
+            detail = ", ".join(f"{name} {value}" for name, value in categories.items())
+            typer.echo(f"{setting:6s} {split:5s} {total:6d} clips  ({detail})")
+    picture = render_overview(root, out if out is not None else root / "overview.png", n)
+    typer.echo(f"overview picture: {picture}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")
