@@ -1,0 +1,127 @@
+"""`streamavs subscribe ADDR`: receive the mask stream and report rate, latency, gaps, restarts."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def _format(stats) -> str:
+    """One status line from a SubscriberStats."""
+    cap, pub = stats.latency_capture_ms, stats.latency_publish_ms
+    lat = (
+        f"latency ms capture p50 {cap['p50']:.1f} p90 {cap['p90']:.1f} p99 {cap['p99']:.1f}"
+        f" | publish p50 {pub['p50']:.2f} p99 {pub['p99']:.2f}"
+        if cap
+        else "latency -"
+    )
+    return (
+        f"masks {stats.received}  rate {stats.rate_hz:.1f} Hz (mean {stats.mean_rate_hz:.1f})  {lat}"
+        f"  gaps {stats.gaps} (lost {stats.lost})"
+        f"  restarts {stats.restarts}  heartbeats {stats.heartbeats}"
+    )
+
+
+class _Window:
+    """An OpenCV window that shows each mask as a heat map with its sounding score."""
+
+    def __init__(self) -> None:
+        has_display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+        if sys.platform.startswith("linux") and not has_display:
+            from streamavs.errors import InputError
+
+            raise InputError(
+                "--show needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set; use --save DIR instead"
+            )
+        import cv2
+
+        self.cv2 = cv2
+
+    def show(self, msg) -> None:
+        import numpy as np
+
+        cv2 = self.cv2
+        img = cv2.applyColorMap(_to_u8(msg.mask), cv2.COLORMAP_INFERNO)  # (H, W, 3) BGR
+        text = f"{msg.stream} #{msg.seq} sounding {msg.sounding:.2f} unc {msg.uncertainty:.2f}"
+        cv2.putText(img, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
+        try:
+            cv2.imshow("streamavs subscribe", img)
+            cv2.waitKey(1)
+        except cv2.error as exc:
+            from streamavs.errors import MissingDependency
+
+            raise MissingDependency(
+                f"--show needs OpenCV with GUI support ({exc.err}); install opencv-python instead of "
+                "opencv-python-headless, or use --save DIR"
+            ) from exc
+
+
+def _to_u8(mask):
+    """(H, W) uint8 0..255 from float probabilities or a bool mask (* 255)."""
+    import numpy as np
+
+    return mask.astype(np.uint8) * 255 if mask.dtype == np.bool_ else np.rint(mask * 255).astype(np.uint8)
+
+
+def _save(directory: Path, msg) -> None:
+    """Write the mask as an 8-bit grayscale PNG named STREAM-SESSION-SEQ.png."""
+    from streamavs.protocol import encode_png
+
+    (directory / f"{msg.stream}-{msg.session}-{msg.seq:08d}.png").write_bytes(encode_png(_to_u8(msg.mask)))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def subscribe(
+        address: Annotated[str, typer.Argument(help="Publisher address, e.g. tcp://127.0.0.1:5555.")],
+        count: Annotated[Optional[int], typer.Option(help="Stop after this many masks.", min=1)] = None,
+        duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds.", min=0)] = None,
+        save: Annotated[Optional[Path], typer.Option(help="Write each mask as a PNG into this folder.")] = None,
+        show: Annotated[bool, typer.Option(help="Show the masks in a window (needs a display).")] = False,
+        latest_only: Annotated[bool, typer.Option(help="Keep only the newest mask if behind.")] = False,
+        curve_server_key: Annotated[
+            Optional[Path], typer.Option(help="The publisher's CurveZMQ public key file (NAME.key).")
+        ] = None,
+        stream: Annotated[Optional[str], typer.Option(help="Receive only this stream (default: all).")] = None,
+        interval: Annotated[float, typer.Option(help="Seconds between status lines.", min=0.1)] = 1.0,
+    ) -> None:
+        """Receive the mask stream; print rate, latency percentiles, gaps and restarts.
+
+        Exits non-zero on a message that breaks wire protocol v1 (docs/protocol.md).
+        """
+        from streamavs.publish import Subscriber
+
+        window = _Window() if show else None
+        if save is not None:
+            save.mkdir(parents=True, exist_ok=True)
+        start = time.monotonic()
+        next_report = start + interval
+        sub = Subscriber(address, stream=stream, latest_only=latest_only, curve_server_key=curve_server_key)
+        with sub:
+            received = 0
+            while count is None or received < count:
+                now = time.monotonic()
+                if duration is not None and now - start >= duration:
+                    break
+                if now >= next_report:
+                    typer.echo(_format(sub.stats()))
+                    next_report = now + interval
+                end = next_report if duration is None else min(next_report, start + duration)
+                wait = max(0.0, end - now)
+                msg = sub.recv(timeout=wait)
+                if msg is None:
+                    continue
+                received += 1
+                if save is not None:
+                    _save(save, msg)
+                if window is not None:
+                    window.show(msg)
+            stats = sub.stats()
+        typer.echo("final: " + _format(stats))
+        if stats.received == 0:
+            typer.echo(f"no masks received; is a publisher running at {address}?", err=True)

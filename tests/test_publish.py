@@ -1,0 +1,324 @@
+"""Publisher and Subscriber over real ZeroMQ sockets on 127.0.0.1 (ephemeral ports), a C
+subscriber built with gcc + libzmq, and the `streamavs subscribe` command."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from streamavs.errors import InputError, ProtocolError
+from streamavs.protocol import ENCODINGS, decode_png, encode_heartbeat, encode_mask, encode_message
+from streamavs.publish import Publisher, Subscriber, generate_curve_keys, is_loopback, load_curve_key
+
+ENGINE = {"name": "tiny", "sha256": "0123abcd"}
+ANY_PORT = "tcp://127.0.0.1:*"
+
+
+def _publish(pub: Publisher, prob: np.ndarray, encoding: str = "u8") -> int:
+    t = time.time()
+    return pub.publish(
+        prob, t_capture=t, audio_window=(t - 1.0, t), sounding=0.9, uncertainty=0.1,
+        engine=ENGINE, backend="onnxruntime", stage_ms={"engine": 3.0}, encoding=encoding,
+    )  # fmt: skip
+
+
+def _join(send_heartbeat, sub: Subscriber, timeout: float = 5.0) -> None:
+    """Send heartbeats until `sub` has one more: PUB drops messages until a subscription arrives."""
+    before, deadline = sub.stats().heartbeats, time.monotonic() + timeout
+    while sub.stats().heartbeats == before:
+        if time.monotonic() > deadline:
+            pytest.fail("the subscriber never received a heartbeat")
+        send_heartbeat()
+        sub.recv(timeout=0.02)
+
+
+@pytest.fixture
+def raw_pub():
+    """A bare PUB socket on an ephemeral port, for messages a Publisher would never send."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    yield sock, f"tcp://127.0.0.1:{port}"
+    sock.close(linger=0)
+    ctx.term()
+
+
+def _raw_heartbeat(sock: zmq.Socket) -> None:
+    sock.send_multipart(encode_heartbeat(stream="cam0", session="s1", seq=0, t_publish=time.time()))
+
+
+def _frames(seq: int, value: float = 0.5, session: str = "s1", stream: str = "cam0") -> list[bytes]:
+    t = time.time()
+    return encode_message(
+        np.full((4, 4), value, np.float32), stream=stream, session=session, seq=seq, t_capture=t,
+        t_publish=t, audio_window=(t - 1, t), sounding=0.5, uncertainty=0.2, engine=ENGINE,
+        backend="torch", stage_ms={}, dropped=0, audio_overflows=0,
+    )  # fmt: skip
+
+
+def test_every_encoding_arrives_intact():
+    rng = np.random.default_rng(1)
+    with Publisher(ANY_PORT, stream="cam0") as pub, Subscriber(pub.address) as sub:
+        _join(lambda: pub.heartbeat(force=True), sub)
+        for i, enc in enumerate(ENCODINGS):
+            prob = rng.random((15, 22), dtype=np.float32)
+            assert _publish(pub, prob, enc) == i  # per-topic seq counts masks only
+            msg = sub.recv(timeout=2.0)
+            assert msg is not None and (msg.seq, msg.encoding, msg.stream) == (i, enc, "cam0")
+            assert msg.session == pub.session and msg.engine == ENGINE
+            expected = np.rint(prob * 255) / 255 if enc == "u8" else prob >= 0.5
+            np.testing.assert_allclose(msg.mask, expected, atol=1e-6)
+        stats = sub.stats()
+        assert (stats.received, stats.gaps, stats.restarts) == (4, 0, 0)
+        assert 0 <= stats.latency_publish_ms["p50"] < 1000
+
+
+def test_gap_is_counted_by_seq(raw_pub):
+    sock, address = raw_pub
+    with Subscriber(address) as sub:
+        _join(lambda: _raw_heartbeat(sock), sub)
+        for seq in (0, 1, 5, 6):  # 2, 3, 4 were "lost"
+            sock.send_multipart(_frames(seq))
+        assert [sub.recv(timeout=2.0).seq for _ in range(4)] == [0, 1, 5, 6]
+        stats = sub.stats()
+        assert (stats.gaps, stats.lost, stats.restarts) == (1, 3, 0)
+
+
+def test_stream_filter_is_exact_not_prefix(raw_pub):
+    sock, address = raw_pub
+    with Subscriber(address, stream="cam0") as sub:
+        _join(lambda: _raw_heartbeat(sock), sub)
+        sock.send_multipart(_frames(0, stream="cam01"))  # passes the SUB prefix filter "mask.cam0"
+        sock.send_multipart(_frames(0, stream="cam0"))
+        msg = sub.recv(timeout=2.0)
+        assert msg.stream == "cam0" and sub.recv(timeout=0.05) is None
+
+
+def test_seq_going_backwards_is_a_protocol_error(raw_pub):
+    sock, address = raw_pub
+    with Subscriber(address) as sub:
+        _join(lambda: _raw_heartbeat(sock), sub)
+        sock.send_multipart(_frames(3))
+        sock.send_multipart(_frames(2))
+        assert sub.recv(timeout=2.0).seq == 3
+        with pytest.raises(ProtocolError, match="seq went backwards on mask.cam0 within session s1: 3 then 2"):
+            sub.recv(timeout=2.0)
+
+
+def test_publisher_restart_is_detected_by_session():
+    with Publisher(ANY_PORT) as first:
+        address = first.address
+        sub = Subscriber(address)
+        _join(lambda: first.heartbeat(force=True), sub)
+        for _ in range(3):
+            _publish(first, np.zeros((4, 4), np.float32))
+        assert [sub.recv(timeout=2.0).seq for _ in range(3)] == [0, 1, 2]
+    with sub, Publisher(address) as second:  # same port, new session, seq from 0 again
+        assert second.session != first.session
+        _join(lambda: second.heartbeat(force=True), sub, timeout=10.0)
+        _publish(second, np.zeros((4, 4), np.float32))
+        msg = sub.recv(timeout=2.0)
+        assert (msg.session, msg.seq) == (second.session, 0)
+        stats = sub.stats()
+        assert (stats.restarts, stats.gaps, stats.received) == (1, 0, 4)
+
+
+def test_latest_only_returns_newest_and_counts_superseded():
+    with Publisher(ANY_PORT) as pub, Subscriber(pub.address, latest_only=True) as sub:
+        _join(lambda: pub.heartbeat(force=True), sub)
+        for i in range(5):
+            _publish(pub, np.full((3, 3), i / 10, np.float32))
+        deadline = time.monotonic() + 5
+        while sub.stats().received < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        msg = sub.recv(timeout=1.0)
+        assert msg.seq == 4 and np.allclose(msg.mask, 0.4, atol=1 / 255)
+        assert sub.recv(timeout=0.05) is None  # nothing newer
+        assert sub.stats().superseded == 4
+
+
+def test_latest_only_reraises_receive_thread_error(raw_pub):
+    sock, address = raw_pub
+    with Subscriber(address, latest_only=True) as sub:
+        _join(lambda: _raw_heartbeat(sock), sub)
+        bad = _frames(0)
+        sock.send_multipart([bad[0], bad[1].replace(b'"v":1', b'"v":9'), bad[2]])
+        with pytest.raises(ProtocolError, match="speaks protocol v1, the message is v9"):
+            sub.recv(timeout=2.0)
+
+
+def test_curve_keys_restrict_subscribers(tmp_path):
+    public, secret = generate_curve_keys(tmp_path / "server")
+    other_public, _ = generate_curve_keys(tmp_path / "other")
+    assert load_curve_key(secret, secret=True)[0] == load_curve_key(public, secret=False)[0]
+    with (
+        Publisher(ANY_PORT, curve_secret_key=secret) as pub,
+        Subscriber(pub.address, curve_server_key=public) as good,
+        Subscriber(pub.address) as plain,  # no key
+        Subscriber(pub.address, curve_server_key=other_public) as wrong,
+    ):
+        _join(lambda: pub.heartbeat(force=True), good)
+        got = 0
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            _publish(pub, np.ones((4, 4), np.float32))
+            got += good.recv(timeout=0.02) is not None
+            assert plain.recv(timeout=0) is None and wrong.recv(timeout=0) is None
+        assert got > 0
+        for sub in (plain, wrong):
+            assert (sub.stats().received, sub.stats().heartbeats) == (0, 0)
+
+
+def test_curve_secret_key_as_z85_string():
+    public, secret = zmq.curve_keypair()
+    with Publisher(ANY_PORT, curve_secret_key=secret.decode()) as pub:
+        with Subscriber(pub.address, curve_server_key=public) as sub:
+            _join(lambda: pub.heartbeat(force=True), sub)
+    with pytest.raises(InputError, match="does not exist; create a pair"):
+        Publisher(ANY_PORT, curve_secret_key="no/such/server.key_secret")
+
+
+def test_address_in_use_names_address_and_suggests_another():
+    with Publisher(ANY_PORT) as pub:
+        port = int(pub.address.rsplit(":", 1)[1])
+        with pytest.raises(InputError) as err:
+            Publisher(pub.address)
+    text = str(err.value)
+    assert f"cannot publish on tcp://127.0.0.1:{port}: the address is already in use" in text
+    assert f"--publish tcp://127.0.0.1:{port + 1}" in text
+
+
+def test_remote_bind_needs_explicit_permission():
+    with pytest.raises(InputError, match="allow_remote=True"):
+        Publisher("tcp://0.0.0.0:5555")
+    assert is_loopback("tcp://127.0.0.1:5555") and is_loopback("tcp://[::1]:5") and is_loopback("tcp://localhost:1")
+    assert not any(map(is_loopback, ["tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://10.0.0.2:1", "tcp://eth0:1"]))
+    with pytest.raises(InputError, match="looks like tcp://127.0.0.1:5555"):
+        is_loopback("udp://127.0.0.1:5555")
+
+
+def test_heartbeat_schedule_and_idempotent_close():
+    with Publisher(ANY_PORT, heartbeat_s=0.05) as pub, Subscriber(pub.address) as sub:
+        _join(lambda: pub.heartbeat(force=True), sub)
+        assert pub.heartbeat() is False  # not due yet
+        before = sub.stats().heartbeats
+        time.sleep(0.06)
+        _publish(pub, np.zeros((2, 2), np.float32))  # sends the due heartbeat first
+        assert sub.recv(timeout=2.0).seq == 0
+        assert sub.stats().heartbeats == before + 1
+    pub.close()
+    sub.close()
+    with pytest.raises(InputError, match="closed"):
+        pub.heartbeat(force=True)
+
+
+# ------------------------------------------------------------------------------ C client
+@pytest.fixture(scope="module")
+def c_subscriber(tmp_path_factory) -> Path:
+    gcc, pkg_config = shutil.which("gcc"), shutil.which("pkg-config")
+    if gcc is None or pkg_config is None:
+        pytest.skip("the C subscriber needs gcc and pkg-config: apt-get install gcc pkg-config libzmq3-dev")
+    flags = subprocess.run([pkg_config, "--cflags", "--libs", "libzmq"], capture_output=True, text=True)
+    if flags.returncode != 0:
+        pytest.skip("the C subscriber needs libzmq's headers: apt-get install libzmq3-dev")
+    exe = tmp_path_factory.mktemp("c") / "subscriber"
+    src = Path(__file__).parent / "c" / "subscriber.c"
+    subprocess.run([gcc, "-O2", "-Wall", "-o", str(exe), str(src), *shlex.split(flags.stdout)], check=True)
+    return exe
+
+
+def _c_expectation(prob: np.ndarray, enc: str) -> str:
+    h, w = prob.shape
+    if enc == "u8":
+        v = np.frombuffer(encode_mask(prob, "u8"), np.uint8).astype(np.uint64)
+        ones, idxsum = int((v >= 128).sum()), int((np.arange(v.size, dtype=np.uint64) * v).sum())
+    elif enc == "png":
+        ones, idxsum = -1, 0
+    else:
+        on = np.flatnonzero((prob >= 0.5).ravel())  # row-major indices
+        ones, idxsum = int(on.size), int(on.sum())
+    tail = f" png_w={w} png_h={h}" if enc == "png" else ""
+    return f"enc={enc} h={h} w={w} ones={ones} idxsum={idxsum}{tail}"
+
+
+def test_c_subscriber_decodes_every_encoding(c_subscriber):
+    rng = np.random.default_rng(2)
+    masks = []
+    for shape in [(1, 1), (3, 5), (17, 9), (224, 224)]:
+        masks += [rng.random(shape, dtype=np.float32), np.zeros(shape, np.float32), np.ones(shape, np.float32)]
+    sent = [(prob, enc) for prob in masks for enc in ENCODINGS]
+    with Publisher(ANY_PORT) as pub:
+        cmd = [str(c_subscriber), pub.address, str(len(sent)), "5000"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 10
+            while not select.select([proc.stdout], [], [], 0.02)[0]:
+                assert time.monotonic() < deadline and proc.poll() is None, "C subscriber never got a heartbeat"
+                pub.heartbeat(force=True)
+            assert proc.stdout.readline().strip() == "ready"
+            seqs = [_publish(pub, prob, enc) for prob, enc in sent]
+            out, _ = proc.communicate(timeout=20)
+        finally:
+            proc.kill() if proc.poll() is None else None
+    lines = out.strip().splitlines()
+    assert proc.returncode == 0, out
+    assert lines[-1] == f"done {len(sent)}"
+    for line, seq, (prob, enc) in zip(lines[:-1], seqs, sent):
+        assert line == f"mask seq={seq} {_c_expectation(prob, enc)}"
+
+
+# ------------------------------------------------------------------------------ CLI
+def _cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamavs", "subscribe", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+
+def test_cli_subscribe_saves_pngs_and_reports(tmp_path):
+    with Publisher(ANY_PORT) as pub:
+        proc = _cli(pub.address, "--count", "3", "--save", str(tmp_path), "--interval", "0.2")
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            _publish(pub, np.full((6, 8), 0.6, np.float32))
+            time.sleep(0.02)
+        out, err = proc.communicate(timeout=5)
+    assert proc.returncode == 0, err
+    final = [line for line in out.splitlines() if line.startswith("final:")]
+    assert len(final) == 1 and re.search(r"masks 3 .* gaps 0 \(lost 0\)\s+restarts 0", final[0]), out
+    files = sorted(tmp_path.glob("default-*.png"))
+    assert len(files) == 3
+    assert decode_png(files[0].read_bytes()).tolist() == [[153] * 8] * 6  # rint(0.6 * 255)
+
+
+def test_cli_subscribe_exits_non_zero_on_protocol_error(raw_pub):
+    sock, address = raw_pub
+    proc = _cli(address, "--duration", "30")
+    deadline = time.monotonic() + 30
+    bad = _frames(0)
+    while proc.poll() is None and time.monotonic() < deadline:
+        sock.send_multipart([bad[0], bad[1].replace(b'"schema":"streamavs.mask"', b'"schema":"x"'), bad[2]])
+        time.sleep(0.02)
+    _, err = proc.communicate(timeout=5)
+    assert proc.returncode == 2
+    assert err.strip() == "streamavs: error: header schema must be 'streamavs.mask', got 'x'"
+
+
+def test_cli_show_without_display_is_one_line_error():
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    proc = _cli("tcp://127.0.0.1:1", "--show", "--duration", "0.1", env=env)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "--show needs a display" in err and "--save DIR" in err and len(err.strip().splitlines()) == 1
