@@ -70,7 +70,7 @@ class LossSection:
 class OptimSection:
     optimizer: str = "adamw"  # "adam" | "adamw"
     lr: float = 3e-4
-    backbone_lr_scale: float = 0.1  # pretrained encoders learn slower
+    backbone_lr_scale: float = 0.1  # pretrained visual encoder learns slower; 0 freezes it (BN stats too)
     weight_decay: float = 1e-4
     batch_size: int = 16  # per process
     epochs: int = 4
@@ -78,6 +78,8 @@ class OptimSection:
     amp: bool = True  # mixed precision, used only on CUDA
 
     def __post_init__(self) -> None:
+        if self.backbone_lr_scale < 0:
+            raise ConfigError(f"[optim] backbone_lr_scale must be >= 0 (0 freezes), got {self.backbone_lr_scale}")
         if self.optimizer not in ("adam", "adamw"):
             raise ConfigError(f"[optim] optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
 

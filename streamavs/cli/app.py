@@ -24,6 +24,20 @@ def build_app() -> typer.Typer:
 
     # REGISTER: one line per command group, in the order --help lists them.
     from streamavs.cli import version
+    from streamavs.cli import run
+    from streamavs.cli import data
+    from streamavs.cli import subscribe
+    from streamavs.cli import engines
+    from streamavs.cli import export
+    from streamavs.cli import bench
+    from streamavs.cli import train
 
     version.register(app)
+    run.register(app)
+    data.register(app)
+    subscribe.register(app)
+    engines.register(app)
+    export.register(app)
+    bench.register(app)
+    train.register(app)
     return app

@@ -1,0 +1,189 @@
+"""Training the causal temporal stage on top of a frozen segmenter.
+
+Why on top of, not jointly: the segmenter's robustness to negative audio comes from the
+balanced per-frame training of the paper; freezing it keeps that intact, makes the ablation
+clean (frame-only, attention-only and full stage share one segmenter), and makes training cheap
+on a CPU: the segmenter runs once per clip to cache its fused feature maps, then the stage
+trains for many epochs on the cache.
+
+Data: synthetic clips whose objects start and stop sounding between seconds
+(`[data] state_change_prob`), with `clip_negative_share` of the seconds given negative audio
+(silence / off-screen / noise through the same front end). Targets are the per-second sounding
+masks at the fused map's resolution (1/4 of the input).
+
+Loss (see :func:`temporal_loss`): BCE + soft IoU on the confidence-reduced probability
+``sigma(m) * (1 - u)``, plus an evidential loss on the Dirichlet parameters. Training only
+through the reduced probability would give the uncertainty head a signal only where the target
+is foreground (on background, raising u is free), so u could learn "not foreground" instead of
+"unsure". The evidential loss (Sensoy et al. 2018: type-II likelihood plus a KL term that removes
+evidence for the wrong class) asks for evidence for the right class at every pixel and
+penalises misleading evidence, so the head keeps evidence low exactly where the features
+cannot tell silent from sounding: where the cached past and the current audio disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
+from streamavs.model.temporal import TemporalConfig, TemporalOutput, TemporalStage
+from streamavs.training.config import TemporalSection, TrainConfig
+
+
+def soft_iou_loss(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - (2 sum(p y) + 1) / (sum p + sum y + 1) per map; defined (and > 0 for p > 0) on empty targets."""
+    dims = tuple(range(1, prob.dim()))
+    inter = (prob * target).sum(dims)
+    return (1.0 - (2.0 * inter + 1.0) / (prob.sum(dims) + target.sum(dims) + 1.0)).mean()
+
+
+def evidential_loss(alpha: torch.Tensor, target: torch.Tensor, kl_weight: float) -> torch.Tensor:
+    """Type-II ML loss for a Dirichlet over {silent, sounding} plus the annealed KL regulariser.
+
+    alpha: (N, 2, h, w) >= 1; target: (N, 1, h, w) in {0, 1}."""
+    y = torch.cat([1.0 - target, target], dim=1)  # (N, 2, h, w) one-hot
+    s = alpha.sum(dim=1, keepdim=True)
+    nll = (y * (torch.log(s) - torch.log(alpha))).sum(dim=1)  # (N, h, w)
+    a_tilde = y + (1.0 - y) * alpha  # evidence for the wrong class only
+    s_tilde = a_tilde.sum(dim=1)
+    kl = (
+        torch.lgamma(s_tilde) - math.lgamma(2.0) - torch.lgamma(a_tilde).sum(dim=1)
+        + ((a_tilde - 1.0) * (torch.digamma(a_tilde) - torch.digamma(s_tilde).unsqueeze(1))).sum(dim=1)
+    )
+    return (nll + kl_weight * kl).mean()
+
+
+def temporal_loss(out: TemporalOutput, target: torch.Tensor, section: TemporalSection,
+                  kl_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """out: stacked over time (B, L, ...); target: (B, L, 1, h, w)."""
+    b, length = target.shape[:2]
+    flat = lambda x: x.reshape(b * length, *x.shape[2:])  # noqa: E731  (B*L, C, h, w)
+    y = flat(target)
+    if out.alpha is None:
+        bce = F.binary_cross_entropy_with_logits(flat(out.mask_logits), y)
+        iou = soft_iou_loss(torch.sigmoid(flat(out.mask_logits)), y)
+        return bce + iou, {"bce": bce.item(), "iou": iou.item()}
+    p = flat(out.mask_prob).clamp(1e-6, 1.0 - 1e-6)
+    bce = F.binary_cross_entropy(p, y)
+    iou = soft_iou_loss(p, y)
+    edl = evidential_loss(flat(out.alpha), y, kl_weight)
+    return bce + iou + section.edl_weight * edl, {"bce": bce.item(), "iou": iou.item(), "edl": edl.item()}
+
+
+@torch.no_grad()
+def cache_features(segmenter, clips, batch_clips: int = 4, progress: bool = True) -> dict[str, torch.Tensor]:
+    """Run the frozen segmenter over every clip once: fused maps (float16) and 1/4-res targets."""
+    from tqdm import tqdm
+
+    from streamavs.training.data import collate
+
+    segmenter.eval()
+    fused, targets = [], []
+    for start in tqdm(range(0, len(clips), batch_clips), desc="caching features", disable=not progress, unit="batch"):
+        batch = collate([clips[i] for i in range(start, min(start + batch_clips, len(clips)))])
+        b, length = batch["frame"].shape[:2]
+        out = segmenter(batch["frame"].flatten(0, 1), batch["log_mel"].flatten(0, 1))
+        h, w = out.fused.shape[-2:]
+        fused.append(out.fused.reshape(b, length, *out.fused.shape[1:]).half())  # (B, L, C, h, w)
+        small = F.interpolate(batch["mask"].flatten(0, 1), size=(h, w), mode="area")  # (B*L, 1, h, w)
+        targets.append((small > 0.5).float().reshape(b, length, 1, h, w))
+    return {"fused": torch.cat(fused), "target": torch.cat(targets)}
+
+
+def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto", progress: bool = True) -> dict:
+    """Train the [temporal] stage of `cfg` on the frozen segmenter of [model].init_checkpoint."""
+    from tqdm import tqdm
+
+    from streamavs.errors import ConfigError
+    from streamavs.model.checkpoint import load_model
+    from streamavs.training.conditions import NegativeMix
+    from streamavs.training.data import scene_config
+    from streamavs.training.synthetic_data import SyntheticClips
+
+    section = cfg.temporal
+    if section is None or not cfg.model.init_checkpoint:
+        raise ConfigError("temporal training needs a [temporal] section and [model] init_checkpoint = the segmenter")
+    if cfg.data.kind != "synthetic":
+        raise ConfigError("temporal training is implemented on the synthetic clips ([data] kind = 'synthetic')")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    segmenter, seg_extra = load_model(cfg.model.init_checkpoint)
+    for p in segmenter.parameters():
+        p.requires_grad_(False)
+
+    scenes = scene_config(cfg.data)
+    mix = NegativeMix(share=section.clip_negative_share)  # silence, off-screen and noise seconds
+    t0 = time.perf_counter()
+    train = cache_features(segmenter, SyntheticClips("train", cfg.data.train_clips, scenes, mix=mix, seed=cfg.seed),
+                           progress=progress)
+    val = cache_features(segmenter, SyntheticClips("val", cfg.data.val_clips, scenes, mix=mix, seed=cfg.seed + 1),
+                         progress=progress)
+    cache_s = time.perf_counter() - t0
+
+    stage = TemporalStage(TemporalConfig(in_channels=segmenter.fused_channels, window=section.window,
+                                         dim=section.dim, heads=section.heads, uncertainty=section.uncertainty))
+    optimizer = torch.optim.AdamW(stage.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    n = train["fused"].shape[0]
+    log = (out / "log.jsonl").open("a")
+    log.write(json.dumps({"event": "start", "config": cfg.to_dict(), "cache_seconds": cache_s}) + "\n")
+    generator = torch.Generator().manual_seed(cfg.seed)
+    history = []
+    for epoch in range(cfg.optim.epochs):
+        stage.train()
+        kl_weight = min(1.0, (epoch + 1) / max(1, cfg.optim.epochs // 2))  # annealed, as in EDL
+        order = torch.randperm(n, generator=generator)
+        bar = tqdm(range(0, n, cfg.optim.batch_size), desc=f"temporal epoch {epoch + 1}/{cfg.optim.epochs}",
+                   disable=not progress, unit="step")
+        for start in bar:
+            idx = order[start:start + cfg.optim.batch_size]
+            result = stage.forward_clip(train["fused"][idx].float())
+            loss, parts = temporal_loss(result, train["target"][idx], section, kl_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(stage.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        val_metrics = _validate(stage, val, section)
+        history.append({"epoch": epoch + 1, **val_metrics})
+        log.write(json.dumps({"event": "eval", "epoch": epoch + 1, **val_metrics}) + "\n")
+        log.flush()
+    log.close()
+    model = StreamingSegmenter(segmenter, stage).eval()
+    save_streaming_checkpoint(out / "temporal.pt", model, {
+        "train_config": cfg.to_dict(),
+        "segmenter_checkpoint": str(cfg.model.init_checkpoint),
+        "metrics": seg_extra.get("metrics", {}),
+        "temporal_history": history,
+    })
+    return {}
+
+
+@torch.no_grad()
+def _validate(stage: TemporalStage, val: dict[str, torch.Tensor], section: TemporalSection) -> dict[str, Any]:
+    """Loss and temporal metrics at the fused resolution on the cached validation clips."""
+    import numpy as np
+
+    from streamavs.metrics import TemporalMeter
+
+    stage.eval()
+    meter = TemporalMeter()
+    losses = []
+    for start in range(0, val["fused"].shape[0], 8):
+        fused, target = val["fused"][start:start + 8].float(), val["target"][start:start + 8]
+        out = stage.forward_clip(fused)
+        losses.append(temporal_loss(out, target, section, 1.0)[0].item())
+        gt = target[:, :, 0].numpy() > 0.5  # (B, L, h, w)
+        prob = out.mask_prob[:, :, 0].numpy()
+        for b in range(gt.shape[0]):
+            present = gt[b].reshape(gt.shape[1], -1).any(axis=1)  # (L,)
+            prev = np.concatenate([[False], present[:-1]])
+            meter.update(prob[b], gt[b], present & ~prev, ~present & prev)
+    return {"val_loss": float(np.mean(losses)), **meter.result()}
