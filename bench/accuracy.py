@@ -1,0 +1,192 @@
+"""Accuracy under the four audio conditions: the paper's Table 2, as a table, JSON and plots.
+
+The evaluation itself is ``streamavs.training.evaluate_cli.evaluate_path`` (the same code as
+``streamavs eval``): a checkpoint or an engine over a four-condition test set (positive /
+silence / noise / off-screen audio), giving the robust table with the similarity gate off and
+on, and the similarity scores of positive and negative pairs. This module lays that result out:
+
+* :func:`print_table`: one line per gate setting, columns as in the robust-AVS paper's
+  Table 2: positive mIoU/F | silence, noise, off-screen mIoU/F/FPR | G-mIoU, G-F, G-FPR.
+* :func:`plot_conditions`: mIoU, F and FPR per condition, gate off and on side by side.
+* :func:`plot_similarity`: histograms of the similarity score for positive and negative
+  pairs (the paper's Fig. 4).
+
+Units (streamavs.metrics): mIoU, F, G-mIoU, G-F in percent; FPR and G-FPR as fractions.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from streamavs.bench.report import command_line, make_report, pyplot, save_figure, write_json
+from streamavs.errors import InputError, require
+
+__all__ = [
+    "CONDITIONS", "NEGATIVES", "evaluate", "similarity_summary", "accuracy_report", "print_table",
+    "plot_conditions", "plot_similarity", "write_plots", "main_command",
+]  # fmt: skip
+
+CONDITIONS = ("positive", "silence", "noise", "offscreen")
+NEGATIVES = ("silence", "noise", "offscreen")
+GATES = (("gate_off", "gate off"), ("gate_on", "gate on"))
+SIM_BINS = np.linspace(-1.0, 1.0, 41)  # cosine similarity lies in [-1, 1]
+
+
+def evaluate(path: str | Path, data: str = "synthetic-single", clips: int = 80, fscore_mode: str = "set") -> dict[str, Any]:
+    """Evaluate a checkpoint (.pt) or engine (.json/.onnx) with ``evaluate_path``.
+
+    Returns ``{"gate_off": table, "gate_on": table, "similarity": {"positive": [...], "negative": [...]}}``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no checkpoint or engine at {path}; pass --checkpoint FILE.pt or --engine FILE.json|.onnx")
+    if clips < 1:
+        raise InputError(f"--clips must be a positive number of test clips, got {clips}")
+    require("torch", "train", "streamavs bench accuracy")
+    from streamavs.training.evaluate_cli import evaluate_path
+
+    return evaluate_path(path, data, clips=clips, fscore_mode=fscore_mode)
+
+
+def similarity_summary(scores: Mapping[str, list[float]]) -> dict[str, Any]:
+    """Per pair kind (positive / negative): n, mean, std, p5/p50/p95 and the histogram counts
+    over :data:`SIM_BINS`; plus the separation of the two (difference of the means)."""
+    out: dict[str, Any] = {"bins": SIM_BINS.tolist()}
+    for kind in ("positive", "negative"):
+        a = _finite(scores.get(kind, []))
+        if a.size == 0:  # engines publish the gate probability, not the raw cosine: NaN there
+            out[kind] = {"n": 0, "note": "no similarity scores (engines do not output the cosine)"}
+            continue
+        p5, p50, p95 = np.percentile(a, [5, 50, 95])
+        out[kind] = {
+            "n": int(a.size), "mean": float(a.mean()), "std": float(a.std()),
+            "p5": float(p5), "p50": float(p50), "p95": float(p95),
+            "histogram": np.histogram(np.clip(a, -1, 1), SIM_BINS)[0].tolist(),
+        }  # fmt: skip
+    if out["positive"].get("n") and out["negative"].get("n"):
+        out["mean_gap"] = out["positive"]["mean"] - out["negative"]["mean"]
+    return out
+
+
+def _finite(values: Any) -> np.ndarray:
+    a = np.asarray(values if values is not None else [], dtype=np.float64).reshape(-1)
+    return a[np.isfinite(a)]
+
+
+def accuracy_report(result: Mapping[str, Any], source: str, data: str, clips: int, fscore_mode: str,
+                    command: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """The JSON report: command, machine, date, what was evaluated, both tables, similarity summary."""
+    return make_report(
+        "accuracy", command or command_line(program="streamavs bench accuracy"),
+        evaluated=str(source), data=data, clips=clips, fscore_mode=fscore_mode,
+        units={"miou": "percent", "fscore": "percent", "fpr": "fraction", "g_miou": "percent", "g_f": "percent",
+               "g_fpr": "fraction"},
+        gate_off=result["gate_off"], gate_on=result["gate_on"],
+        similarity=similarity_summary(result.get("similarity", {})),
+    )  # fmt: skip
+
+
+def _pct(x: float) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def _frac(x: float) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def print_table(result: Mapping[str, Any], title: str = "robust table (paper Table 2 layout)", console: Any = None) -> None:
+    """One line per gate setting: positive mIoU/F, each negative's mIoU/F/FPR, the global metrics."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(width=None if Console().is_terminal else 160)
+    table = Table(title=title)
+    table.add_column("similarity gate")
+    for cond in CONDITIONS:
+        keys = ("mIoU", "F") if cond == "positive" else ("mIoU", "F", "FPR")
+        for key in keys:
+            table.add_column(f"{cond}\n{key}", justify="right")
+    for key in ("G-mIoU", "G-F", "G-FPR"):
+        table.add_column(key, justify="right")
+    for gate, label in GATES:
+        t = result[gate]
+        cells = [_pct(t["positive"]["miou"]), _pct(t["positive"]["fscore"])]
+        for cond in NEGATIVES:
+            cells += [_pct(t[cond]["miou"]), _pct(t[cond]["fscore"]), _frac(t[cond]["fpr"])]
+        g = t["global"]
+        cells += [_pct(g["g_miou"]), _pct(g["g_f"]), _frac(g["g_fpr"])]
+        table.add_row(label, *cells)
+    n = {c: int(result["gate_off"][c]["n"]) for c in CONDITIONS}
+    table.caption = ("mIoU, F, G-mIoU, G-F in %; FPR, G-FPR as fractions; negatives' mIoU/F against the original "
+                     f"object masks (lower is better). Frames: {n}")  # fmt: skip
+    console.print(table)
+
+
+def plot_conditions(result: Mapping[str, Any], path: str | Path) -> Path:
+    """Three panels (mIoU %, F %, FPR): one pair of bars (gate off / on) per audio condition."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    x = np.arange(len(CONDITIONS))
+    for ax, (key, label) in zip(axes, (("miou", "mIoU (%)"), ("fscore", "F-score (%)"), ("fpr", "FPR (fraction)"))):
+        for k, (gate, gate_label) in enumerate(GATES):
+            values = [np.nan_to_num(result[gate][c][key]) for c in CONDITIONS]
+            bars = ax.bar(x + (k - 0.5) * 0.38, values, width=0.38, label=gate_label)
+            ax.bar_label(bars, fmt="%.3f" if key == "fpr" else "%.1f", fontsize=7)
+        ax.set_xticks(x, CONDITIONS)
+        ax.set_title(label)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    g_off, g_on = result["gate_off"]["global"], result["gate_on"]["global"]
+    fig.suptitle(
+        f"gate off: G-mIoU {_pct(g_off['g_miou'])}  G-F {_pct(g_off['g_f'])}  G-FPR {_frac(g_off['g_fpr'])}   |   "
+        f"gate on: G-mIoU {_pct(g_on['g_miou'])}  G-F {_pct(g_on['g_f'])}  G-FPR {_frac(g_on['g_fpr'])}",
+        fontsize=9,
+    )
+    return save_figure(fig, path)
+
+
+def plot_similarity(result: Mapping[str, Any], path: str | Path) -> Path:
+    """Histograms (density) of the similarity score for positive and negative pairs (paper Fig. 4)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    scores = result.get("similarity", {})
+    for kind, color in (("positive", "tab:green"), ("negative", "tab:red")):
+        a = np.clip(_finite(scores.get(kind, [])), -1, 1)
+        if a.size:
+            ax.hist(a, bins=SIM_BINS, density=True, alpha=0.55, color=color, label=f"{kind} pairs (n={a.size})")
+    if not any(_finite(scores.get(k, [])).size for k in ("positive", "negative")):
+        ax.text(0, 0.5, "no similarity scores\n(engines do not output the cosine;\nevaluate the .pt checkpoint)",
+                ha="center", va="center", transform=ax.get_xaxis_transform())
+    ax.set_xlabel("similarity score: cos(audio, visual)")
+    ax.set_ylabel("density")
+    ax.set_xlim(-1, 1)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def write_plots(result: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
+    """conditions.png and similarity.png in `out_dir`."""
+    out_dir = Path(out_dir)
+    return [plot_conditions(result, out_dir / "conditions.png"), plot_similarity(result, out_dir / "similarity.png")]
+
+
+def main_command(
+    path: Path, data: str, clips: int, fscore_mode: str = "set", json_out: Path | None = None,
+    plots: Path | None = None, command: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Evaluate, print the table, write JSON and plots; returns the report."""
+    result = evaluate(path, data, clips, fscore_mode)
+    report = accuracy_report(result, str(path), data, clips, fscore_mode, command)
+    print_table(result, title=f"{path.name} on {data} ({clips} clips, F mode {fscore_mode})")
+    if json_out is not None:
+        print(f"wrote {write_json(report, json_out)}")
+    if plots is not None:
+        for p in write_plots(result, plots):
+            print(f"wrote {p}")
+    return report

@@ -1,0 +1,182 @@
+"""What every benchmark report shares: the machine, the command, the date, percentiles, JSON.
+
+A report is one JSON object::
+
+    {"benchmark": "latency", "command": "streamavs bench latency --seconds 20",
+     "date": "2026-11-22T10:31:05+00:00", "machine": {...}, ...runner-specific keys...}
+
+:func:`machine_info` describes the host without importing heavy libraries (versions come from
+package metadata); :func:`stats_ms` turns a list of durations into the fixed set of
+statistics every table shows; :func:`write_json` writes the report; :func:`save_figure`
+saves a matplotlib figure (Agg backend, imported lazily: matplotlib is in the `train` extra).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from streamavs.errors import require
+
+__all__ = [
+    "STAT_KEYS", "LIBRARIES", "machine_info", "command_line", "now_iso", "stats_ms",
+    "make_report", "write_json", "save_figure", "pyplot", "fmt_ms",
+]
+
+STAT_KEYS = ("n", "mean", "p50", "p90", "p95", "p99", "max")
+# Distributions whose versions a report records (absent ones are recorded as None).
+LIBRARIES = (
+    "streamavs", "numpy", "onnxruntime", "onnxruntime-gpu", "torch", "torchvision", "torch-tensorrt", "tensorrt",
+    "onnx", "pyzmq", "opencv-python-headless", "av", "sounddevice", "soxr", "timm",
+)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _ram_gib() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gpu() -> str | None:
+    """The CUDA device name, asked only of a torch that is already imported (never imports it)."""
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_available():
+            return str(torch.cuda.get_device_name(0))
+    except Exception:  # noqa: BLE001 - a broken CUDA setup is "no GPU" for the record
+        pass
+    return None
+
+
+def _versions(names: Iterable[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    """The host: CPU model, logical cores (and those this process may use), RAM (GiB), OS,
+    Python, library versions, GPU (if torch is loaded and sees one), load average (the
+    machine may be shared: the load says how quiet it was) and the thread-count variables."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_usable": usable,
+        "ram_gib": _ram_gib(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "libraries": _versions(LIBRARIES),
+        "gpu": _gpu(),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ},
+    }
+    return info
+
+
+def command_line(argv: Sequence[str] | None = None, program: str = "streamavs") -> str:
+    """The command as a user would retype it: `program` plus the arguments (shell-quoted)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return " ".join([program, *map(shlex.quote, args)])
+
+
+def now_iso() -> str:
+    """Local date and time with its UTC offset, to the second."""
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def stats_ms(samples: Iterable[float]) -> dict[str, float]:
+    """{n, mean, p50, p90, p95, p99, max} of durations in ms; NaN statistics (n = 0) when empty.
+
+    Percentiles use numpy's default linear interpolation, so p50 <= p90 <= p95 <= p99 <= max.
+    """
+    a = np.asarray([s for s in samples if s is not None and math.isfinite(s)], dtype=np.float64)
+    if a.size == 0:
+        return {"n": 0, **{k: float("nan") for k in STAT_KEYS[1:]}}
+    p50, p90, p95, p99 = np.percentile(a, [50, 90, 95, 99])
+    return {
+        "n": int(a.size), "mean": float(a.mean()), "p50": float(p50), "p90": float(p90),
+        "p95": float(p95), "p99": float(p99), "max": float(a.max()),
+    }  # fmt: skip
+
+
+def make_report(benchmark: str, command: str, **payload: Any) -> dict[str, Any]:
+    """A report dict: benchmark name, command, date and machine first, then `payload`."""
+    return {"benchmark": benchmark, "command": command, "date": now_iso(), "machine": machine_info(), **payload}
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    if isinstance(x, np.generic):
+        return _jsonable(x.item())
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None  # JSON has no NaN/inf; null means "not measured"
+    return x
+
+
+def write_json(report: Mapping[str, Any], path: str | Path) -> Path:
+    """Write `report` as indented JSON (NaN/inf become null; numpy values become numbers)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(report), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Save a matplotlib figure (dpi 120) and close it; creates the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (names the `train` extra if absent)."""
+    matplotlib = require("matplotlib", "train", "benchmark plots")
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def fmt_ms(value: float | None, digits: int = 1) -> str:
+    """A duration for a table cell: '12.3', or '-' when not measured."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}f}"

@@ -1,0 +1,360 @@
+"""Temporal-stage ablation: frame-only vs temporal attention vs attention + uncertainty, streamed.
+
+Every model is run the way the live pipeline runs it: FRAME BY FRAME through
+:class:`~streamavs.model.streaming.StreamingSegmenter`, the feature cache carried from one
+call to the next (zeros at the start of each clip), never the batch ``forward_clip``.
+
+Test data (deterministic): synthetic single-source clips of the TEST split, clip i of the run
+is ``split_seed("test", seed_offset + i)``, with frequent sounding-state changes
+(``state_change_prob``, default 0.5: sources start and stop between seconds). On top of that a
+``negative_second_share`` of the seconds get negative audio (silence / noise / off-screen, drawn
+by :func:`streamavs.training.conditions.make_negative` with the evaluation noise types, spliced
+into whole seconds) so negatives pass through the same front end and rules as in training.
+The ground truth of a second is the union of the visible objects that sound in it under the
+audio actually played: empty in negative seconds and in seconds whose source is quiet.
+
+Metrics (threshold 0.5 on the streamed probability):
+
+- :class:`~streamavs.metrics.TemporalMeter`: mIoU on just-started frames (percent), FPR on
+  just-silenced frames (fraction), flicker on GT-stable pixels (fraction).
+- :class:`~streamavs.metrics.RobustMeter`: per audio condition and G-mIoU / G-F / G-FPR. A
+  positive-audio second in which no source sounds (the object went quiet) counts as
+  "silence" with the sources' visible mask as ``gt_eval``; negative seconds use the sounding
+  mask of the clip's own audio, or the sources' visible mask when that is empty.
+  ``state_silent`` repeats the quiet-object seconds alone.
+
+CLI (writes JSON and prints the table with the targets, full vs frame-only)::
+
+    python -m streamavs.bench.temporal_ablation --frame-only F.pt --no-uncertainty N.pt \\
+        --full U.pt --clips 60 --out bench/results/temporal-ablation-<date>.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from streamavs.bench.report import command_line, make_report, write_json
+from streamavs.errors import ConfigError, InputError, StreamAVSError, require
+
+__all__ = ["StreamClip", "scene_config", "streaming_test_split", "run_clip", "warm_up", "set_threads", "evaluate_streaming", "format_table", "compare", "main"]
+
+_NEGATIVE_SEED = 0x7E3A  # seeds the negative seconds of clip i: default_rng([_NEGATIVE_SEED, seed_offset + i])
+TARGET_G_MIOU_DROP = 1.0  # points: the full stage may lose at most this much overall G-mIoU
+
+
+@dataclass
+class StreamClip:
+    """One test clip as the stream sees it. T seconds, H = W = image size.
+
+    frames (T, H, W, 3) uint8 RGB; log_mel (T, 96, 64) float32, example t ends at the frame;
+    audio (T,) str: the audio played in second t ("positive" = the clip's own, or a negative
+    condition); gt (T, H, W) bool: visible objects sounding under that audio (the target);
+    eval_condition (T,) str: the RobustMeter condition ("silence" for a quiet source);
+    gt_eval (T, H, W) bool: the mask RobustMeter scores against; sounding (T, n_obj) bool:
+    visible and sounding under the played audio; started / silenced (T,) bool
+    (:func:`~streamavs.metrics.transition_flags`).
+    """
+
+    index: int
+    seed: int
+    frames: np.ndarray
+    log_mel: np.ndarray
+    audio: list[str]
+    gt: np.ndarray
+    eval_condition: list[str]
+    gt_eval: np.ndarray
+    sounding: np.ndarray
+    started: np.ndarray
+    silenced: np.ndarray
+
+
+def scene_config(state_change_prob: float = 0.5, image_size: int = 224, seconds: int = 10):
+    """The SceneConfig of the test split: single source (+ distractors), frequent state changes."""
+    from streamavs.synthetic import SceneConfig
+
+    return SceneConfig(image_size=image_size, seconds=seconds, setting="single", state_change_prob=state_change_prob)
+
+
+def _check_args(clips: int, seed_offset: int, negative_second_share: float) -> None:
+    if isinstance(clips, bool) or not isinstance(clips, int) or clips < 1:
+        raise ConfigError(f"clips must be a positive integer, got {clips!r}")
+    if isinstance(seed_offset, bool) or not isinstance(seed_offset, int) or seed_offset < 0:
+        raise ConfigError(f"seed_offset must be a non-negative integer (first test clip index), got {seed_offset!r}")
+    if not 0.0 <= float(negative_second_share) <= 1.0:
+        raise ConfigError(f"negative_second_share must be a probability in [0, 1], got {negative_second_share!r}")
+
+
+def streaming_test_split(clips: int, seed_offset: int = 0, state_change_prob: float = 0.5,
+                         negative_second_share: float = 0.25, image_size: int = 224, seconds: int = 10) -> Iterator[StreamClip]:
+    """The deterministic streaming test split: yields `clips` StreamClips (generated lazily)."""
+    from streamavs.metrics import transition_flags
+
+    require("torch", "train", "the temporal ablation (it streams torch checkpoints and uses streamavs.training)")
+    from streamavs.training.conditions import make_negative, splice_seconds
+    from streamavs.training.negatives import NoiseConfig
+    from streamavs.training.synthetic_data import SyntheticClips
+
+    _check_args(clips, seed_offset, negative_second_share)
+    data = SyntheticClips("test", seed_offset + clips, scene_config(state_change_prob, image_size, seconds),
+                          cache_clips=1)
+    bank, noise = data.offscreen_bank(), NoiseConfig()
+    for index in range(seed_offset, seed_offset + clips):
+        rng = np.random.default_rng([_NEGATIVE_SEED, index])
+        negative = rng.random(seconds) < negative_second_share  # (T,)
+        kinds = ["silence", "noise"]
+        if bank.candidates(data.visible_groups(index), exclude=data.video_key(index)):
+            kinds.append("offscreen")
+        audio = [kinds[int(rng.integers(len(kinds)))] if neg else "positive" for neg in negative]
+        wave = data.waveform(index)
+        for kind in sorted(set(audio) - {"positive"}):  # one negative waveform per kind, spliced into its seconds
+            neg_wave, _ = make_negative(kind, data, index, rng, noise=noise, split="eval", bank=bank)
+            wave = splice_seconds(wave, neg_wave, np.array([a == kind for a in audio]))
+        sample = data.build(index, wave if negative.any() else None, audio)
+        clip = data.clip(index)
+        played = np.array([a == "positive" for a in audio])  # (T,)
+        visible = clip.object_masks.any(axis=(2, 3))  # (T, n_obj)
+        sounding = clip.sounding & visible & played[:, None]  # (T, n_obj)
+        gt = sample["mask"].astype(bool)  # (T, H, W): empty in negative seconds
+        own = sample["eval_mask"].astype(bool)  # sounding mask under the clip's own audio
+        sources = clip.object_masks[:, clip.is_source].any(axis=1)  # (T, H, W) visible source pixels
+        eval_condition, gt_eval = [], np.empty_like(gt)
+        for t, a in enumerate(audio):
+            quiet = not own[t].any()
+            eval_condition.append("silence" if a == "positive" and quiet else a)
+            gt_eval[t] = sources[t] if quiet else own[t]
+        started, silenced = transition_flags(sounding)
+        yield StreamClip(index, int(clip.seed), sample["frame"], sample["log_mel"], audio, gt, eval_condition,
+                         gt_eval, sounding, started, silenced)
+
+
+def run_clip(model, clip: StreamClip) -> dict[str, np.ndarray]:
+    """Stream `clip` through `model` (a StreamingSegmenter in eval mode) frame by frame.
+
+    The cache starts at ``model.initial_cache()`` and is carried between frames. Returns
+    ``{"prob", "uncertainty": (T, H, W) float32 in [0, 1], "sounding": (T,) float32,
+    "ms": (T,) float64 forward time per frame}``.
+    """
+    import torch
+
+    if clip.frames.shape[1] != model.image_size:
+        raise ConfigError(f"the model takes {model.image_size}x{model.image_size} frames, the test clips are "
+                          f"{clip.frames.shape[1]}x{clip.frames.shape[2]}; pass image_size={model.image_size}")
+    cache = model.initial_cache()
+    probs, uncs, snd, ms = [], [], [], []
+    with torch.inference_mode():
+        for t in range(clip.frames.shape[0]):
+            frame = torch.from_numpy(np.ascontiguousarray(clip.frames[t]))[None]  # (1, H, W, 3) uint8
+            log_mel = torch.from_numpy(np.ascontiguousarray(clip.log_mel[t]))[None, None]  # (1, 1, 96, 64)
+            start = time.perf_counter()
+            prob, unc, sounding, cache = model(frame, log_mel, cache)
+            ms.append(1e3 * (time.perf_counter() - start))
+            probs.append(prob[0, 0].numpy())
+            uncs.append(unc[0, 0].numpy())
+            snd.append(float(sounding[0]))
+    return {"prob": np.clip(np.stack(probs), 0.0, 1.0), "uncertainty": np.stack(uncs),
+            "sounding": np.asarray(snd, dtype=np.float32), "ms": np.asarray(ms)}
+
+
+def warm_up(model, calls: int = 2) -> None:
+    """A few forwards on a black frame and silence, so one-off allocation is not timed."""
+    import torch
+
+    size = model.image_size
+    with torch.inference_mode():
+        for _ in range(calls):
+            model(torch.zeros(1, size, size, 3, dtype=torch.uint8), torch.zeros(1, 1, 96, 64), model.initial_cache())
+
+
+def set_threads(threads: int) -> None:
+    """torch intra-op threads for the run (the CLIs call this; importing does not)."""
+    import torch
+
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be a positive integer, got {threads!r}")
+    torch.set_num_threads(threads)
+
+
+def _finite(x):
+    """NaN/inf -> None, recursively (strict JSON)."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, seed_offset: int = 0,
+                       state_change_prob: float = 0.5, negative_second_share: float = 0.25,
+                       image_size: int = 224, seconds: int = 10, threshold: float = 0.5) -> dict:
+    """Stream the test split through the checkpoint's model and score it.
+
+    Returns ``{"checkpoint", "use_temporal", "temporal_config" (or None), "temporal":
+    TemporalMeter.result(), "robust": RobustMeter.table(), "state_silent":
+    SegmentationMeter.result() of the quiet-source seconds, "counts": {"frames", "audio":
+    {condition: seconds}, "eval": {condition: seconds}}, "ms_per_frame": {"mean", "p50"},
+    "mean_sounding": {"sounding_gt", "empty_gt"}}`` with NaN as None. Units: mIoU, F, G-mIoU,
+    G-F in percent; FPR, G-FPR and flicker as fractions.
+    """
+    from streamavs.metrics import RobustMeter, SegmentationMeter, TemporalMeter
+    from streamavs.model.streaming import load_streaming
+
+    model, extra = load_streaming(checkpoint, use_temporal=use_temporal)
+    if use_temporal and model.temporal is None:
+        raise ConfigError(f"{checkpoint} has no temporal stage (no 'temporal_config' in the file); evaluate it "
+                          "with use_temporal=False (--frame-only), or pass a checkpoint of the temporal trainer")
+    warm_up(model)
+    temporal, robust, quiet = TemporalMeter(threshold), RobustMeter(threshold), SegmentationMeter(threshold)
+    audio_counts: dict[str, int] = {}
+    eval_counts: dict[str, int] = {}
+    ms, snd_pos, snd_neg, frames = [], [], [], 0
+    for clip in streaming_test_split(clips, seed_offset, state_change_prob, negative_second_share, image_size, seconds):
+        out = run_clip(model, clip)
+        temporal.update(out["prob"], clip.gt, clip.started, clip.silenced)
+        conds = np.array(clip.eval_condition)
+        for cond in sorted(set(clip.eval_condition)):
+            sel = conds == cond
+            robust.update(cond, out["prob"][sel], clip.gt_eval[sel])
+            eval_counts[cond] = eval_counts.get(cond, 0) + int(sel.sum())
+        state_quiet = np.array([a == "positive" for a in clip.audio]) & (conds == "silence")
+        if state_quiet.any():
+            quiet.update(out["prob"][state_quiet], clip.gt_eval[state_quiet])
+        for a in clip.audio:
+            audio_counts[a] = audio_counts.get(a, 0) + 1
+        has_gt = clip.gt.any(axis=(1, 2))
+        snd_pos += out["sounding"][has_gt].tolist()
+        snd_neg += out["sounding"][~has_gt].tolist()
+        ms += out["ms"].tolist()
+        frames += clip.frames.shape[0]
+    mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
+    return _finite({
+        "checkpoint": str(checkpoint),
+        "use_temporal": bool(use_temporal),
+        "temporal_config": extra.get("temporal_config") if use_temporal else None,
+        "temporal": temporal.result(),
+        "robust": robust.table(),
+        "state_silent": quiet.result(),
+        "counts": {"frames": frames, "audio": audio_counts, "eval": eval_counts},
+        "ms_per_frame": {"mean": mean(ms), "p50": float(np.median(ms)) if ms else float("nan")},
+        "mean_sounding": {"sounding_gt": mean(snd_pos), "empty_gt": mean(snd_neg)},
+    })
+
+
+def compare(candidate: dict, frame_only: dict) -> dict:
+    """The targets of the temporal stage, `candidate` vs `frame_only` (both evaluate_streaming results).
+
+    fpr_silenced lower, miou_started higher, flicker lower, G-mIoU at most TARGET_G_MIOU_DROP
+    points lower. Each entry: {"candidate", "frame_only", "met"} (met is None when a value is missing).
+    """
+    def row(value, base, ok) -> dict:
+        met = None if value is None or base is None else bool(ok(value, base))
+        return {"candidate": value, "frame_only": base, "met": met}
+
+    c, f = candidate, frame_only
+    return {
+        "fpr_silenced_lower": row(c["temporal"]["fpr_silenced"], f["temporal"]["fpr_silenced"], lambda a, b: a < b),
+        "miou_started_higher": row(c["temporal"]["miou_started"], f["temporal"]["miou_started"], lambda a, b: a > b),
+        "flicker_lower": row(c["temporal"]["flicker"], f["temporal"]["flicker"], lambda a, b: a < b),
+        "g_miou_within_1pt": row(c["robust"]["global"]["g_miou"], f["robust"]["global"]["g_miou"],
+                                 lambda a, b: a >= b - TARGET_G_MIOU_DROP),
+    }
+
+
+# ----------------------------------------------------------------------------- report
+
+
+_ROWS = (("frame_only", "frame-only"), ("no_uncertainty", "attention, no uncertainty"), ("full", "full stage"))
+
+
+def _fmt(x, digits: int) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def format_table(report: dict) -> str:
+    """The three rows and the targets as plain text."""
+    head = f"{'model':28s} {'mIoU start%':>11s} {'FPR silenc':>10s} {'flicker':>8s} {'mIoU_P%':>8s} " \
+           f"{'G-mIoU%':>8s} {'G-F%':>7s} {'G-FPR':>7s} {'ms/frame':>8s}"
+    lines = [head, "-" * len(head)]
+    for key, label in _ROWS:
+        r = report["results"].get(key)
+        if r is None:
+            continue
+        t, g = r["temporal"], r["robust"]["global"]
+        lines.append(f"{label:28s} {_fmt(t['miou_started'], 2):>11s} {_fmt(t['fpr_silenced'], 4):>10s} "
+                     f"{_fmt(t['flicker'], 4):>8s} {_fmt(r['robust']['positive']['miou'], 2):>8s} "
+                     f"{_fmt(g['g_miou'], 2):>8s} {_fmt(g['g_f'], 2):>7s} {_fmt(g['g_fpr'], 4):>7s} "
+                     f"{_fmt(r['ms_per_frame']['mean'], 1):>8s}")
+    for key in ("full", "no_uncertainty"):
+        targets = report["targets"].get(key)
+        if not targets:
+            continue
+        lines.append(f"\ntargets, {dict(_ROWS)[key]} vs frame-only:")
+        for name, row in targets.items():
+            met = {True: "MET", False: "not met", None: "n/a"}[row["met"]]
+            lines.append(f"  {name:22s} {_fmt(row['candidate'], 4):>9s} vs {_fmt(row['frame_only'], 4):>9s}  {met}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m streamavs.bench.temporal_ablation", description=__doc__.split("\n")[0])
+    parser.add_argument("--frame-only", required=True, help="segmenter checkpoint, evaluated without a temporal stage")
+    parser.add_argument("--no-uncertainty", help="temporal checkpoint trained without the uncertainty head")
+    parser.add_argument("--full", help="temporal checkpoint with the uncertainty head")
+    parser.add_argument("--clips", type=int, default=60)
+    parser.add_argument("--seconds", type=int, default=10, help="clip length (frames per clip)")
+    parser.add_argument("--seed-offset", type=int, default=0, help="first test clip index")
+    parser.add_argument("--state-change-prob", type=float, default=0.5)
+    parser.add_argument("--negative-second-share", type=float, default=0.25)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: on a shared CPU more threads can be 10-100x slower)")
+    parser.add_argument("--out", type=Path, help="JSON path (default bench/results/temporal-ablation-<date>.json)")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    if args.no_uncertainty is None and args.full is None:
+        raise InputError("give at least one temporal checkpoint: --full and/or --no-uncertainty")
+    split = dict(clips=args.clips, seed_offset=args.seed_offset, state_change_prob=args.state_change_prob,
+                 negative_second_share=args.negative_second_share, image_size=args.image_size, seconds=args.seconds)
+    results = {}
+    for key, path, temporal in (("frame_only", args.frame_only, False), ("no_uncertainty", args.no_uncertainty, True),
+                                ("full", args.full, True)):
+        if path is not None:
+            print(f"streaming {key}: {path}", file=sys.stderr)
+            results[key] = evaluate_streaming(path, temporal, **split)
+    targets = {k: compare(results[k], results["frame_only"]) for k in ("full", "no_uncertainty") if k in results}
+    report = make_report(
+        "temporal_ablation",
+        command_line(argv, "python -m streamavs.bench.temporal_ablation"),
+        torch_threads=args.threads,
+        test_split={**split, "split": "test", "setting": "single", "threshold": 0.5,
+                    "scene_config": scene_config(args.state_change_prob, args.image_size, args.seconds).to_dict(),
+                    "negatives": "silence / noise (train + eval types) / off-screen, one kind per negative second"},
+        units={"miou_started": "percent", "fpr_silenced": "fraction", "flicker": "fraction", "miou": "percent",
+               "g_miou": "percent", "g_f": "percent", "fpr": "fraction", "g_fpr": "fraction"},
+        results=results,
+        targets=targets,
+    )
+    out = write_json(report, args.out or Path("bench/results") / f"temporal-ablation-{dt.date.today().isoformat()}.json")
+    print(format_table(report))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except StreamAVSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

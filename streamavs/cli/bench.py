@@ -1,0 +1,91 @@
+"""`streamavs bench latency` and `streamavs bench accuracy`: thin shells over streamavs.bench."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from streamavs.errors import InputError
+
+bench_app = typer.Typer(help="Benchmarks: latency of the live pipeline, accuracy under four audio conditions.",
+                        no_args_is_help=True)  # fmt: skip
+
+JsonOption = Annotated[Optional[Path], typer.Option("--json", help="Write the report (command, machine, date, results) here.")]
+
+
+def _csv(text: str, option: str) -> tuple[str, ...]:
+    items = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not items:
+        raise InputError(f"{option} takes a comma-separated list, got {text!r}")
+    return items
+
+
+def _command(name: str) -> str:
+    from streamavs.bench.report import command_line
+
+    args = sys.argv[1:]
+    # sys.argv holds `bench <name> ...` under the streamavs entry point; keep only the options.
+    if args[:2] == ["bench", name]:
+        args = args[2:]
+    return command_line(args, program=f"streamavs bench {name}")
+
+
+@bench_app.command("latency")
+def latency(
+    source: Annotated[str, typer.Option(help="synthetic (a live 30 fps scene) or a media FILE/URL played at real time.")] = "synthetic",
+    seconds: Annotated[float, typer.Option(help="Measured seconds per row.", min=0.1)] = 20.0,
+    warmup: Annotated[float, typer.Option(help="Seconds run and discarded first, per row.", min=0.0)] = 3.0,
+    fps: Annotated[float, typer.Option(help="Frame rate of the synthetic source.", min=0.1)] = 30.0,
+    backends: Annotated[str, typer.Option(help="Comma-separated: onnxruntime, torch, tensorrt.")] = "onnxruntime,torch,tensorrt",
+    models: Annotated[
+        str, typer.Option(help="Comma-separated: default, a registered architecture (avs_tpavi_b5), or a .pt/.json/.onnx path.")
+    ] = "default,avs_tpavi_b5",
+    threads: Annotated[Optional[int], typer.Option(help="Engine threads, every CPU backend (default: cores - 1).", min=1)] = None,
+    encoding: Annotated[str, typer.Option(help="Mask wire encoding: u8, bits, png or rle.")] = "u8",
+    cache: Annotated[Optional[Path], typer.Option(help="Folder for engines exported on the fly (default ~/.cache/streamavs/bench).")] = None,
+    json_out: JsonOption = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG: stage medians and end-to-end latency CDF.")] = None,
+) -> None:
+    """Per-stage latency percentiles, FPS, drops and overflows of the real pipeline; one row per backend and model."""
+    from streamavs.bench.latency import LatencyConfig, main_command
+    from streamavs.bench.latency_engines import BACKENDS
+
+    chosen = _csv(backends, "--backends")
+    unknown = [b for b in chosen if b not in BACKENDS]
+    if unknown:
+        raise InputError(f"unknown backend(s) {unknown} in --backends; choose from {list(BACKENDS)}")
+    if encoding not in ("u8", "bits", "png", "rle"):
+        raise InputError(f"unknown --encoding {encoding!r}; choose one of u8, bits, png, rle")
+    config = LatencyConfig(
+        source=source, seconds=seconds, warmup=warmup, fps=fps, backends=chosen, models=_csv(models, "--models"),
+        encoding=encoding, threads=threads, cache_dir=cache,
+    )  # fmt: skip
+    main_command(config, json_out=json_out, plot=plot, command=_command("latency"))
+
+
+@bench_app.command("accuracy")
+def accuracy(
+    engine: Annotated[Optional[Path], typer.Option(help="An engine (.json manifest or .onnx).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="A .pt checkpoint.")] = None,
+    data: Annotated[str, typer.Option(help="synthetic-single | synthetic-multi | avsbench_s4:ROOT | avsbench_ms3:ROOT")] = "synthetic-single",
+    clips: Annotated[int, typer.Option(help="Synthetic: number of test clips (x5 seconds).", min=1)] = 80,
+    fscore_mode: Annotated[str, typer.Option(help="set (batch-independent) | avsbench")] = "set",
+    json_out: JsonOption = None,
+    plots: Annotated[Optional[Path], typer.Option(help="Folder for conditions.png and similarity.png.")] = None,
+) -> None:
+    """The robust table (paper Table 2) with the similarity gate off and on, with plots."""
+    if (engine is None) == (checkpoint is None):
+        raise InputError("give exactly one of --engine PATH or --checkpoint PATH")
+    if fscore_mode not in ("set", "avsbench"):
+        raise InputError(f"--fscore-mode must be 'set' or 'avsbench', got {fscore_mode!r}")
+    from streamavs.bench.accuracy import main_command
+
+    main_command(engine or checkpoint, data, clips, fscore_mode, json_out=json_out, plots=plots,
+                 command=_command("accuracy"))  # fmt: skip
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")

@@ -1,0 +1,222 @@
+"""`streamavs run`: segment what makes the sound in a live stream and publish the masks.
+
+Inputs (one of): webcam + microphone (default: camera 0 and the default microphone),
+``--input FILE|URL`` (audio and video from one file or stream, decoded with PyAV), or
+``--synthetic`` (the procedural scene as a live source).
+
+Pacing of --input: a URL runs at real time (it is live); a FILE runs as fast as possible
+and loses nothing (every frame is processed, in order) unless ``--realtime`` is given, which
+plays it like a camera (frames the engine cannot keep up with are dropped and counted).
+``--synthetic`` runs at real time unless ``--fast``.
+
+Ctrl-C (SIGINT) or SIGTERM stops within a second and prints the final counters; a second
+Ctrl-C aborts at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from streamavs.errors import EngineError, InputError
+
+_BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+_ENCODINGS = ("u8", "bits", "png", "rle")
+_NO_AUDIO = (
+    "--no-audio is not supported: StreamAVS segments the objects that are MAKING THE SOUND, so it "
+    "needs audio; give a microphone with --mic NAME|IDX, a file with an audio track with --input FILE, "
+    "or try --synthetic"
+)
+
+
+def _is_url(text: str) -> bool:
+    return "://" in text
+
+
+def default_engine() -> Path:
+    """The manifest of the shipped default engine (first one found by engine discovery)."""
+    from streamavs.engine import engine_dirs, find_engines
+
+    found = find_engines()
+    if not found:
+        raise EngineError(
+            "no engine given and none found in "
+            f"{[str(d) for d in engine_dirs()] or 'the shipped engines folder or ./engines'}; pass --engine PATH "
+            "(a .json manifest, .onnx, .ep or .pt checkpoint), or build one with: streamavs export CHECKPOINT"
+        )
+    return found[0]
+
+
+def _build_capture(input_: Optional[str], camera: Optional[str], mic: Optional[str], synthetic: bool, realtime: Optional[bool]):
+    """Choose the capture from the options; raises InputError on conflicting options."""
+    from streamavs.pipeline import live_capture, media_capture, synthetic_capture
+
+    if input_ is not None and synthetic:
+        raise InputError("--input and --synthetic both name an input; give one of them")
+    if (input_ is not None or synthetic) and (camera is not None or mic is not None):
+        which = "--input" if input_ is not None else "--synthetic"
+        raise InputError(f"{which} brings its own audio and video; drop --camera/--mic, or drop {which} to use them")
+    if input_ is not None:
+        pace = _is_url(input_) if realtime is None else realtime
+        return media_capture(input_, realtime=pace)
+    if synthetic:
+        return synthetic_capture(realtime=True if realtime is None else realtime)
+    if realtime is not None:
+        raise InputError("--realtime/--fast apply to --input and --synthetic; a camera always runs at real time")
+    return live_capture(camera if camera is not None else 0, mic)
+
+
+class _Sinks:
+    """The --show window, the --record video and the periodic status line, fed each Result."""
+
+    def __init__(self, stack: ExitStack, show: bool, record: Optional[Path], interval_s: float) -> None:
+        from streamavs.overlay import OverlayRecorder, OverlayWindow
+
+        self.window = stack.enter_context(OverlayWindow()) if show else None
+        self.record = record
+        self._recorder_cls = OverlayRecorder
+        self.recorder = None
+        self._stack = stack
+        self.fps = 25.0
+        self.pipeline = None
+        self.interval_s = interval_s
+        self._next_status = time.monotonic() + interval_s
+        if record is not None and not record.parent.exists():
+            raise InputError(f"--record {record}: the folder {record.parent} does not exist; create it first")
+
+    def __call__(self, result) -> None:
+        if self.window is not None or self.record is not None:
+            from streamavs.overlay import draw_overlay
+
+            img = draw_overlay(
+                result.pair.frame.image, result.mask_prob, sounding=result.sounding,
+                uncertainty=result.uncertainty, gated=result.gated,
+            )  # fmt: skip
+            if self.window is not None:
+                self.window.show(img)
+            if self.record is not None:
+                if self.recorder is None:
+                    self.recorder = self._stack.enter_context(self._recorder_cls(self.record, fps=self.fps))
+                self.recorder.write(img, t_s=result.pair.frame.t_ns / 1e9)
+        now = time.monotonic()
+        if self.pipeline is not None and now >= self._next_status:
+            self._next_status = now + self.interval_s
+            s = self.pipeline.stats.snapshot()
+            inf = s.stages_ms.get("inference", {}).get("p50", float("nan"))
+            tot = s.stages_ms.get("total", {}).get("p50", float("nan"))
+            typer.echo(
+                f"frames {s.frames}  {s.fps:.1f} fps  inference p50 {inf:.1f} ms  total p50 {tot:.1f} ms  "
+                f"dropped {s.dropped}  audio gaps {s.audio_gaps}  overflows {s.audio_overflows}",
+                err=True,
+            )
+
+
+def _install_signal_handlers(pipeline) -> dict:
+    """First SIGINT/SIGTERM: stop the pipeline (final counters still print); second: abort."""
+    previous = {}
+
+    def handler(signum, _frame):
+        if getattr(handler, "fired", False):
+            raise KeyboardInterrupt
+        handler.fired = True
+        print(f"streamavs: {signal.Signals(signum).name}, stopping (again to abort)", file=sys.stderr, flush=True)
+        pipeline.stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def run(
+        input_: Annotated[
+            Optional[str], typer.Option("--input", help="A video FILE or stream URL with audio (decoded with PyAV).")
+        ] = None,
+        camera: Annotated[
+            Optional[str], typer.Option(help="Camera index or stream URL for OpenCV (default 0).")
+        ] = None,
+        mic: Annotated[Optional[str], typer.Option(help="Microphone index or name (default: the system default).")] = None,
+        synthetic: Annotated[bool, typer.Option("--synthetic", help="Use the procedural live scene as input.")] = False,
+        realtime: Annotated[
+            Optional[bool],
+            typer.Option(
+                "--realtime/--fast",
+                help="Pace --input/--synthetic at real time (drops frames it cannot keep up with) or as fast as "
+                "possible (every frame). Default: real time for URLs and --synthetic, fast for files.",
+                show_default=False,
+            ),
+        ] = None,
+        engine: Annotated[
+            Optional[str], typer.Option(help="Engine: a .json manifest, .onnx, .ep, .pt, or a shipped engine name.")
+        ] = None,
+        backend: Annotated[str, typer.Option(help=f"Engine backend: {', '.join(_BACKENDS)}.")] = "auto",
+        threads: Annotated[Optional[int], typer.Option(help="Engine threads (default: the backend's).", min=1)] = None,
+        publish: Annotated[
+            Optional[str],
+            typer.Option(help="Publish address (default tcp://127.0.0.1:5555); a non-loopback address opens the stream to the network."),
+        ] = None,
+        curve_secret: Annotated[
+            Optional[Path], typer.Option(help="CurveZMQ secret key file: only holders of its public key can subscribe.")
+        ] = None,
+        encoding: Annotated[str, typer.Option(help=f"Mask encoding on the wire: {', '.join(_ENCODINGS)}.")] = "u8",
+        gate: Annotated[
+            bool, typer.Option("--gate/--no-gate", help="Empty the mask when the sounding score is below the engine's gate.")
+        ] = False,
+        show: Annotated[bool, typer.Option("--show", help="Show the overlay in a window (needs a display).")] = False,
+        record: Annotated[Optional[Path], typer.Option(help="Write the overlay video to this file (.mp4, .mkv).")] = None,
+        rate: Annotated[Optional[float], typer.Option(help="Process at most this many frames per second.", min=0.001)] = None,
+        duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds.", min=0.001)] = None,
+        frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.", min=1)] = None,
+        no_audio: Annotated[bool, typer.Option("--no-audio", help="Not supported: the segmentation needs audio.")] = False,
+        status_interval: Annotated[float, typer.Option(help="Seconds between status lines on stderr.", min=0.1)] = 5.0,
+    ) -> None:
+        """Segment what makes the sound (camera + microphone, a file, or --synthetic) and publish the masks."""
+        if no_audio:
+            raise InputError(_NO_AUDIO)
+        # OpenCV prints its own warnings (e.g. for a missing camera) unless told not to; our
+        # errors say what went wrong in one line. Read by OpenCV when it is first imported.
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+        if backend not in _BACKENDS:
+            raise InputError(f"unknown --backend {backend!r}; choose one of {list(_BACKENDS)}")
+        if encoding not in _ENCODINGS:
+            raise InputError(f"unknown --encoding {encoding!r}; choose one of {list(_ENCODINGS)}")
+
+        from streamavs.audio import LogMelParams
+        from streamavs.engine import load_engine
+        from streamavs.pipeline import Pipeline, PipelineConfig
+        from streamavs.publish import DEFAULT_ADDRESS, Publisher, is_loopback
+
+        config = PipelineConfig(rate_hz=rate, gate=gate, encoding=encoding)
+        capture = _build_capture(input_, camera, mic, synthetic, realtime)
+        address = publish or DEFAULT_ADDRESS
+        with ExitStack() as stack:
+            sinks = _Sinks(stack, show, record, status_interval)
+            publisher = stack.enter_context(
+                Publisher(address, allow_remote=publish is not None and not is_loopback(address), curve_secret_key=curve_secret)
+            )
+            options = {"audio_params": LogMelParams()}
+            if threads is not None:
+                options["threads"] = threads
+            eng = stack.enter_context(load_engine(engine or default_engine(), backend=backend, **options))
+            pipeline = stack.enter_context(Pipeline(capture, eng, publisher, config, on_result=sinks))
+            sinks.pipeline = pipeline
+            sinks.fps = rate or capture.fps or 25.0
+            previous = _install_signal_handlers(pipeline)
+            stack.callback(lambda: [signal.signal(s, h) for s, h in previous.items()])
+            typer.echo(
+                f"streamavs: {capture.description} -> {publisher.address}  engine {eng.name} ({eng.backend})",
+                err=True,
+            )
+            snapshot = pipeline.run(frames=frames, seconds=duration)
+            reason = "end of stream" if pipeline.ended else "stopped"
+        typer.echo(f"final ({reason}):\n{snapshot.summary()}")
+        if record is not None:
+            typer.echo(f"recorded {sinks.recorder.frames if sinks.recorder else 0} frames to {record}")

@@ -1,0 +1,304 @@
+"""The live pipeline: capture -> pairer -> preprocess -> engine -> postprocess -> publisher.
+
+One loop in the caller's thread; the capture sources run their own threads and store their
+errors, which the loop re-raises (with the original as cause) as soon as it sees them.
+
+    with Pipeline(capture, engine, publisher) as pipe:   # start(): sources start here
+        snapshot = pipe.run(seconds=10)                  # or frames=N, or until the stream ends
+
+The pipeline owns the engine's temporal feature cache (``engine.initial_cache()`` at start,
+each output's cache fed back). Per-stage timings and counters live in :attr:`Pipeline.stats`
+and travel in every message header (``stage_ms``, ``dropped``, ``audio_overflows``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from streamavs.audio import LogMel
+from streamavs.buffers import Pair, Pairer
+from streamavs.clock import now_ns, wall_time
+from streamavs.errors import InputError
+from streamavs.pipeline.capture import Capture
+from streamavs.pipeline.stats import PipelineStats, StatsSnapshot
+from streamavs.pipeline.threads import limit_blas_threads
+from streamavs.protocol import ENCODINGS
+
+__all__ = ["PipelineConfig", "Result", "Pipeline", "preprocess_frame"]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Options of one pipeline run.
+
+    rate_hz: process at most this many frames per second of stream time (None: every frame the
+        pairer hands over); frames skipped for the rate are counted as `rate_skipped`, not drops.
+    gate: empty the published mask when the sounding score is below the engine manifest's
+        ``thresholds.gate`` (off by default).
+    encoding: wire encoding of the mask: "u8", "bits", "png" or "rle".
+    max_audio_wait_s: how long the pairer waits for the audio that ends at a frame.
+    poll_s: the loop wakes at least this often (stop requests and source errors are seen then).
+    cv2_threads: OpenCV threads for resizing (set in start(); 1 avoids fighting the engine).
+    blas_threads: numpy's OpenBLAS threads, process-wide (set in start(); None leaves them):
+        the default OpenBLAS pool made one log-mel example 70x slower on a busy 2-core CPU.
+    """
+
+    rate_hz: float | None = None
+    gate: bool = False
+    encoding: str = "u8"
+    max_audio_wait_s: float = 0.2
+    poll_s: float = 0.05
+    cv2_threads: int = 1
+    blas_threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        if self.rate_hz is not None and not self.rate_hz > 0:
+            raise InputError(f"rate_hz must be > 0 frames per second (or None for every frame), got {self.rate_hz!r}")
+        if self.encoding not in ENCODINGS:
+            raise InputError(f"unknown mask encoding {self.encoding!r}; choose one of {list(ENCODINGS)}")
+        if not self.max_audio_wait_s >= 0 or not self.poll_s > 0:
+            raise InputError(
+                f"max_audio_wait_s must be >= 0 and poll_s > 0 seconds, got {self.max_audio_wait_s!r}, {self.poll_s!r}"
+            )
+
+
+@dataclass(frozen=True)
+class Result:
+    """One processed frame, handed to the `on_result` callback (e.g. the overlay window/recorder).
+
+    mask_prob: (h, w) float32 in [0, 1] at the engine's size, as published (zeros when gated).
+    seq: the message's sequence number. stage_ms: this frame's stage durations (ms).
+    """
+
+    pair: Pair
+    mask_prob: np.ndarray
+    uncertainty: float
+    sounding: float
+    gated: bool
+    seq: int
+    stage_ms: dict[str, float]
+
+
+def preprocess_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an (H, W, 3) uint8 RGB frame to `size` = (height, width) without keeping the aspect
+    ratio (as AVSBench does): INTER_AREA when shrinking, INTER_LINEAR when enlarging."""
+    import cv2
+
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return np.ascontiguousarray(image)
+    shrink = image.shape[0] >= h and image.shape[1] >= w
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)  # (h, w, 3)
+
+
+class Pipeline:
+    """Runs `engine` on `capture` and publishes every result with `publisher`.
+
+    engine: a loaded :class:`streamavs.engine.Engine`. publisher: a bound
+    :class:`streamavs.publish.Publisher`. on_result: called in the loop's thread after each
+    message is sent. The pipeline owns all three and closes them in :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        capture: Capture,
+        engine: Any,
+        publisher: Any,
+        config: PipelineConfig = PipelineConfig(),
+        on_result: Callable[[Result], None] | None = None,
+    ) -> None:
+        audio_spec = engine.manifest.audio
+        if capture.audio.sample_rate != audio_spec.params.sample_rate:
+            raise InputError(
+                f"engine {engine.name!r} expects audio at {audio_spec.params.sample_rate} Hz but the capture "
+                f"delivers {capture.audio.sample_rate} Hz; build the AudioRing at the engine's rate"
+            )
+        self.capture = capture
+        self.engine = engine
+        self.publisher = publisher
+        self.config = config
+        self.on_result = on_result
+        self.stats = PipelineStats()
+        self._logmel = LogMel(audio_spec.params)
+        self._pairer = Pairer(
+            capture.frames, capture.audio, window_s=audio_spec.window_s,
+            max_wait_s=config.max_audio_wait_s, lossless=capture.lossless,
+        )  # fmt: skip
+        self._cache = engine.initial_cache()
+        self._engine_id = {"name": engine.name, "sha256": (engine.manifest.sha256 or "")[:12]}
+        self._gate = float(engine.manifest.thresholds.gate)
+        self._threshold = float(engine.manifest.thresholds.mask)
+        self._stop = False
+        self._started = False
+        self._closed = False
+        self._next_due: int | None = None  # rate limiter: stream time (ns) of the next frame to process
+        self._period_ns = None if config.rate_hz is None else int(round(1e9 / config.rate_hz))
+        self._stream_ended = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> "Pipeline":
+        """Set thread counts and start the capture sources; returns self. Raises on a bad source."""
+        if self._closed:
+            raise InputError("this Pipeline is closed; build a new one to run again")
+        if self._started:
+            return self
+        import cv2
+
+        cv2.setNumThreads(int(self.config.cv2_threads))
+        if self.config.blas_threads is not None:
+            limit_blas_threads(self.config.blas_threads)
+        self.capture.start()
+        self._started = True
+        return self
+
+    def stop(self) -> None:
+        """End the current run after the current frame, or the next run at once if none is running
+        (safe from a signal handler or another thread)."""
+        self._stop = True
+
+    def close(self) -> None:
+        """Stop, then close the sources (threads joined), the engine and the publisher. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop = True
+        try:
+            self.capture.close()
+        finally:
+            try:
+                self.engine.close()
+            finally:
+                self.publisher.close()
+
+    def __enter__(self) -> "Pipeline":
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def ended(self) -> bool:
+        """True when the last run ended because the stream ended (end of file)."""
+        return self._stream_ended
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self, *, frames: int | None = None, seconds: float | None = None) -> StatsSnapshot:
+        """Process until `frames` frames were published, `seconds` passed, the stream ended, or
+        :meth:`stop` was called (whichever comes first); returns the final stats snapshot.
+
+        Re-raises a capture thread's error (StreamAVS errors as they are, others as SourceError).
+        """
+        if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or frames < 1):
+            raise InputError(f"frames must be a positive integer, got {frames!r}")
+        if seconds is not None and not seconds > 0:
+            raise InputError(f"seconds must be > 0, got {seconds!r}")
+        if not self._started:
+            self.start()
+        deadline = None if seconds is None else time.monotonic() + seconds
+        target = None if frames is None else self.stats.frames + frames
+        try:
+            self._loop(target, deadline)
+        finally:
+            self._stop = False  # a stop request ends one run (it may come before the run starts)
+        self._update_counters()
+        return self.stats.snapshot()
+
+    def _loop(self, target: int | None, deadline: float | None) -> None:
+        while not self._stop:
+            if target is not None and self.stats.frames >= target:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            self.capture.check()
+            t_wait = now_ns()
+            pair = self._pairer.next_pair(timeout=self.config.poll_s)
+            if pair is None:
+                if self.capture.ended and len(self.capture.frames) == 0:
+                    self.capture.check()  # an error that ended the stream wins over a clean end
+                    self._stream_ended = True
+                    break
+                self.publisher.heartbeat()
+                continue
+            if not self._due(pair.frame.t_ns):
+                self.stats.count_skipped()
+                continue
+            self._process(pair, t_wait)
+
+    def _due(self, t_ns: int) -> bool:
+        """Rate limiter on stream time: a frame is processed when it reaches the next slot."""
+        if self._period_ns is None:
+            return True
+        if self._next_due is not None and t_ns < self._next_due:
+            return False
+        # Next slot one period later; if far behind (a gap in the stream), restart from this frame.
+        nxt = (self._next_due or t_ns) + self._period_ns
+        self._next_due = nxt if nxt > t_ns else t_ns + self._period_ns
+        return True
+
+    def _update_counters(self) -> None:
+        c = self.capture.counters()
+        self.stats.set_source_counters(
+            dropped=c.get("drops", 0), audio_overflows=c.get("overflows", 0), reconnects=c.get("reconnects", 0)
+        )
+
+    def _process(self, pair: Pair, t_wait_ns: int) -> None:
+        ms: dict[str, float] = {}
+        t0 = now_ns()
+        # Capture stage: stamp -> hand-over on a live clock; PTS stamps (fast files) say nothing
+        # about real time, so there it is the pairer's own wait.
+        start_ns = pair.frame.t_ns if self.capture.live_clock else t_wait_ns
+        ms["capture"] = (t0 - start_ns) / 1e6
+
+        frame = preprocess_frame(pair.frame.image, self.engine.frame_size)  # (h, w, 3) uint8
+        log_mel = self._logmel.example_ending_at(pair.audio, pair.audio.size)  # (96, 64) float32
+        t1 = now_ns()
+        ms["preprocess"] = (t1 - t0) / 1e6
+
+        out = self.engine.run(frame, log_mel, self._cache)
+        self._cache = out.cache
+        t2 = now_ns()
+        ms["inference"] = (t2 - t1) / 1e6
+
+        sounding = float(out.sounding)
+        gated = self.config.gate and sounding < self._gate
+        mask = np.zeros_like(out.mask_prob) if gated else out.mask_prob
+        uncertainty = float(np.mean(out.uncertainty))
+        t3 = now_ns()
+        ms["postprocess"] = (t3 - t2) / 1e6
+
+        self._update_counters()
+        header_ms = dict(ms)
+        last_publish = self.stats.last_stage_ms().get("publish")
+        if last_publish is not None:
+            header_ms["publish_prev"] = last_publish  # this message's own send time is not known yet
+        snap_dropped, snap_overflows = self.stats.dropped, self.stats.audio_overflows
+        seq = self.publisher.publish(
+            mask, t_capture=pair.frame.wall_time,
+            audio_window=(wall_time(pair.window_ns[0]), wall_time(pair.window_ns[1])),
+            sounding=sounding, uncertainty=uncertainty, engine=self._engine_id, backend=self.engine.backend,
+            stage_ms={k: round(v, 3) for k, v in header_ms.items()}, dropped=snap_dropped,
+            audio_overflows=snap_overflows, encoding=self.config.encoding, threshold=self._threshold,
+        )  # fmt: skip
+        t4 = now_ns()
+        ms["publish"] = (t4 - t3) / 1e6
+        ms["total"] = (t4 - start_ns) / 1e6
+        self.stats.count_published()
+        self.stats.record_frame(ms, time.perf_counter(), audio_gap=self._real_gap(pair))
+        if self.on_result is not None:
+            self.on_result(Result(pair, mask, uncertainty, sounding, gated, seq, ms))
+
+    def _real_gap(self, pair: Pair) -> bool:
+        """An audio gap other than the stream's first second (before the first sample there is
+        nothing to miss: that is silence before the stream, not lost audio)."""
+        if not pair.audio_gap:
+            return False
+        end = self.capture.audio.sample_at(pair.window_ns[1])
+        return end - self._pairer.window_samples >= 0

@@ -1,0 +1,186 @@
+"""The benchmark runners: latency of the real pipeline on a tiny model, accuracy tables and plots.
+
+The latency test runs the whole live path (synthetic 30 fps source -> pairer -> preprocess ->
+engine -> ZeroMQ publisher -> subscriber thread) for ~2 s per backend on a tiny untrained
+model (64 px) that the fixture writes, with ONNX Runtime on an engine exported on the fly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from streamavs.bench.report import STAT_KEYS, make_report, stats_ms, write_json
+from streamavs.errors import InputError
+
+torch = pytest.importorskip("torch", reason="the benchmark runners build models with PyTorch (the train extra)")
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A 64 px avs_lite with a small temporal stage and random weights, as a streaming checkpoint."""
+    from streamavs.model.registry import create_model
+    from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
+    from streamavs.model.temporal import TemporalConfig, TemporalStage
+
+    torch.manual_seed(0)
+    seg = create_model("avs_lite", image_size=64, backbone_pretrained=False)
+    stage = TemporalStage(TemporalConfig(in_channels=seg.config.decoder_channels, window=3, dim=8, heads=2))
+    path = tmp_path_factory.mktemp("bench") / "tiny.pt"
+    save_streaming_checkpoint(path, StreamingSegmenter(seg, stage).eval(), {})
+    return path
+
+
+def _check_stats(st: dict, what: str) -> None:
+    assert st["n"] > 0, what
+    assert 0 <= st["p50"] <= st["p90"] <= st["p95"] <= st["p99"] <= st["max"], (what, st)
+    assert st["p50"] <= st["max"] and math.isfinite(st["mean"]), (what, st)
+
+
+# ------------------------------------------------------------------------------ report
+def test_stats_ms_is_monotone_and_empty_is_nan():
+    st = stats_ms([5.0, 1.0, 3.0, 100.0, float("nan")])
+    assert list(st) == list(STAT_KEYS)
+    assert st["n"] == 4 and st["max"] == 100.0 and st["p50"] == 4.0
+    assert st["p50"] <= st["p95"] <= st["p99"] <= st["max"]
+    empty = stats_ms([])
+    assert empty["n"] == 0 and math.isnan(empty["p50"])
+
+
+def test_report_json_has_command_machine_date_and_null_for_nan(tmp_path):
+    report = make_report("unit", "streamavs bench latency --seconds 1", value=float("nan"), arr=np.arange(3))
+    path = write_json(report, tmp_path / "r.json")
+    data = json.loads(path.read_text())
+    assert data["command"] == "streamavs bench latency --seconds 1"
+    assert data["date"][:2] == "20" and "T" in data["date"]
+    machine = data["machine"]
+    assert machine["cores"] >= 1 and machine["cpu"] and machine["os"]
+    assert machine["libraries"]["numpy"] == np.__version__
+    assert data["value"] is None and data["arr"] == [0, 1, 2]
+
+
+# ------------------------------------------------------------------------------ latency
+def _check_row(row: dict, fps: float) -> None:
+    from streamavs.bench.latency import STAGES
+
+    assert row["model"] == "tiny" and row["frame_size"] == [64, 64] and row["temporal_window"] == 3
+    for stage in STAGES:
+        _check_stats(row["stages"][stage], f"{row['backend']} {stage}")
+    c = row["counters"]
+    assert c["processed"] == row["stages"]["inference"]["n"] > 0
+    assert c["processed"] <= c["offered"] and 0 < c["processed_fraction"] <= 1
+    assert c["received_by_subscriber"] + c["lost_to_subscriber"] == c["processed"]
+    assert c["received_by_subscriber"] == row["stages"]["end_to_end"]["n"]
+    # A mask is received after its frame was captured and after its engine call started.
+    s = row["stages"]
+    assert s["end_to_end"]["max"] >= s["frame_age_at_inference"]["p50"] > 0
+    assert 0 < row["fps"] <= fps * 1.2
+    assert "inside inference" in row["temporal_stage"]
+
+
+def test_latency_runner_on_tiny_model(tiny_checkpoint, tmp_path):
+    """PyTorch eager on the checkpoint (TensorRT: skipped with its reason on a CPU machine)."""
+    from streamavs.bench.latency import LatencyConfig, for_json, plot_latency, print_table, run_latency
+
+    config = LatencyConfig(
+        seconds=1.5, warmup=0.5, fps=30.0, backends=("torch", "tensorrt"),
+        models=(str(tiny_checkpoint),), threads=1, cache_dir=tmp_path / "cache",
+    )  # fmt: skip
+    report = run_latency(config, command="streamavs bench latency --seconds 1.5")
+    rows = {r["backend"]: r for r in report["rows"]}
+    assert set(rows) == {"torch", "tensorrt"}
+    _check_row(rows["torch"], config.fps)
+    assert rows["torch"]["inference_speedup_vs_torch"] == pytest.approx(1.0)
+    if not torch.cuda.is_available():
+        assert "CUDA" in rows["tensorrt"]["skipped"]
+
+    out = write_json(for_json(report), tmp_path / "latency.json")
+    data = json.loads(out.read_text())
+    assert {"command", "machine", "date", "rows", "config"} <= set(data)
+    assert data["command"] == "streamavs bench latency --seconds 1.5"
+    assert data["machine"]["ram_gib"] > 0 and "samples_ms" not in data["rows"][0]
+    png = plot_latency(report, tmp_path / "latency.png")
+    assert png.read_bytes()[:8] == PNG
+    print_table(report)  # renders, skipped row included
+
+
+@pytest.mark.slow
+def test_latency_onnxruntime_exports_into_the_cache(tiny_checkpoint, tmp_path):
+    """ONNX Runtime on an engine exported (and parity-checked) into the cache on the fly; ~15 s."""
+    from streamavs.bench.latency import LatencyConfig, run_latency
+
+    config = LatencyConfig(seconds=1.5, warmup=0.5, backends=("onnxruntime",), models=(str(tiny_checkpoint),),
+                           threads=1, cache_dir=tmp_path / "cache")  # fmt: skip
+    (row,) = run_latency(config)["rows"]
+    _check_row(row, config.fps)
+    assert row["engine_from"].startswith("exported to the cache")
+    assert len(list((tmp_path / "cache" / "onnx").glob("tiny-*.onnx"))) == 1
+
+
+def test_latency_rejects_unknown_model(tmp_path):
+    from streamavs.bench.latency_engines import resolve_model
+
+    with pytest.raises(InputError, match="avs_tpavi_b5"):
+        resolve_model("no_such_model", tmp_path)
+
+
+def test_cli_rejects_bad_options(capsys):
+    from streamavs.cli import main
+
+    assert main(["bench", "latency", "--backends", "onnxruntime,cuda"]) != 0
+    assert "unknown backend(s) ['cuda']" in capsys.readouterr().err
+    assert main(["bench", "accuracy"]) != 0
+    assert "exactly one of --engine PATH or --checkpoint PATH" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ accuracy
+def _robust_result() -> dict:
+    """A result in evaluate()'s format from a real RobustMeter on a few synthetic masks."""
+    from streamavs.metrics import RobustMeter
+
+    rng = np.random.default_rng(0)
+    gt = np.zeros((6, 32, 32), bool)
+    gt[:, 8:24, 8:24] = True
+    result = {}
+    for gate in ("gate_off", "gate_on"):
+        meter = RobustMeter()
+        meter.update("positive", np.clip(gt + rng.normal(0, 0.3, gt.shape), 0, 1), gt)
+        for cond in ("silence", "noise", "offscreen"):
+            pred = np.zeros(gt.shape) if gate == "gate_on" else np.clip(gt * 0.8 + rng.normal(0, 0.2, gt.shape), 0, 1)
+            meter.update(cond, pred, gt)
+        result[gate] = meter.table()
+    result["similarity"] = {"positive": rng.normal(0.5, 0.1, 30).tolist(), "negative": rng.normal(-0.1, 0.2, 90).tolist()}
+    return result
+
+
+def test_accuracy_table_plots_and_report(tmp_path):
+    from streamavs.bench.accuracy import accuracy_report, print_table, similarity_summary, write_plots
+
+    result = _robust_result()
+    paths = write_plots(result, tmp_path / "plots")
+    assert [p.name for p in paths] == ["conditions.png", "similarity.png"]
+    assert all(p.read_bytes()[:8] == PNG for p in paths)
+    print_table(result)
+    summary = similarity_summary(result["similarity"])
+    assert summary["positive"]["n"] == 30 and sum(summary["negative"]["histogram"]) == 90
+    assert summary["mean_gap"] > 0.4
+    report = accuracy_report(result, "x.pt", "synthetic-single", 2, "set", command="streamavs bench accuracy")
+    data = json.loads(write_json(report, tmp_path / "acc.json").read_text())
+    assert data["gate_on"]["global"]["g_fpr"] == 0.0 and data["gate_off"]["global"]["g_fpr"] > 0.0
+    assert {"command", "machine", "date"} <= set(data)
+
+
+def test_accuracy_on_tiny_checkpoint(tiny_checkpoint, tmp_path):
+    from streamavs.bench.accuracy import CONDITIONS, main_command
+
+    report = main_command(tiny_checkpoint, "synthetic-single", 4, json_out=tmp_path / "a.json", plots=tmp_path / "p")
+    for gate in ("gate_off", "gate_on"):
+        assert all(report[gate][c]["n"] > 0 for c in CONDITIONS)
+    assert (tmp_path / "p" / "conditions.png").read_bytes()[:8] == PNG
+    assert (tmp_path / "p" / "similarity.png").read_bytes()[:8] == PNG
+    assert report["similarity"]["positive"]["n"] > 0 and report["similarity"]["negative"]["n"] > 0

@@ -1,0 +1,207 @@
+"""`streamavs run`: a file end to end, --record, SIGINT, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from media import make_mp4_tone, make_raw_tone, make_video_only
+from test_pipeline import build_tiny_engine
+
+from streamavs.cli import main
+from streamavs.publish import Publisher
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tmp_path_factory) -> Path:
+    return build_tiny_engine(tmp_path_factory.getbasetemp() / "tiny-engine")
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory, ffmpeg) -> Path:
+    return tmp_path_factory.mktemp("run-cli-media")
+
+
+@pytest.fixture(scope="module")
+def mp4(media) -> Path:
+    """3 s, 25 fps, 160x120 H.264 + AAC 44.1 kHz stereo with a tone from 1 s."""
+    return make_mp4_tone(media, seconds=3.0, onset_s=1.0)
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["run", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(capsys, *args: str) -> str:
+    """Run `streamavs run ARGS`, expect a non-zero exit and exactly one error line; return it."""
+    code, _out, err = run_cli(capsys, *args)
+    lines = err.strip().splitlines()
+    assert code != 0
+    assert len(lines) == 1, f"expected one error line, got {lines}"
+    assert lines[0].startswith("streamavs: error: ")
+    return lines[0]
+
+
+def test_file_runs_to_the_end_and_records_a_playable_overlay_video(capsys, mp4, tiny_engine, tmp_path):
+    import av
+
+    out_video = tmp_path / "overlay.mp4"
+    code, out, err = run_cli(
+        capsys, "--input", mp4, "--engine", tiny_engine, "--publish", "tcp://127.0.0.1:*", "--record", out_video
+    )
+    assert code == 0, err
+    assert "final (end of stream)" in out
+    assert "frames 75  published 75" in out
+    assert "dropped 0  audio gaps 0  audio overflows 0" in out
+    for stage in ("capture", "preprocess", "inference", "postprocess", "publish", "total"):
+        assert f"\n{stage} " in out
+    assert f"recorded 75 frames to {out_video}" in out
+    with av.open(str(out_video)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (160, 120)
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(decoded) == 75
+    assert float(stream.average_rate) == pytest.approx(25.0)
+    with av.open(str(mp4)) as container:
+        original = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    # The overlay draws the sounding score as a green bar along the bottom edge (~0.48 x width here).
+    strip = decoded[10][-3:, 5:60].reshape(-1, 3).mean(axis=0)  # mean RGB of the bar's left part
+    assert strip[1] > 150 and strip[0] < 100 and strip[2] < 100, strip
+    assert not (original[-3:, 5:60, 1] > 150).all()  # not green in the source
+
+
+def test_sigint_stops_within_a_second_and_prints_final_counters(mp4, tiny_engine):
+    cmd = [sys.executable, "-m", "streamavs", "run", "--input", str(mp4), "--realtime", "--engine", str(tiny_engine),
+           "--publish", "tcp://127.0.0.1:*"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()  # the start line, printed once the pipeline runs
+        assert " -> tcp://127.0.0.1:" in line, line + proc.stderr.read()
+        time.sleep(0.8)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert elapsed < 1.0, f"took {elapsed:.2f} s to stop"
+    assert "SIGINT, stopping" in err
+    assert "final (stopped)" in out
+    frames = int(out.split("final (stopped):\n")[1].split()[1])
+    assert 5 <= frames < 75  # about 0.8 s of a 3 s file at real time
+
+
+# ALSA's `file` plugin as the default capture device: a real PortAudio microphone reading a raw
+# file. Its `null` slave has no clock (samples come as fast as they are read), so this checks
+# the live path runs and stops, not audio timing (tests/test_capture_microphone.py covers that).
+ASOUNDRC = """\
+pcm.tonefile {{
+    type file
+    slave.pcm "null"
+    file "/dev/null"
+    infile "{infile}"
+    format "raw"
+}}
+pcm.!default {{
+    type plug
+    slave {{ pcm "tonefile"; format S16_LE; rate 48000; channels 2 }}
+}}
+"""
+
+
+def test_live_camera_and_microphone_run_until_sigterm(mp4, tiny_engine, tmp_path):
+    raw = make_raw_tone(tmp_path / "mic.raw", seconds=1.0, rate=48000, onset_s=0.5, tail_s=30.0)
+    (tmp_path / ".asoundrc").write_text(ASOUNDRC.format(infile=raw))
+    env = dict(os.environ, HOME=str(tmp_path))  # PortAudio reads ~/.asoundrc when it initialises
+    env.pop("ALSA_CONFIG_PATH", None)
+    # The camera is OpenCV on a file, paced at its frame rate like a camera.
+    cmd = [sys.executable, "-m", "streamavs", "run", "--camera", str(mp4), "--engine", str(tiny_engine),
+           "--publish", "tcp://127.0.0.1:*"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stderr.readline()
+        assert f"camera {mp4} + default microphone -> tcp://127.0.0.1:" in line, line + proc.stderr.read()
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert elapsed < 1.0, f"took {elapsed:.2f} s to stop"
+    assert "SIGTERM, stopping" in err
+    frames = int(out.split("final (stopped):\n")[1].split()[1])
+    assert frames >= 5
+
+
+def test_show_without_a_display(capsys, monkeypatch, mp4, tiny_engine):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    line = one_line_error(capsys, "--show", "--input", mp4, "--engine", tiny_engine)
+    assert "--show needs a display" in line and "--record FILE" in line
+
+
+def test_missing_file(capsys, tiny_engine, tmp_path):
+    line = one_line_error(capsys, "--input", tmp_path / "nope.mp4", "--engine", tiny_engine)
+    assert "does not exist" in line and "nope.mp4" in line
+
+
+def test_file_without_audio_track(capsys, media, tiny_engine):
+    line = one_line_error(capsys, "--input", make_video_only(media), "--engine", tiny_engine)
+    assert "has no audio track" in line and "needs audio" in line
+
+
+def test_garbage_file(capsys, tiny_engine, tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(os.urandom(4096))
+    line = one_line_error(capsys, "--input", junk, "--engine", tiny_engine)
+    assert "cannot open" in line and "ffprobe" in line
+
+
+def test_address_in_use(capsys, mp4, tiny_engine):
+    with Publisher("tcp://127.0.0.1:*") as other:
+        line = one_line_error(capsys, "--input", mp4, "--engine", tiny_engine, "--publish", other.address)
+    assert "already in use" in line and "--publish tcp://127.0.0.1:" in line
+
+
+def test_no_camera_names_input_and_synthetic(capsys, tiny_engine):
+    line = one_line_error(capsys, "--camera", "99", "--engine", tiny_engine)
+    assert "camera 99" in line and "--input" in line and "--synthetic" in line
+
+
+def test_no_audio_is_refused_with_the_reason(capsys):
+    line = one_line_error(capsys, "--no-audio")
+    assert "needs audio" in line and "--mic" in line and "--input" in line
+
+
+def test_conflicting_inputs(capsys, mp4):
+    assert "give one of them" in one_line_error(capsys, "--input", mp4, "--synthetic")
+    assert "drop --camera/--mic" in one_line_error(capsys, "--input", mp4, "--mic", "1")
+    assert "a camera always runs at real time" in one_line_error(capsys, "--fast")
+
+
+def test_engine_front_end_mismatch(capsys, mp4, tiny_engine, tmp_path):
+    data = json.loads(tiny_engine.read_text())
+    data["audio"]["n_mels"] = 40
+    shutil.copy(tiny_engine.with_suffix(".onnx"), tmp_path / "tiny.onnx")
+    (tmp_path / "tiny.json").write_text(json.dumps(data))
+    line = one_line_error(capsys, "--input", mp4, "--engine", tmp_path / "tiny.json")
+    assert "n_mels 40" in line and "front end uses 64" in line
+
+
+def test_missing_engine(capsys, mp4, tmp_path):
+    line = one_line_error(capsys, "--input", mp4, "--engine", tmp_path / "none.json")
+    assert "no engine" in line

@@ -1,0 +1,144 @@
+"""The temporal-stage ablation harness and its figure, on tiny untrained models (64x64)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from streamavs.bench.temporal_ablation import compare, evaluate_streaming, main, streaming_test_split
+from streamavs.bench.temporal_figure import find_transition_clip, has_both_transitions, render_temporal_figure
+from streamavs.errors import ConfigError
+from streamavs.metrics import transition_flags
+from streamavs.model.registry import create_model
+from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
+from streamavs.model.temporal import TemporalConfig, TemporalStage
+
+SPLIT = dict(image_size=64, seconds=4)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on the shared 2-core CPU two threads run these tiny models ~100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Frame-only, attention-only and full checkpoints sharing one random 64x64 avs_lite."""
+    root = tmp_path_factory.mktemp("temporal_ckpt")
+    torch.manual_seed(0)
+    seg = create_model("avs_lite", image_size=64, backbone_pretrained=False)
+    paths = {}
+    for name, temporal in (("frame_only", None),
+                           ("no_uncertainty", TemporalConfig(seg.fused_channels, window=3, dim=16, uncertainty=False)),
+                           ("full", TemporalConfig(seg.fused_channels, window=3, dim=16))):
+        paths[name] = root / f"{name}.pt"
+        stage = TemporalStage(temporal) if temporal is not None else None
+        save_streaming_checkpoint(paths[name], StreamingSegmenter(seg, stage), {"note": name})
+    return paths
+
+
+def test_split_ground_truth_follows_the_played_audio():
+    clips = list(streaming_test_split(3, 5, negative_second_share=0.5, **SPLIT))
+    assert [c.index for c in clips] == [5, 6, 7]
+    assert [c.seed for c in clips] == [2_000_000_005, 2_000_000_006, 2_000_000_007]
+    seen = set()
+    for c in clips:
+        assert c.frames.shape == (4, 64, 64, 3) and c.frames.dtype == np.uint8
+        assert c.log_mel.shape == (4, 96, 64)
+        for t, audio in enumerate(c.audio):
+            seen.add(c.eval_condition[t])
+            if audio != "positive":  # negative audio: empty target, scored as that condition
+                assert not c.gt[t].any() and c.eval_condition[t] == audio and not c.sounding[t].any()
+            elif not c.gt[t].any():  # own audio but the source is quiet: counts as silence
+                assert c.eval_condition[t] == "silence" and not c.sounding[t].any()
+            else:
+                assert c.eval_condition[t] == "positive" and np.array_equal(c.gt_eval[t], c.gt[t])
+        started, silenced = transition_flags(c.gt.any(axis=(1, 2)))  # single source: GT non-empty == sounding
+        assert np.array_equal(started, c.started) and np.array_equal(silenced, c.silenced)
+    assert "positive" in seen and len(seen) >= 3
+    again = next(iter(streaming_test_split(1, 6, negative_second_share=0.5, **SPLIT)))
+    assert again.audio == clips[1].audio and np.array_equal(again.log_mel, clips[1].log_mel)
+    no_neg = next(iter(streaming_test_split(1, 6, negative_second_share=0.0, **SPLIT)))
+    assert no_neg.audio == ["positive"] * 4
+
+
+def test_evaluate_streaming_keys_and_ranges(checkpoints):
+    frame_only = evaluate_streaming(checkpoints["frame_only"], False, 2, **SPLIT)
+    full = evaluate_streaming(checkpoints["full"], True, 2, **SPLIT)
+    assert frame_only["temporal_config"] is None and full["temporal_config"]["window"] == 3
+    for r in (frame_only, full):
+        assert set(r) >= {"temporal", "robust", "state_silent", "counts", "ms_per_frame", "mean_sounding"}
+        assert r["counts"]["frames"] == 8 and sum(r["counts"]["audio"].values()) == 8
+        assert sum(r["counts"]["eval"].values()) == 8
+        t = r["temporal"]
+        assert t["n_started"] + t["n_silenced"] >= 1 and t["n_stable"] > 0
+        assert t["miou_started"] is None or 0.0 <= t["miou_started"] <= 100.0
+        assert t["fpr_silenced"] is None or 0.0 <= t["fpr_silenced"] <= 1.0
+        assert 0.0 <= t["flicker"] <= 1.0
+        assert set(r["robust"]) == {"positive", "silence", "noise", "offscreen", "negative", "global"}
+        for cond in ("positive", "silence", "noise", "offscreen"):
+            res = r["robust"][cond]
+            assert res["n"] == r["counts"]["eval"].get(cond, 0)
+            if res["n"]:
+                assert 0.0 <= res["miou"] <= 100.0 and 0.0 <= res["fpr"] <= 1.0
+        g = r["robust"]["global"]
+        assert g["g_miou"] is None or 0.0 <= g["g_miou"] <= 100.0
+        assert 0.0 <= r["mean_sounding"]["empty_gt"] <= 1.0 and r["ms_per_frame"]["mean"] > 0
+    # Same data for both models; the untrained stages differ in their masks, not in the data.
+    assert frame_only["counts"] == full["counts"]
+    with pytest.raises(ConfigError, match="no temporal stage"):
+        evaluate_streaming(checkpoints["frame_only"], True, 1, **SPLIT)
+    with pytest.raises(ConfigError, match="image_size=64"):
+        evaluate_streaming(checkpoints["frame_only"], False, 1, image_size=96, seconds=2)
+
+
+def test_compare_targets():
+    def result(fpr, miou, flicker, g):
+        return {"temporal": {"fpr_silenced": fpr, "miou_started": miou, "flicker": flicker},
+                "robust": {"global": {"g_miou": g}}}
+
+    base = result(0.30, 50.0, 0.10, 70.0)
+    good = compare(result(0.10, 55.0, 0.05, 69.2), base)
+    assert all(row["met"] for row in good.values())
+    bad = compare(result(0.30, 49.0, 0.20, 68.9), base)
+    assert not any(row["met"] for row in bad.values())
+    missing = compare(result(None, 55.0, 0.05, 70.0), base)
+    assert missing["fpr_silenced_lower"]["met"] is None and missing["miou_started_higher"]["met"] is True
+
+
+def test_cli_writes_strict_json_and_table(checkpoints, tmp_path, capsys):
+    out = tmp_path / "ablation.json"
+    argv = ["--frame-only", str(checkpoints["frame_only"]), "--no-uncertainty", str(checkpoints["no_uncertainty"]),
+            "--full", str(checkpoints["full"]), "--clips", "1", "--seconds", "3", "--image-size", "64",
+            "--threads", "1", "--out", str(out)]
+    assert main(argv) == 0
+    report = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert set(report["results"]) == {"frame_only", "no_uncertainty", "full"}
+    assert set(report["targets"]["full"]) == {"fpr_silenced_lower", "miou_started_higher", "flicker_lower",
+                                              "g_miou_within_1pt"}
+    assert report["command"].startswith("python -m streamavs.bench.temporal_ablation --frame-only")
+    assert report["machine"]["cores"] >= 1 and report["torch_threads"] == 1 and report["test_split"]["seconds"] == 3
+    table = capsys.readouterr().out
+    for label in ("frame-only", "attention, no uncertainty", "full stage", "g_miou_within_1pt"):
+        assert label in table
+
+
+def test_figure_is_written(checkpoints, tmp_path):
+    import matplotlib.image
+
+    clip = find_transition_clip(0, **SPLIT)
+    assert has_both_transitions(clip)
+    info = render_temporal_figure(checkpoints["frame_only"], checkpoints["full"], tmp_path / "fig.png", clip)
+    png = matplotlib.image.imread(info["path"])
+    assert png.ndim == 3 and png.shape[1] > png.shape[0] > 200  # 4 rows, 4 columns + colour bar
+    assert "started" in info["state"] and "stopped" in info["state"] and info["clip_index"] == clip.index
+    assert len(info["sounding_full"]) == 4 and all(0.0 <= s <= 1.0 for s in info["sounding_full"])
+    assert not math.isnan(info["sounding_frame_only"][0])

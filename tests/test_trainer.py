@@ -1,0 +1,113 @@
+"""Real training steps on tiny configurations: one process, resume, DDP on two CPU processes, temporal."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from streamavs.errors import ConfigError
+from streamavs.training.config import load_config, parse_set
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "training" / "configs" / "synthetic_single_full.toml"
+TINY = {
+    "data.image_size": 64,
+    "data.train_clips": 2,  # 10 samples
+    "data.val_clips": 4,  # 20 samples, the four conditions
+    "optim.batch_size": 2,
+    "optim.epochs": 2,
+    "eval.batch_size": 10,
+    "model.overrides": {"backbone_pretrained": False},
+}
+
+
+def _events(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_recipes_parse_and_typos_are_errors(tmp_path):
+    for recipe in (REPO / "training" / "configs").glob("*.toml"):
+        load_config(recipe)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(RECIPE.read_text().replace("lambda_sim", "lamda_sim"))
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['lamda_sim'\] in \[loss\]"):
+        load_config(bad)
+    assert parse_set(["optim.lr=0.5", "data.setting=multi"]) == {"optim.lr": 0.5, "data.setting": "multi"}
+
+
+def test_train_evaluates_and_resumes_from_the_saved_step(tmp_path):
+    from streamavs.training.trainer import train
+
+    torch.set_num_threads(2)
+    cfg = load_config(RECIPE, TINY)
+    run = tmp_path / "run"
+    train(cfg, run, max_steps=3, progress=False)  # 5 steps per epoch: stop inside epoch 1
+    stopped = torch.load(run / "last.pt", weights_only=False)
+    assert stopped["run_state"]["global_step"] == 3 and stopped["run_state"]["step_in_epoch"] == 3
+    with pytest.raises(ConfigError, match="--resume"):
+        train(cfg, run, progress=False)  # refuses to overwrite a run silently
+
+    table = train(cfg, run, resume=True, progress=False)
+    final = torch.load(run / "last.pt", weights_only=False)
+    assert final["run_state"]["global_step"] == 10  # 3 + 7 more, not 3 + 10
+    assert final["run_state"]["epoch"] == 2
+    for cond in ("positive", "silence", "noise", "offscreen"):
+        assert table["gate_off"][cond]["n"] == 5
+    assert (run / "best.pt").exists()
+    events = _events(run)
+    assert [e["event"] for e in events].count("eval") == 2
+    resumed = [e for e in events if e["event"] == "start"][-1]
+    assert resumed["resume"] is True and resumed["state"]["global_step"] == 3
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    assert torchrun, "torchrun comes with torch"
+    sets = [f"--set={k}={json.dumps(v) if not isinstance(v, dict) else '{backbone_pretrained = false}'}"
+            for k, v in TINY.items()]
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", "--master_port", "0", "-m", "streamavs", "train",
+         "--config", str(RECIPE), "--out", str(run), "--device", "cpu", *sets],
+        capture_output=True, text=True, timeout=240, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = _events(run)
+    assert events[0]["world_size"] == 2
+    ckpt = torch.load(run / "last.pt", weights_only=False)
+    # 10 samples, 2 processes, batch 2 per process -> 2 steps per epoch, 2 epochs
+    assert ckpt["run_state"]["global_step"] == 4
+    assert not any(k.startswith("module.") for k in ckpt["state_dict"])  # saved unwrapped
+
+
+def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path):
+    from streamavs.model.streaming import load_streaming
+    from streamavs.training.temporal_trainer import train_temporal
+    from streamavs.training.trainer import train
+
+    torch.set_num_threads(2)
+    seg_run = tmp_path / "seg"
+    train(load_config(RECIPE, {**TINY, "optim.epochs": 1}), seg_run, progress=False)
+    cfg = load_config(REPO / "training" / "configs" / "synthetic_temporal_full.toml", {
+        "model.init_checkpoint": str(seg_run / "last.pt"),
+        "data.image_size": 64, "data.train_clips": 4, "data.val_clips": 2,
+        "optim.epochs": 2, "optim.batch_size": 2,
+    })
+    train_temporal(cfg, tmp_path / "temporal", progress=False)
+    model, extra = load_streaming(tmp_path / "temporal" / "temporal.pt")
+    assert model.temporal is not None and model.temporal.config.window == 5
+    assert len(extra["temporal_history"]) == 2
+    before = torch.load(seg_run / "last.pt", weights_only=False)["state_dict"]
+    after = model.segmenter.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the segmenter stayed frozen
+    frame = torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
+    prob, unc, sounding, cache = model(frame, torch.zeros(1, 1, 96, 64), model.initial_cache())
+    assert prob.shape == (1, 1, 64, 64) and cache.shape == model.cache_shape()
