@@ -75,7 +75,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [torchrun, "--nproc_per_node", "2", "--master_port", "0", "-m", "streamavs", "train",
+        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "streamavs", "train",
          "--config", str(RECIPE), "--out", str(run), "--device", "cpu", *sets],
         capture_output=True, text=True, timeout=240, env=env,
     )

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
 from streamavs.model.temporal import TemporalConfig, TemporalOutput, TemporalStage
+from streamavs.pipeline.threads import limit_blas_threads
 from streamavs.training.config import TemporalSection, TrainConfig
 
 
@@ -112,6 +113,7 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
         raise ConfigError("temporal training needs a [temporal] section and [model] init_checkpoint = the segmenter")
     if cfg.data.kind != "synthetic":
         raise ConfigError("temporal training is implemented on the synthetic clips ([data] kind = 'synthetic')")
+    limit_blas_threads(1)  # numpy matmuls in the audio front end: one thread beats contending with torch
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from streamavs.errors import ConfigError
+from streamavs.pipeline.threads import limit_blas_threads
 from streamavs.training.config import TrainConfig
 from streamavs.training.distributed import World, close_world, init_world
 
@@ -104,6 +105,7 @@ def train(
     from streamavs.training.evaluate import evaluate
     from streamavs.training.losses import LossConfig, total_loss
 
+    limit_blas_threads(1)  # numpy matmuls in the audio front end: one thread beats contending with torch
     world = init_world(device)
     out = Path(out_dir)
     if world.is_main:
