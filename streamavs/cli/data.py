@@ -55,5 +55,24 @@ def inspect(
     typer.echo(f"overview picture: {picture}")
 
 
+@data_app.command("video")
+def video(
+    out: Annotated[Path, typer.Option("--out", help="Video file to write (.mp4 or .mkv).")],
+    seconds: Annotated[int, typer.Option(help="Length in seconds.")] = 10,
+    sound_starts: Annotated[float, typer.Option(help="Seconds of silence before the source starts sounding.")] = 3.0,
+    seed: Annotated[int, typer.Option(help="Scene seed (the test split's first clip by default).")] = 2_000_000_000,
+    fps: Annotated[int, typer.Option(help="Video frame rate.")] = 30,
+    audio_rate: Annotated[int, typer.Option(help="AAC sample rate in Hz.")] = 44100,
+    setting: Annotated[str, typer.Option(help="single or multi.")] = "single",
+) -> None:
+    """Write a synthetic scene as H.264 + AAC (ffmpeg): silent until --sound-starts, then sounding."""
+    from streamavs.synthetic import SceneConfig
+    from streamavs.synthetic.video import demo_clip, write_video
+
+    clip = demo_clip(seed, seconds, sound_starts, SceneConfig(setting=setting))
+    write_video(clip, out, fps=fps, audio_rate=audio_rate)
+    typer.echo(f"wrote {out}: {seconds} s at {fps} fps, sound starts at {sound_starts} s ({clip.category})")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")

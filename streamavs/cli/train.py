@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
         set_: SetOption = None,
     ) -> None:
-        """Train a segmenter (or, with a [temporal] section, its temporal stage). Works under torchrun."""
+        """Train a segmenter (or, with a \\[temporal] section, its temporal stage). Works under torchrun."""
         require("torch", "train", "streamavs train")
         from streamavs.training.config import load_config, parse_set
 

@@ -47,7 +47,7 @@ class SceneConfig:
     stereo: bool = True
     ambient_dbfs: float | None = None
     multi_sources: tuple[int, int] = (2, 3)
-    radius_range: tuple[float, float] = (0.10, 0.18)
+    radius_range: tuple[float, float] = (0.15, 0.28)  # objects cover ~10% of the frame, as in AVSBench S4
     max_speed: float = 0.03
     fade_ms: float = 10.0
 
