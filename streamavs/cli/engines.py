@@ -1,0 +1,112 @@
+"""`streamavs engines [NAME_OR_PATH]`: list the engines found, or describe one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+
+def _size_mb(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:.1f} MB" if path.is_file() else "missing"
+
+
+def _flatten(prefix: str, value: Any, out: list[tuple[str, Any]]) -> None:
+    """Nested metric dicts -> ("positive.miou", 78.7) rows."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out.append((prefix, value))
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _list(paths: list[Path]) -> None:
+    from streamavs.engine import engine_dirs, find_engines, read_manifest
+    from streamavs.errors import EngineError
+
+    found = find_engines(paths)
+    searched = [str(p) for p in paths] + [str(d) for d in engine_dirs()]
+    if not found:
+        typer.echo(f"no engines found in {searched or ['the shipped folder', './engines']}; "
+                   "export one with `streamavs export CHECKPOINT --backend onnx`")
+        return
+    typer.echo(f"{'name':<24} {'backend':<9} {'prec':<5} {'frame':<9} {'T':>2} {'size':>10}  manifest")
+    for path in found:
+        try:
+            m = read_manifest(path)
+        except EngineError as exc:
+            typer.echo(f"{path.stem:<24} unreadable: {exc}")
+            continue
+        frame = f"{m.frame.size[0]}x{m.frame.size[1]}"
+        window = str(m.temporal.window) if m.temporal else "-"
+        size = _size_mb(path.parent / m.model_file)
+        typer.echo(f"{m.name:<24} {m.backend:<9} {m.precision:<5} {frame:<9} {window:>2} {size:>10}  {path}")
+
+
+def _describe(target: str, as_json: bool) -> None:
+    from streamavs.engine import read_manifest, resolve_engine
+    from streamavs.errors import InputError
+
+    path = resolve_engine(target)
+    if path.suffix == ".pt":
+        raise InputError(f"{path} is a PyTorch checkpoint, not an exported engine; export it with `streamavs export {path}`")
+    m = read_manifest(path)
+    if as_json:
+        typer.echo(json.dumps(m.to_dict(), indent=2))
+        return
+    model_file = path.parent / m.model_file
+    lines = [
+        f"engine       {m.name}",
+        f"manifest     {path} (format_version {m.format_version}, created {m.created})",
+        f"model file   {model_file} ({_size_mb(model_file)}, sha256 {m.sha256[:16]}...)",
+        f"backend      {m.backend}, {m.precision}",
+        f"model        {m.model.get('name', '?')}",
+        f"frame        {m.frame.size[0]}x{m.frame.size[1]} {m.frame.layout}; {m.frame.normalisation}",
+        f"audio        {m.audio.params.sample_rate} Hz, {m.audio.params.n_mels} mels x {m.audio.params.example_frames} "
+        f"frames, window {m.audio.window_s} s ({m.audio.example})",
+        f"temporal     " + (f"window {m.temporal.window}, cache {list(m.temporal.cache_shape)}" if m.temporal else "none"),
+        f"thresholds   mask {m.thresholds.mask}, gate {m.thresholds.gate}; audio_hop {m.audio_hop}",
+        "inputs       " + ", ".join(f"{t.name} {list(t.shape)} {t.dtype}" for t in m.inputs),
+        "outputs      " + ", ".join(f"{t.name} {list(t.shape)} {t.dtype}" for t in m.outputs),
+        "versions     " + ", ".join(f"{k} {v}" for k, v in m.versions.items() if v is not None),
+    ]
+    export = m.export
+    if export:
+        lines.append(f"export       {export.get('exporter', '?')}" + (f", opset {export['opset']}" if export.get("opset") else ""))
+        parity = export.get("parity") or {}
+        if parity:
+            diffs = ", ".join(f"{k} {_fmt(v)}" for k, v in (parity.get("max_abs_diff") or {}).items())
+            lines.append(f"parity       max abs diff vs {parity.get('reference', '?')}: {diffs} (tolerance {parity.get('tolerance')})")
+    lines.append(f"training     data: {m.training.get('data', 'not recorded')}")
+    rows: list[tuple[str, Any]] = []
+    _flatten("", m.training.get("metrics") or {}, rows)
+    if rows:
+        lines.append("metrics")
+        lines.extend(f"  {key:<28} {_fmt(value)}" for key, value in rows)
+    else:
+        lines.append("metrics      none recorded")
+    typer.echo("\n".join(lines))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def engines(
+        name_or_path: Annotated[
+            Optional[str], typer.Argument(help="Engine name or path (.json/.onnx/.ep) to describe; omit to list.")
+        ] = None,
+        path: Annotated[
+            Optional[list[Path]], typer.Option("--path", help="Also search this folder (repeatable).")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the whole manifest as JSON.")] = False,
+    ) -> None:
+        """List the engines found (shipped folder, ./engines, --path), or describe one: manifest, size, metrics."""
+        if name_or_path is None:
+            _list(list(path or []))
+        else:
+            _describe(name_or_path, as_json)

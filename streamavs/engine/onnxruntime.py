@@ -1,0 +1,152 @@
+"""ONNX Runtime backend: the default CPU engine; CUDA and TensorRT execution providers when present.
+
+Session settings (why):
+- intra-op threads default to ``max(1, cores - 1)``, leaving a core for the capture threads;
+  inter-op threads 1 (the graph is one sequential chain, batch 1).
+- ``session.intra_op.allow_spinning = 0``: idle worker threads sleep instead of spinning, so the
+  engine does not steal the CPU from capture, audio and publishing between frames.
+- graph optimisation ORT_ENABLE_ALL (constant folding, fusions, layout transforms).
+The model bytes are read once: hashed against the manifest, then handed to the session, so the
+file that was checked is the file that runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from streamavs.audio import LogMelParams
+from streamavs.engine.base import Engine
+from streamavs.engine.manifest import Manifest, check_model_inputs, check_runtime
+from streamavs.errors import EngineError, ManifestMismatch, MissingDependency
+
+__all__ = ["OnnxRuntimeEngine", "PROVIDER_ALIASES", "default_threads"]
+
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+
+
+def default_threads() -> int:
+    """Intra-op threads by default: all cores but one (at least 1)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def _import_ort():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise MissingDependency(
+            f"the ONNX Runtime backend needs the Python package 'onnxruntime' ({exc}); it is a core dependency "
+            "of streamavs: pip install onnxruntime (or onnxruntime-gpu for the CUDA/TensorRT providers)"
+        ) from exc
+    return onnxruntime
+
+
+class OnnxRuntimeEngine(Engine):
+    """An ``.onnx`` engine run by ONNX Runtime.
+
+    providers: execution providers in priority order, by ONNX Runtime name or alias ("cpu",
+        "cuda", "tensorrt"); default CPU only. A provider that this onnxruntime build lacks raises
+        EngineError naming the ones it has.
+    threads: intra-op threads (default :func:`default_threads`); inter_op_threads: default 1.
+    audio_params, frame_size: the runtime's front end, checked against the manifest.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        model_path: Path,
+        *,
+        providers: Sequence[str | tuple[str, dict[str, Any]]] | None = None,
+        threads: int | None = None,
+        inter_op_threads: int = 1,
+        audio_params: LogMelParams | None = None,
+        frame_size: tuple[int, int] | None = None,
+    ) -> None:
+        ort = _import_ort()
+        super().__init__(manifest, Path(model_path))
+        check_runtime(manifest, audio_params=audio_params, frame_size=frame_size)
+        data = self._read_checked(manifest, self.model_path)
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(threads) if threads is not None else default_threads()
+        so.inter_op_num_threads = int(inter_op_threads)
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.log_severity_level = 3  # errors only: provider fallbacks are reported by us
+        self.providers = self._resolve_providers(ort, providers)
+        try:
+            self._session = ort.InferenceSession(data, sess_options=so, providers=self.providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            raise EngineError(
+                f"ONNX Runtime cannot load engine {manifest.name!r} from {self.model_path.name}: {exc}; "
+                "re-export the engine with this onnxruntime version"
+            ) from exc
+        actual = {i.name: tuple(i.shape) for i in self._session.get_inputs()}
+        missing = [t.name for t in manifest.inputs if t.name not in actual]
+        if missing:
+            raise ManifestMismatch(
+                f"engine {manifest.name!r}: model file {self.model_path.name} has inputs {sorted(actual)} but the "
+                f"manifest names {[t.name for t in manifest.inputs]}; re-export the engine"
+            )
+        check_model_inputs(manifest, actual, self.model_path.name)
+        self._input_names = [t.name for t in manifest.inputs]
+        self._output_names = [t.name for t in manifest.outputs]
+
+    @staticmethod
+    def _read_checked(manifest: Manifest, path: Path) -> bytes:
+        if not path.is_file():
+            raise EngineError(
+                f"engine {manifest.name!r}: model file {path} named by its manifest does not exist; "
+                "keep the model file beside its manifest or re-export the engine"
+            )
+        data = path.read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != manifest.sha256:
+            raise ManifestMismatch(
+                f"engine {manifest.name!r}: model file {path.name} has sha256 {actual[:16]}... but its manifest "
+                f"says {manifest.sha256[:16]}...; the file is corrupted or was modified: restore it or re-export the engine"
+            )
+        return data
+
+    @staticmethod
+    def _resolve_providers(ort, providers) -> list:
+        if providers is None:
+            return ["CPUExecutionProvider"]
+        available = ort.get_available_providers()
+        out = []
+        for p in providers:
+            name, opts = (p if isinstance(p, tuple) else (p, None))
+            name = PROVIDER_ALIASES.get(str(name).lower(), name)
+            if name not in available:
+                raise EngineError(
+                    f"ONNX Runtime execution provider {name!r} is not available in this onnxruntime build "
+                    f"(available: {available}); install onnxruntime-gpu for CUDA/TensorRT, or use providers=['cpu']"
+                )
+            out.append((name, opts) if opts else name)
+        if not out:
+            raise EngineError("providers is empty; pass at least one, e.g. providers=['cpu']")
+        return out
+
+    @property
+    def active_providers(self) -> list[str]:
+        """The providers the session actually uses, in priority order."""
+        return list(self._session.get_providers())
+
+    def _run(self, frame: np.ndarray, log_mel: np.ndarray, cache: np.ndarray) -> tuple[np.ndarray, ...]:
+        feeds = dict(zip(self._input_names, (frame, log_mel, cache)))
+        return tuple(self._session.run(self._output_names, feeds))
+
+    def _release(self) -> None:
+        self._session = None
