@@ -106,13 +106,13 @@ def check_model_spec(spec: str) -> None:
 
 def resolve_model(spec: str, cache_dir: Path) -> ModelArtifacts:
     """Resolve a model spec (see the module docstring). Raises InputError for an unknown spec."""
-    from streamavs.engine.base import find_engines, resolve_engine
+    from streamavs.engine.base import default_engine, find_engines, resolve_engine
 
     check_model_spec(spec)
     if spec == "default":
-        found = find_engines()
-        if found:
-            return ModelArtifacts(spec, found[0].stem, found[0], _checkpoint_beside(found[0]), "default engine")
+        if find_engines():
+            manifest = default_engine()
+            return ModelArtifacts(spec, manifest.stem, manifest, _checkpoint_beside(manifest), "default engine")
         ckpt = _random_checkpoint("avs_lite", cache_dir, temporal=True)
         return ModelArtifacts(spec, "avs_lite", None, ckpt, "no default engine found: avs_lite + temporal, random weights")
     path = Path(spec)

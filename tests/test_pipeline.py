@@ -263,11 +263,10 @@ def test_config_rejects_bad_options():
 # ------------------------------------------------------------------------ trained engine only
 def _shipped_engine() -> Path | None:
     import streamavs.engines
-    from streamavs.engine import find_engines
+    from streamavs.engine import DEFAULT_ENGINE
 
-    shipped = Path(streamavs.engines.__file__).resolve().parent
-    found = [p for p in find_engines() if p.resolve().parent == shipped]
-    return found[0] if found else None
+    manifest = Path(streamavs.engines.__file__).resolve().parent / f"{DEFAULT_ENGINE}.json"
+    return manifest if manifest.is_file() else None
 
 
 @pytest.mark.skipif(_shipped_engine() is None, reason="needs the trained default engine (none in streamavs/engines/ yet)")

@@ -25,7 +25,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from streamavs.errors import EngineError, InputError
+from streamavs.errors import InputError
 
 _BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 _ENCODINGS = ("u8", "bits", "png", "rle")
@@ -38,20 +38,6 @@ _NO_AUDIO = (
 
 def _is_url(text: str) -> bool:
     return "://" in text
-
-
-def default_engine() -> Path:
-    """The manifest of the shipped default engine (first one found by engine discovery)."""
-    from streamavs.engine import engine_dirs, find_engines
-
-    found = find_engines()
-    if not found:
-        raise EngineError(
-            "no engine given and none found in "
-            f"{[str(d) for d in engine_dirs()] or 'the shipped engines folder or ./engines'}; pass --engine PATH "
-            "(a .json manifest, .onnx, .ep or .pt checkpoint), or build one with: streamavs export CHECKPOINT"
-        )
-    return found[0]
 
 
 def _build_capture(input_: Optional[str], camera: Optional[str], mic: Optional[str], synthetic: bool, realtime: Optional[bool]):
@@ -190,7 +176,7 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"unknown --encoding {encoding!r}; choose one of {list(_ENCODINGS)}")
 
         from streamavs.audio import LogMelParams
-        from streamavs.engine import load_engine
+        from streamavs.engine import default_engine, load_engine
         from streamavs.pipeline import Pipeline, PipelineConfig
         from streamavs.publish import DEFAULT_ADDRESS, Publisher, is_loopback
 

@@ -7,10 +7,13 @@
 ...     cache = out.cache
 """
 
-from streamavs.engine.base import Engine, EngineOutput, engine_dirs, find_engines, load_engine, resolve_engine
+from streamavs.engine.base import (
+    DEFAULT_ENGINE, Engine, EngineOutput, default_engine, engine_dirs,
+)
+from streamavs.engine.base import find_engines, load_engine, resolve_engine
 from streamavs.engine.manifest import FORMAT_VERSION, Manifest, read_manifest
 
 __all__ = [
-    "Engine", "EngineOutput", "FORMAT_VERSION", "Manifest", "engine_dirs", "find_engines", "load_engine",
+    "DEFAULT_ENGINE", "Engine", "EngineOutput", "default_engine", "FORMAT_VERSION", "Manifest", "engine_dirs", "find_engines", "load_engine",
     "read_manifest", "resolve_engine",
 ]

@@ -176,6 +176,27 @@ def find_engines(paths: Iterable[str | Path] = ()) -> list[Path]:
     return found
 
 
+DEFAULT_ENGINE = "streamavs-synthetic-lite"  # shipped in streamavs/engines/ (engines/README.md)
+
+
+def default_engine() -> Path:
+    """The manifest `streamavs run` uses when no --engine is given: the shipped default engine,
+    else the first engine found."""
+    from streamavs.errors import EngineError
+
+    found = find_engines()
+    for manifest in found:
+        if manifest.stem == DEFAULT_ENGINE:
+            return manifest
+    if not found:
+        raise EngineError(
+            "no engine given and none found in "
+            f"{[str(d) for d in engine_dirs()] or 'the shipped engines folder or ./engines'}; pass --engine PATH "
+            "(a .json manifest, .onnx, .ep or .pt checkpoint), or build one with: streamavs export CHECKPOINT"
+        )
+    return found[0]
+
+
 def resolve_engine(name_or_path: str | Path) -> Path:
     """The manifest (or .pt checkpoint) meant by a name or path.
 
