@@ -13,15 +13,9 @@ from pathlib import Path
 
 import pytest
 from media import make_mp4_tone, make_raw_tone, make_video_only
-from test_pipeline import build_tiny_engine
 
 from streamavs.cli import main
 from streamavs.publish import Publisher
-
-
-@pytest.fixture(scope="session")
-def tiny_engine(tmp_path_factory) -> Path:
-    return build_tiny_engine(tmp_path_factory.getbasetemp() / "tiny-engine")
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +199,16 @@ def test_engine_front_end_mismatch(capsys, mp4, tiny_engine, tmp_path):
 def test_missing_engine(capsys, mp4, tmp_path):
     line = one_line_error(capsys, "--input", mp4, "--engine", tmp_path / "none.json")
     assert "no engine" in line
+
+
+def test_onnxruntime_run_imports_neither_torch_nor_training(mp4, tiny_engine):
+    """The runtime stays light: a whole `streamavs run` on ONNX Runtime never imports PyTorch."""
+    code = (
+        "import sys; from streamavs.cli import main;"
+        f"rc = main(['run', '--input', {str(mp4)!r}, '--engine', {str(tiny_engine)!r}, '--publish', 'tcp://127.0.0.1:*']);"
+        "bad = [m for m in ('torch', 'streamavs.training', 'streamavs.model') if m in sys.modules];"
+        "print('HEAVY', bad); sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "HEAVY []" in proc.stdout

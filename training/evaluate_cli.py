@@ -79,3 +79,32 @@ def evaluate_path(path: str | Path, data: str, *, clips: int = 80, fscore_mode: 
         model, size = EngineAsModel(engine), engine.manifest.frame.size[0]
     dataset = robust_test_set(data, clips, size)
     return evaluate(model, dataset, EvalSection(), progress=progress, fscore_mode=fscore_mode)
+
+
+def record_evaluation(manifest_path: str | Path, data: str, clips: int, *, progress: bool = True) -> dict[str, Any]:
+    """Evaluate an engine and store the result in its manifest (``training.eval``), so that the
+    metrics an engine advertises are the ones `streamavs eval` measures on the engine itself."""
+    import dataclasses
+
+    from streamavs.engine.manifest import read_manifest, write_manifest
+
+    result = evaluate_path(manifest_path, data, clips=clips, progress=progress)
+    record = {"data": data, "clips": clips, "gate_off": result["gate_off"], "gate_on": result["gate_on"],
+              "command": f"streamavs eval --checkpoint {Path(manifest_path).name} --data {data} --clips {clips}"}
+    manifest = read_manifest(manifest_path)
+    training = {**manifest.training, "eval": json_safe(record)}
+    write_manifest(dataclasses.replace(manifest, training=training), manifest_path)
+    return record
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf -> None, recursively (JSON has no NaN)."""
+    import math
+
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
         n_check: Annotated[int, typer.Option(help="Frames in the parity check sequence.", min=1)] = 20,
         threads: Annotated[int, typer.Option(help="CPU threads for the parity check.", min=1)] = 1,
+        eval_data: Annotated[Optional[str], typer.Option(
+            "--eval", help="Evaluate the engine on this data (e.g. synthetic-single) and record the table in its manifest.")] = None,
+        eval_clips: Annotated[int, typer.Option(help="Clips for --eval (x5 seconds).", min=4)] = 80,
     ) -> None:
         """Export CHECKPOINT to an engine; refuses to write it unless it matches PyTorch within --tolerance."""
         from streamavs.errors import InputError, require
@@ -45,3 +48,10 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"exporter {m.export.get('exporter')}, {m.precision}, frame {m.frame.size[0]}x{m.frame.size[1]}, "
                    f"parity over {n_check} frames: {diffs} (tolerance {m.export['parity']['tolerance']:g}); "
                    f"{result.seconds:.1f} s")
+        if eval_data:
+            from streamavs.training.evaluate import format_table
+            from streamavs.training.evaluate_cli import record_evaluation
+
+            record = record_evaluation(result.manifest_path, eval_data, eval_clips)
+            typer.echo(f"robust table of the engine on {eval_data} ({eval_clips} clips), recorded in the manifest:")
+            typer.echo(format_table(record["gate_off"]))
