@@ -61,20 +61,10 @@ def _random_checkpoint(path: Path, model: str, size: int, window: int) -> Path:
     return path
 
 
-def _machine() -> dict[str, Any]:
-    from streamavs.bench.frontend import machine
-
-    out = machine()
-    for mod in ("torch", "onnxruntime", "onnx"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except ImportError:
-            out[mod] = None
-    return out
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    machine = _machine()  # before the work: its load average says how busy the machine was
+    from streamavs.bench.report import machine_info
+
+    machine = machine_info()  # before the work: its load average says how busy the machine was
     from streamavs.engine import load_engine
     from streamavs.engine.torch import TorchEngine
     from streamavs.training.export import export_engine, parity_inputs

@@ -17,7 +17,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from streamavs.bench.report import machine_info
 
 from streamavs.audio import LogMel, prepare_waveform
 
@@ -49,31 +50,6 @@ def time_call(fn: Callable[[], object], repeats: int, warmup: int) -> dict[str, 
     }
 
 
-def machine() -> dict[str, object]:
-    """Platform, CPU model (from /proc/cpuinfo where present), core count, library versions."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import soxr
-
-    return {
-        "platform": platform.platform(),
-        "cpu_model": cpu,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "soxr": soxr.__version__,
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-        # the machine may be shared: the load at start says how quiet it was
-        "load_average_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-
-
 def run(repeats: int, warmup: int) -> dict[str, object]:
     """Time every stage; returns the result record (not yet written)."""
     rng = np.random.default_rng(0)
@@ -94,7 +70,7 @@ def run(repeats: int, warmup: int) -> dict[str, object]:
             + ["python", "-m", "streamavs.bench.frontend", *map(shlex.quote, sys.argv[1:])]
         ),
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": machine_info(),
         "stages": stages,
     }
 

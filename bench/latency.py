@@ -321,7 +321,6 @@ def _console() -> Any:
 
 def print_table(report: dict[str, Any], console: Any = None) -> None:
     """A summary table (one line per row) and a per-stage table for each measured row (rich)."""
-    from rich.console import Console
     from rich.table import Table
 
     console = console or _console()

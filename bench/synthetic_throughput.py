@@ -15,22 +15,13 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from streamavs.bench.report import machine_info
 
 
 def _stats(wall: list[float], cpu: list[float], seconds_per_clip: int) -> dict:
@@ -90,8 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")  # takes effect only if numpy is not imported yet
-    import cv2
-    import numpy as np
 
     results = run(args.clips, args.image_size, args.seconds)
     now = dt.datetime.now(dt.timezone.utc)
@@ -99,11 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "synthetic_throughput",
         "command": "python -m streamavs.bench.synthetic_throughput " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "date": now.isoformat(timespec="seconds"),
-        "machine": {"cpu": _cpu_name(), "logical_cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__,
-                    "threads": "1 (cv2.setNumThreads(1); numpy FFTs are single-threaded)",
-                    "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()],
-                    "note": "CPU shared with other jobs while measuring; wall-clock rates are a lower bound"},
+        "machine": {**machine_info(), "threads": "1 (cv2.setNumThreads(1); numpy FFTs are single-threaded)"},
         "image_size": args.image_size,
         "seconds_per_clip": args.seconds,
         "results": results,

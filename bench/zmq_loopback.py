@@ -17,7 +17,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import select
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import time
 
 import numpy as np
 
+from streamavs.bench.report import machine_info
 from streamavs.protocol import ENCODINGS
 
 ENGINE = {"name": "bench", "sha256": "00000000"}
@@ -93,20 +93,6 @@ def _run_phase(pub, masks: list[np.ndarray], encoding: str, count: int, rate: fl
     return row
 
 
-def _machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    import zmq
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "os": platform.platform(), "python": platform.python_version(),
-            "numpy": np.__version__, "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
-            "load_average_1m_at_start": os.getloadavg()[0]}  # fmt: skip
-
-
 def run(size: int, count: int, rate: float, latency_count: int, encodings: list[str]) -> dict:
     """Both phases for each encoding; returns the report dict."""
     from streamavs.publish import Publisher
@@ -143,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "zmq_loopback",
         "command": " ".join(["python -m streamavs.bench.zmq_loopback", *given]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": _machine(),
+        "machine": machine_info(),
         "targets": {"u8_receive_rate_hz_min": 2000, "u8_latency_p99_ms_max": 2.0},
         **run(args.size, args.count, args.rate, args.latency_count, args.encodings.split(",")),
     }

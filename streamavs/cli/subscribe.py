@@ -43,8 +43,6 @@ class _Window:
         self.cv2 = cv2
 
     def show(self, msg) -> None:
-        import numpy as np
-
         cv2 = self.cv2
         img = cv2.applyColorMap(_to_u8(msg.mask), cv2.COLORMAP_INFERNO)  # (H, W, 3) BGR
         text = f"{msg.stream} #{msg.seq} sounding {msg.sounding:.2f} unc {msg.uncertainty:.2f}"
