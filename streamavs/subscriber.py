@@ -1,0 +1,255 @@
+"""Subscriber of the mask stream (ZeroMQ SUB, wire protocol v1): gaps, restarts, latency, latest-only.
+
+Threading: the latest-only mode runs one receive thread that owns its socket; the consumer never
+touches that socket, and an exception in the thread is re-raised by the consumer's next recv().
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import zmq
+
+from streamavs.errors import InputError, ProtocolError
+from streamavs.protocol import HEARTBEAT_PREFIX, MASK_PREFIX, Heartbeat, MaskMessage, check_stream_name, decode_message
+from streamavs.transport import DEFAULT_ADDRESS, load_curve_key
+
+@dataclass(frozen=True)
+class SubscriberStats:
+    """A snapshot of what a Subscriber has seen. Latencies in milliseconds (recent messages)."""
+
+    received: int
+    heartbeats: int
+    rate_hz: float  # masks per second over the last ~2 s
+    mean_rate_hz: float  # masks per second from the first to the last mask
+    gaps: int  # seq jumps on mask topics
+    lost: int  # masks missing in those jumps
+    restarts: int  # publisher session changes
+    superseded: int  # latest-only: masks replaced by a newer one before the consumer took them
+    latency_capture_ms: dict[str, float]  # now - t_capture: p50, p90, p99, max
+    latency_publish_ms: dict[str, float]  # now - t_publish
+
+
+def _percentiles(samples: deque) -> dict[str, float]:
+    if not samples:
+        return {}
+    a = np.asarray(samples, dtype=np.float64) * 1e3
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(a.max())}
+
+
+class _Tracker:
+    """Counts rate, latency, seq gaps and session changes; thread-safe."""
+
+    def __init__(self, window: int = 10_000) -> None:
+        self.lock = threading.Lock()
+        self.session: str | None = None
+        self.last_seq: dict[str, int] = {}
+        self.received = self.heartbeats = self.gaps = self.lost = self.restarts = self.superseded = 0
+        self.arrivals: deque = deque(maxlen=window)
+        self.first_arrival: float | None = None
+        self.lat_capture: deque = deque(maxlen=window)
+        self.lat_publish: deque = deque(maxlen=window)
+
+    def update(self, msg: MaskMessage | Heartbeat, now: float, mono: float) -> None:
+        is_mask = isinstance(msg, MaskMessage)
+        topic = (MASK_PREFIX if is_mask else HEARTBEAT_PREFIX) + msg.stream
+        with self.lock:
+            if msg.session != self.session:
+                self.restarts += self.session is not None
+                self.session = msg.session
+                self.last_seq.clear()  # a new publisher counts from 0 again
+            last = self.last_seq.get(topic)
+            if last is not None and msg.seq <= last:
+                raise ProtocolError(
+                    f"seq went backwards on {topic} within session {msg.session}: {last} then {msg.seq}"
+                )
+            self.last_seq[topic] = msg.seq
+            if not is_mask:
+                self.heartbeats += 1
+                return
+            if last is not None and msg.seq > last + 1:
+                self.gaps += 1
+                self.lost += msg.seq - last - 1
+            self.received += 1
+            self.arrivals.append(mono)
+            if self.first_arrival is None:
+                self.first_arrival = mono
+            self.lat_capture.append(now - msg.t_capture)
+            self.lat_publish.append(now - msg.t_publish)
+
+    def snapshot(self) -> SubscriberStats:
+        with self.lock:
+            now = time.monotonic()
+            recent = [t for t in self.arrivals if now - t <= 2.0]
+            span = now - recent[0] if len(recent) > 1 else 0.0
+            rate = (len(recent) - 1) / span if span > 0 else 0.0
+            total = self.arrivals[-1] - self.first_arrival if self.received > 1 else 0.0
+            mean = (self.received - 1) / total if total > 0 else 0.0
+            return SubscriberStats(
+                received=self.received, heartbeats=self.heartbeats, rate_hz=rate, mean_rate_hz=mean,
+                gaps=self.gaps, lost=self.lost, restarts=self.restarts, superseded=self.superseded,
+                latency_capture_ms=_percentiles(self.lat_capture),
+                latency_publish_ms=_percentiles(self.lat_publish),
+            )  # fmt: skip
+
+
+class Subscriber:
+    """Connects a SUB socket to a publisher and yields decoded MaskMessages.
+
+    `latest_only`: a receive thread decodes everything (so gaps and restarts are still
+    counted) but keeps only the newest mask; `recv` returns it, older unread ones are counted
+    as `superseded`. An error in that thread is re-raised by the next `recv`.
+    """
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        stream: str | None = None,
+        latest_only: bool = False,
+        curve_server_key: str | bytes | Path | None = None,
+        rcvhwm: int = 1000,
+    ) -> None:
+        self.address = address
+        self._topics = [MASK_PREFIX + (check_stream_name(stream) if stream else ""), HEARTBEAT_PREFIX]
+        self._stream = stream
+        self._curve = None if curve_server_key is None else load_curve_key(curve_server_key, secret=False)[0]
+        self._rcvhwm = int(rcvhwm)
+        self._tracker = _Tracker()
+        self._closed = False
+        self._ctx = zmq.Context()
+        self._thread: threading.Thread | None = None
+        self._sock: zmq.Socket | None = None
+        if not latest_only:
+            try:
+                self._sock = self._open()
+            except BaseException:
+                self._ctx.term()
+                raise
+            return
+        self._cond = threading.Condition()
+        self._latest: MaskMessage | None = None
+        self._error: BaseException | None = None
+        self._stop, self._ready = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._receive_loop, name="streamavs-subscriber", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:  # the socket could not be opened: fail here, not at recv
+            error = self._error
+            self.close()
+            raise error
+
+    def _open(self) -> zmq.Socket:
+        sock = self._ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, self._rcvhwm)
+        if self._curve is not None:
+            public, secret = zmq.curve_keypair()  # an ephemeral client identity
+            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self._curve, public, secret
+        for topic in self._topics:
+            sock.setsockopt(zmq.SUBSCRIBE, topic.encode("ascii"))
+        try:
+            sock.connect(self.address)
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            raise InputError(
+                f"cannot connect to the mask stream at {self.address}: {exc}; give the publisher's "
+                "address, e.g. tcp://127.0.0.1:5555"
+            ) from exc
+        return sock
+
+    def _take(self, sock: zmq.Socket) -> MaskMessage | Heartbeat | None:
+        """Receive and account one message (socket must be readable); None if filtered out."""
+        msg = decode_message(sock.recv_multipart(copy=True))
+        if self._stream is not None and msg.stream != self._stream:
+            return None  # "mask.cam" also matches "mask.cam2" by prefix
+        self._tracker.update(msg, time.time(), time.monotonic())
+        return msg
+
+    def _receive_loop(self) -> None:
+        sock = None
+        try:
+            sock = self._open()
+            self._ready.set()
+            while not self._stop.is_set():
+                if not sock.poll(50):
+                    continue
+                msg = self._take(sock)
+                if isinstance(msg, MaskMessage):
+                    with self._cond:
+                        if self._latest is not None:
+                            with self._tracker.lock:
+                                self._tracker.superseded += 1
+                        self._latest = msg
+                        self._cond.notify_all()
+        except BaseException as exc:  # stored and re-raised in the consumer
+            with self._cond:
+                self._error = exc
+                self._cond.notify_all()
+            self._ready.set()
+        finally:
+            if sock is not None:
+                sock.close(linger=0)
+
+    def recv(self, timeout: float | None = None) -> MaskMessage | None:
+        """The next mask (latest-only: the newest one), or None after `timeout` seconds.
+
+        Heartbeats are consumed and counted, never returned. Raises ProtocolError on a bad message.
+        """
+        if self._closed:
+            raise InputError("this Subscriber is closed; create a new one to receive again")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._thread is not None:
+            with self._cond:
+                while self._latest is None and self._error is None:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return None
+                    self._cond.wait(left)
+                if self._error is not None:
+                    raise self._error
+                msg, self._latest = self._latest, None
+                return msg
+        while True:
+            left = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not self._sock.poll(left):
+                return None
+            msg = self._take(self._sock)
+            if isinstance(msg, MaskMessage):
+                return msg
+
+    def stats(self) -> SubscriberStats:
+        """Counts and latency percentiles so far."""
+        return self._tracker.snapshot()
+
+    def __iter__(self) -> Iterator[MaskMessage]:
+        """Yield masks until the subscriber is closed (blocks between messages)."""
+        while not self._closed:
+            msg = self.recv(timeout=0.1)
+            if msg is not None:
+                yield msg
+
+    def close(self) -> None:
+        """Stop the receive thread, close the socket and the context. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+        if self._sock is not None:
+            self._sock.close(linger=0)
+        self._ctx.term()
+
+    def __enter__(self) -> "Subscriber":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
