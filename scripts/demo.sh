@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 mkdir -p demo
 .venv/bin/streamavs data video --out demo/demo.mp4 --seconds 10 --sound-starts 3
-.venv/bin/streamavs subscribe tcp://127.0.0.1:5555 --count 300 --duration 60 --save demo/masks &
+.venv/bin/streamavs subscribe tcp://127.0.0.1:5555 --duration 20 --save demo/masks &
 subscriber=$!
 .venv/bin/streamavs run --input demo/demo.mp4 --realtime --record demo/overlay.mp4
 wait "$subscriber"
