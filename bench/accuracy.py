@@ -37,13 +37,11 @@ SIM_BINS = np.linspace(-1.0, 1.0, 41)  # cosine similarity lies in [-1, 1]
 
 
 def evaluate(path: str | Path, data: str = "synthetic-single", clips: int = 80, fscore_mode: str = "set") -> dict[str, Any]:
-    """Evaluate a checkpoint (.pt) or engine (.json/.onnx) with ``evaluate_path``.
+    """Evaluate a checkpoint (.pt), an engine (.json/.onnx) or an engine name with ``evaluate_path``
+    (which says what it expected when `path` is none of these).
 
     Returns ``{"gate_off": table, "gate_on": table, "similarity": {"positive": [...], "negative": [...]}}``.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"no checkpoint or engine at {path}; pass --checkpoint FILE.pt or --engine FILE.json|.onnx")
     if clips < 1:
         raise InputError(f"--clips must be a positive number of test clips, got {clips}")
     require("torch", "train", "streamavs bench accuracy")

@@ -66,7 +66,15 @@ def evaluate_path(path: str | Path, data: str, *, clips: int = 80, fscore_mode: 
     """Evaluate a .pt checkpoint (its segmenter, frame by frame) or an engine file."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path} does not exist; pass a .pt checkpoint from `streamavs train` or an engine (.onnx)")
+        from streamavs.engine.base import engine_dirs, find_engines
+
+        named = [m for m in find_engines() if m.stem == str(path)]
+        if not named:
+            raise InputError(
+                f"{path} is neither a file nor an engine name found in {[str(d) for d in engine_dirs()]}; "
+                "pass a .pt checkpoint from `streamavs train`, an engine (.json/.onnx) or an engine name"
+            )
+        path = named[0]
     if path.suffix == ".pt":
         from streamavs.model.checkpoint import load_model
 

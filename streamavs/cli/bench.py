@@ -68,7 +68,7 @@ def latency(
 
 @bench_app.command("accuracy")
 def accuracy(
-    engine: Annotated[Optional[Path], typer.Option(help="An engine (.json manifest or .onnx).")] = None,
+    engine: Annotated[Optional[Path], typer.Option(help="An engine: .json manifest, .onnx or a name from `streamavs engines`.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="A .pt checkpoint.")] = None,
     data: Annotated[str, typer.Option(help="synthetic-single | synthetic-multi | avsbench_s4:ROOT | avsbench_ms3:ROOT")] = "synthetic-single",
     clips: Annotated[int, typer.Option(help="Synthetic: number of test clips (x5 seconds).", min=1)] = 80,
