@@ -130,3 +130,28 @@ def count_video_frames(path: Path) -> int:
         check=True, capture_output=True, text=True,
     )
     return int(out.stdout.strip())
+
+
+ASOUNDRC = """\
+pcm.tonefile {{
+    type file
+    slave.pcm "null"
+    file "/dev/null"
+    infile "{infile}"
+    format "raw"
+}}
+pcm.!default {{
+    type plug
+    slave {{ pcm "tonefile"; format S16_LE; rate {rate}; channels 2 }}
+}}
+"""
+
+
+def write_asoundrc(home: Path, infile: Path, rate: int) -> Path:
+    """Make ALSA's default capture device (and so PortAudio's default microphone) read `infile`,
+    raw s16le stereo at `rate`, for processes whose HOME is `home`. The `file` plugin's `null`
+    slave has no clock: samples arrive as fast as they are read. int16 capture is bit-exact;
+    float32 through `plug` was seen to corrupt samples, so capture int16."""
+    path = Path(home) / ".asoundrc"
+    path.write_text(ASOUNDRC.format(infile=infile, rate=rate))
+    return path

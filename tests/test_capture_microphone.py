@@ -16,25 +16,12 @@ import textwrap
 
 import numpy as np
 import pytest
-from media import make_raw_tone
+from media import make_raw_tone, write_asoundrc
 
 SR = 16000
 RATE = 48000
 ONSET_S, TONE_END_S = 0.5, 1.5
 
-ASOUNDRC = """\
-pcm.tonefile {{
-    type file
-    slave.pcm "null"
-    file "/dev/null"
-    infile "{infile}"
-    format "raw"
-}}
-pcm.!default {{
-    type plug
-    slave {{ pcm "tonefile"; format S16_LE; rate {rate}; channels 2 }}
-}}
-"""
 
 CAPTURE = textwrap.dedent(
     """
@@ -69,7 +56,7 @@ CAPTURE = textwrap.dedent(
 def alsa_home(tmp_path):
     """A HOME whose .asoundrc makes the default capture device read a raw s16le stereo file."""
     raw = make_raw_tone(tmp_path / "tone.raw", seconds=TONE_END_S, rate=RATE, onset_s=ONSET_S, tail_s=20.0)
-    (tmp_path / ".asoundrc").write_text(ASOUNDRC.format(infile=raw, rate=RATE))
+    write_asoundrc(tmp_path, raw, RATE)
     return tmp_path
 
 

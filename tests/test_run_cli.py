@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from media import make_mp4_tone, make_raw_tone, make_video_only
+from media import make_mp4_tone, make_raw_tone, make_video_only, write_asoundrc
 
 from streamavs.cli import main
 from streamavs.publish import Publisher
@@ -99,24 +99,9 @@ def test_sigint_stops_within_a_second_and_prints_final_counters(mp4, tiny_engine
 # ALSA's `file` plugin as the default capture device: a real PortAudio microphone reading a raw
 # file. Its `null` slave has no clock (samples come as fast as they are read), so this checks
 # the live path runs and stops, not audio timing (tests/test_capture_microphone.py covers that).
-ASOUNDRC = """\
-pcm.tonefile {{
-    type file
-    slave.pcm "null"
-    file "/dev/null"
-    infile "{infile}"
-    format "raw"
-}}
-pcm.!default {{
-    type plug
-    slave {{ pcm "tonefile"; format S16_LE; rate 48000; channels 2 }}
-}}
-"""
-
-
 def test_live_camera_and_microphone_run_until_sigterm(mp4, tiny_engine, tmp_path):
     raw = make_raw_tone(tmp_path / "mic.raw", seconds=1.0, rate=48000, onset_s=0.5, tail_s=30.0)
-    (tmp_path / ".asoundrc").write_text(ASOUNDRC.format(infile=raw))
+    write_asoundrc(tmp_path, raw, 48000)
     env = dict(os.environ, HOME=str(tmp_path))  # PortAudio reads ~/.asoundrc when it initialises
     env.pop("ALSA_CONFIG_PATH", None)
     # The camera is OpenCV on a file, paced at its frame rate like a camera.
