@@ -132,8 +132,21 @@ def _export_onnx(model, args: tuple, path: Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - onnx raises ValidationError and others
         raise EngineError(f"the exported ONNX model fails onnx.checker: {exc}") from exc
     proto = onnx.load(str(path), load_external_data=False)
+    strip_source_metadata(proto)
+    onnx.save(proto, str(path))
     record["opset"] = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
     return record
+
+
+def strip_source_metadata(proto) -> None:
+    """Drop per-node metadata (the dynamo exporter records Python stack traces with the absolute
+    source paths of the machine that exported); it carries nothing the runtime uses."""
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+    for function in proto.functions:
+        for node in function.node:
+            del node.metadata_props[:]
+    del proto.graph.metadata_props[:]
 
 
 def _check_name(name: str) -> str:
