@@ -45,6 +45,24 @@ def one_line_error(capsys, *args: str) -> str:
     return lines[0]
 
 
+def run_then_signal(cmd: list[str], start_line: str, run_s: float, sig: int, env=None) -> tuple[str, str, float, int]:
+    """Start `streamavs run` in a subprocess, check its start line (printed once the pipeline
+    runs), let it run `run_s` seconds, send `sig`; returns (stdout, stderr, seconds to stop, exit code)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stderr.readline()
+        assert start_line in line, line + proc.stderr.read()
+        time.sleep(run_s)
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=10)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return out, err, elapsed, proc.returncode
+
+
 def test_file_runs_to_the_end_and_records_a_playable_overlay_video(capsys, mp4, tiny_engine, tmp_path):
     import av
 
@@ -76,19 +94,8 @@ def test_file_runs_to_the_end_and_records_a_playable_overlay_video(capsys, mp4, 
 def test_sigint_stops_within_a_second_and_prints_final_counters(mp4, tiny_engine):
     cmd = [sys.executable, "-m", "streamavs", "run", "--input", str(mp4), "--realtime", "--engine", str(tiny_engine),
            "--publish", "tcp://127.0.0.1:*"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stderr.readline()  # the start line, printed once the pipeline runs
-        assert " -> tcp://127.0.0.1:" in line, line + proc.stderr.read()
-        time.sleep(0.8)
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
-        elapsed = time.monotonic() - t0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
+    out, err, elapsed, returncode = run_then_signal(cmd, " -> tcp://127.0.0.1:", 0.8, signal.SIGINT)
+    assert returncode == 0, err
     assert elapsed < 1.0, f"took {elapsed:.2f} s to stop"
     assert "SIGINT, stopping" in err
     assert "final (stopped)" in out
@@ -107,19 +114,10 @@ def test_live_camera_and_microphone_run_until_sigterm(mp4, tiny_engine, tmp_path
     # The camera is OpenCV on a file, paced at its frame rate like a camera.
     cmd = [sys.executable, "-m", "streamavs", "run", "--camera", str(mp4), "--engine", str(tiny_engine),
            "--publish", "tcp://127.0.0.1:*"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        line = proc.stderr.readline()
-        assert f"camera {mp4} + default microphone -> tcp://127.0.0.1:" in line, line + proc.stderr.read()
-        time.sleep(1.0)
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)
-        elapsed = time.monotonic() - t0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
+    out, err, elapsed, returncode = run_then_signal(
+        cmd, f"camera {mp4} + default microphone -> tcp://127.0.0.1:", 1.0, signal.SIGTERM, env=env
+    )
+    assert returncode == 0, err
     assert elapsed < 1.0, f"took {elapsed:.2f} s to stop"
     assert "SIGTERM, stopping" in err
     frames = int(out.split("final (stopped):\n")[1].split()[1])

@@ -173,7 +173,7 @@ def _validate(stage: TemporalStage, val: dict[str, torch.Tensor], section: Tempo
     """Loss and temporal metrics at the fused resolution on the cached validation clips."""
     import numpy as np
 
-    from streamavs.metrics import TemporalMeter
+    from streamavs.metrics import TemporalMeter, transition_flags
 
     stage.eval()
     meter = TemporalMeter()
@@ -185,7 +185,6 @@ def _validate(stage: TemporalStage, val: dict[str, torch.Tensor], section: Tempo
         gt = target[:, :, 0].numpy() > 0.5  # (B, L, h, w)
         prob = out.mask_prob[:, :, 0].numpy()
         for b in range(gt.shape[0]):
-            present = gt[b].reshape(gt.shape[1], -1).any(axis=1)  # (L,)
-            prev = np.concatenate([[False], present[:-1]])
-            meter.update(prob[b], gt[b], present & ~prev, ~present & prev)
+            present = gt[b].reshape(gt.shape[1], -1).any(axis=1)  # (L,) something sounds in frame t
+            meter.update(prob[b], gt[b], *transition_flags(present))
     return {"val_loss": float(np.mean(losses)), **meter.result()}

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from streamavs.errors import ConfigError
+from streamavs.model.checkpoint import save_checkpoint
 from streamavs.pipeline.threads import limit_blas_threads
 from streamavs.training.config import TrainConfig
 from streamavs.training.distributed import World, close_world, init_world
@@ -100,7 +101,6 @@ def train(
     """
     from tqdm import tqdm
 
-    from streamavs.model.checkpoint import save_checkpoint
     from streamavs.training.data import build_datasets, build_sampler, collate
     from streamavs.training.evaluate import evaluate
     from streamavs.training.losses import LossConfig, total_loss
@@ -187,7 +187,7 @@ def train(
                           **{k: float(v) for k, v in parts.items()}, samples_per_s=rate)
             if max_steps is not None and steps_this_run >= max_steps:
                 bar.close()
-                _save(out / "last.pt", model, optimizer, state, cfg, world, save_checkpoint)
+                _save(out / "last.pt", model, optimizer, state, cfg, world)
                 log.write("stopped", step=state.global_step, reason="max_steps")
                 close_world(world)
                 return table
@@ -201,15 +201,15 @@ def train(
                 log.write("eval", epoch=epoch + 1, step=state.global_step, table=table)
                 if not math.isnan(gmiou) and gmiou > state.best_gmiou:
                     state.best_gmiou = gmiou
-                    _save(out / "best.pt", model, optimizer, state, cfg, world, save_checkpoint, table)
+                    _save(out / "best.pt", model, optimizer, state, cfg, world, table)
             world.barrier()
-        _save(out / "last.pt", model, optimizer, state, cfg, world, save_checkpoint, table)
+        _save(out / "last.pt", model, optimizer, state, cfg, world, table)
     log.write("done", step=state.global_step, best_gmiou=state.best_gmiou)
     close_world(world)
     return table
 
 
-def _save(path, model, optimizer, state, cfg, world: World, save_checkpoint, table=None) -> None:
+def _save(path, model, optimizer, state, cfg, world: World, table=None) -> None:
     if not world.is_main:
         return
     save_checkpoint(
