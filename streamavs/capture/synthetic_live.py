@@ -72,6 +72,9 @@ class SyntheticLiveSource(Source):
         self.block = max(1, int(round(block_s * self.audio.sample_rate)))
         self._cache: collections.OrderedDict[int, Any] = collections.OrderedDict()  # clip k -> Clip
         self._waves: dict[int, np.ndarray] = {}  # clip k -> mono 16 kHz audio (T * 16000,)
+        # Ground truth outlives the clip cache: the playback thread may run ahead of the consumer by
+        # as much audio as the ring holds, so masks are kept for that many clips plus the frames in flight.
+        self._masks: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()  # k -> (T, H, W)
         self._counters.update({"audio_samples": 0, "clips": 0})
 
     def _open(self) -> None:
@@ -90,10 +93,14 @@ class SyntheticLiveSource(Source):
             clip = generate_clip(self.seed + k, self.config)
             self._waves[k] = prepare_waveform(clip.audio, clip.sample_rate)  # (T * 16000,)
             self._cache[k] = clip
+            self._masks[k] = clip.masks
             self._count("clips")
             while len(self._cache) > 2:
                 old, _ = self._cache.popitem(last=False)
                 self._waves.pop(old, None)
+            ahead = self.audio.capacity / self.audio.sample_rate  # seconds the ring lets the source lead
+            while len(self._masks) > math.ceil(ahead / self.config.seconds) + 2:
+                self._masks.popitem(last=False)
         return self._cache[k]
 
     def second_of(self, index: int) -> int:
@@ -109,13 +116,13 @@ class SyntheticLiveSource(Source):
     def mask_for(self, frame: VideoFrame) -> np.ndarray:
         """(H, W) bool ground truth of a frame from this source: objects sounding in its second."""
         k, t = self._locate(frame.index)
-        clip = self._cache.get(k)
-        if clip is None:
+        masks = self._masks.get(k)
+        if masks is None:
             raise InputError(
-                f"frame {frame.index} belongs to clip {k}, which is no longer kept (the two newest are); "
-                "ask for the mask as soon as the frame is taken"
+                f"frame {frame.index} belongs to clip {k}, whose ground truth is no longer kept (the "
+                f"{len(self._masks)} newest clips are); ask for the mask as soon as the frame is taken"
             )
-        return clip.masks[t]
+        return masks[t]
 
     # -- playback thread -------------------------------------------------------------------
     def _run(self) -> None:
