@@ -197,7 +197,14 @@ def _counters(pipe: Any) -> dict[str, int]:
     snap = pipe.stats.snapshot()
     return {"frames": snap.frames, "dropped": snap.dropped, "audio_overflows": snap.audio_overflows,
             "audio_gaps": snap.audio_gaps, "published": snap.published,
-            "source_frames": pipe.capture.counters().get("frames")}  # fmt: skip
+            "source_frames": pipe.capture.counters().get("frames"),
+            "clips_late": pipe.capture.counters().get("clips_late")}  # fmt: skip
+
+
+def gap_events(indices: list[int]) -> list[list[int]]:
+    """[[first missing frame index, frames missing], ...] between consecutive processed indices."""
+    ordered = sorted(indices)
+    return [[a + 1, b - a - 1] for a, b in zip(ordered, ordered[1:]) if b - a > 1]
 
 
 def _row(collector: _Collector, sub: _SubscriberThread, before: dict, after: dict, elapsed: float, source: str) -> dict:
@@ -231,11 +238,14 @@ def _row(collector: _Collector, sub: _SubscriberThread, before: dict, after: dic
         "received_by_subscriber": received,
         "lost_to_subscriber": processed - received,
     }
+    if after.get("clips_late") is not None:  # synthetic source: clips playback had to wait for
+        counters["source_clips_late"] = after["clips_late"] - before["clips_late"]
     return {
         "source": source,
         "seconds": elapsed,
         "fps": processed / elapsed if elapsed > 0 else 0.0,
         "counters": counters,
+        "gaps": gap_events([rec["index"] for rec in frames.values()]),  # where frames were dropped
         "stages": {s: stats_ms(v) for s, v in samples.items()},
         "temporal_stage": TEMPORAL_NOTE,
         "samples_ms": {s: samples[s] for s in ("inference", "end_to_end")},  # for the plot; dropped from JSON

@@ -53,6 +53,18 @@ def test_realtime_playback_keeps_time():
     assert c["frames"] == 10 and c["audio_samples"] == SR
 
 
+def test_realtime_playback_has_the_next_clip_ready_before_it_is_due():
+    # Generating a 224 px clip takes tens of ms; done in the playback thread it made frames late.
+    t0 = time.monotonic()
+    with SyntheticLiveSource(SceneConfig(seconds=1), fps=30, clips=3) as src:
+        while not src.eof and time.monotonic() - t0 < 8:
+            time.sleep(0.02)
+        src.check()
+    c = src.counters()
+    assert c["clips"] == 3 and c["frames"] == 90
+    assert c["clips_late"] == 0
+
+
 def test_bad_arguments_are_input_errors():
     with pytest.raises(InputError, match="fps > 0"):
         SyntheticLiveSource(fps=0)
