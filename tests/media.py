@@ -103,6 +103,20 @@ def make_video_only(directory: Path, seconds: float = 1.0) -> Path:
     return make_video(Path(directory) / "silent.mp4", seconds=seconds, audio_rate=None)
 
 
+def make_unknown_codec(directory: Path, seconds: float = 1.0) -> Path:
+    """An AVI whose video codec no FFmpeg knows: MPEG-4 Part 2 re-tagged with the fourcc 'ZZZZ'.
+
+    The container is intact and ffprobe lists the track (codec 'unknown'), but there is no decoder.
+    """
+    path = Path(directory) / "unknown_codec.avi"
+    _run(["-f", "lavfi", "-i", f"testsrc=size=64x64:rate=10:d={seconds}", "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=16000:d={seconds}",
+          "-c:v", "mpeg4", "-c:a", "pcm_s16le", str(path)])  # fmt: skip
+    data = path.read_bytes()
+    assert data.count(b"FMP4") == 2, "expected the fourcc in the stream header and format chunk"
+    path.write_bytes(data.replace(b"FMP4", b"ZZZZ"))
+    return path
+
+
 def make_raw_tone(
     path: Path,
     seconds: float,

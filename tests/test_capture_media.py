@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from media import count_video_frames, make_mkv_mono48k, make_mp4_tone, make_video_only, make_wav
+from media import count_video_frames, make_mkv_mono48k, make_mp4_tone, make_unknown_codec, make_video_only, make_wav
 
 from streamavs.buffers import AudioRing, Pairer
 from streamavs.capture.base import Source
@@ -133,6 +133,13 @@ def test_garbage_file_is_a_clear_error(tmp_path):
     path = tmp_path / "garbage.mp4"
     path.write_bytes(np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
     with pytest.raises(SourceError, match="cannot open .*FFmpeg can read"):
+        MediaSource(path).start()
+
+
+def test_undecodable_codec_is_a_clear_error(tmp_path, ffmpeg):
+    # PyAV 18 segfaulted here when the stream was touched after its container had been closed.
+    path = make_unknown_codec(tmp_path)
+    with pytest.raises(SourceError, match=r"video track \(stream #0\) uses a codec this FFmpeg cannot decode.*re-encode"):
         MediaSource(path).start()
 
 

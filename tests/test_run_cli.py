@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from media import make_mp4_tone, make_raw_tone, make_video_only, write_asoundrc
+from media import make_mp4_tone, make_raw_tone, make_unknown_codec, make_video_only, write_asoundrc
 
 from streamavs.cli import main
 from streamavs.publish import Publisher
@@ -146,6 +146,11 @@ def test_garbage_file(capsys, tiny_engine, tmp_path):
     junk.write_bytes(os.urandom(4096))
     line = one_line_error(capsys, "--input", junk, "--engine", tiny_engine)
     assert "cannot open" in line and "ffprobe" in line
+
+
+def test_undecodable_codec(capsys, media, tiny_engine):
+    line = one_line_error(capsys, "--input", make_unknown_codec(media), "--engine", tiny_engine)
+    assert "cannot decode" in line and "ffmpeg -i IN -c:v libx264" in line
 
 
 def test_address_in_use(capsys, mp4, tiny_engine):

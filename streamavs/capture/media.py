@@ -100,12 +100,15 @@ class MediaSource(Source):
         self._vstream = c.streams.video[0]
         self._astream = c.streams.audio[0] if c.streams.audio else None
         for stream in (self._vstream, self._astream):
-            if stream is not None and stream.codec_context is None:
-                self._release()
-                raise SourceError(
-                    f"'{path}' {stream.type} track uses codec '{stream.codec.name if stream.codec else '?'}' "
-                    "that this FFmpeg cannot decode; re-encode it, e.g. ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4"
+            if stream is not None and stream.codec_context is None:  # FFmpeg has no decoder for it
+                # Build the message first: touching a stream after its container closed segfaults PyAV.
+                message = (
+                    f"'{path}' {stream.type} track (stream #{stream.index}) uses a codec this FFmpeg cannot "
+                    "decode (see: ffprobe FILE); re-encode it, e.g. ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4"
                 )
+                self._vstream = self._astream = None
+                self._release()
+                raise SourceError(message)
         rate = self._vstream.average_rate or self._vstream.guessed_rate
         self.fps = float(rate) if rate else None
         if self._astream is not None:
