@@ -4,26 +4,49 @@
 
 Rows (recipes in training/configs/): baseline (no negatives, no similarity loss), negatives
 only (10% negative audio, no similarity loss), full method (negatives + classifier-guided
-similarity loss, lambda 1). Each row is trained (or reused with --reuse when runs/<recipe>/best.pt
-exists), then its best checkpoint (chosen on the validation split) is scored on the held-out
-TEST split: the four-condition robust table with the similarity gate off and on, and the FPR on
-noise of the types reserved for evaluation (never seen in training). Wall time per row is recorded.
+similarity loss, lambda 1). Further rows change one recipe value (`--rows` picks them):
+full_r20 / full_r30 are the negative-ratio sweep of the paper's Table 3 (20% / 30% negative
+audio instead of 10%), full_learnable learns the cosine's scale and bias. Each row is trained into
+runs/<run> (or reused with --reuse when runs/<run>/best.pt exists), then its best checkpoint
+(chosen on the validation split) is scored on the held-out TEST split: the four-condition robust
+table with the similarity gate off and on, and the FPR on noise of the types reserved for
+evaluation (never seen in training). Wall time per row is recorded.
+
+The same run by hand: streamavs train --config training/configs/<recipe>.toml --set name=<run>
+--set <override> --out runs/<run>.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+@dataclass(frozen=True)
+class Row:
+    recipe: str  # training/configs/<recipe>.toml
+    overrides: tuple[tuple[str, Any], ...] = ()  # ("section.key", value) applied to the recipe
+    run: str = ""  # run folder name (default: the recipe's)
+
+    @property
+    def run_name(self) -> str:
+        return self.run or self.recipe
+
+
 ROWS = {
-    "baseline": "synthetic_single_baseline",
-    "negatives": "synthetic_single_negatives",
-    "full": "synthetic_single_full",
+    "baseline": Row("synthetic_single_baseline"),
+    "negatives": Row("synthetic_single_negatives"),
+    "full": Row("synthetic_single_full"),
+    "full_r20": Row("synthetic_single_full", (("data.negative_share", 0.2),), "synthetic_single_full_r20"),
+    "full_r30": Row("synthetic_single_full", (("data.negative_share", 0.3),), "synthetic_single_full_r30"),
+    "full_learnable": Row("synthetic_single_full", (("model.overrides", {"sim_learnable": True}),),
+                          "synthetic_single_full_learnable"),
 }
+TABLE4 = ("baseline", "negatives", "full")
 TARGETS = "baseline: G-FPR >= 0.05 and negative mIoU >= half the positive mIoU; full: G-FPR <= 0.005, " \
           "positive mIoU within 3 points of the baseline, FPR <= 0.01 on evaluation-only noise"
 
@@ -55,18 +78,19 @@ def eval_noise_fpr(checkpoint: Path, clips: int, image_size: int = 224, seed: in
     return out
 
 
-def run_row(recipe: str, runs: Path, reuse: bool) -> tuple[Path, float | None]:
-    """Train `recipe` into runs/<recipe> (unless reused); returns (best.pt, wall seconds or None)."""
+def run_row(row: Row, runs: Path, reuse: bool) -> tuple[Path, float | None]:
+    """Train `row` into runs/<run> (unless reused); returns (best.pt, wall seconds or None)."""
     from streamavs.training.config import load_config
     from streamavs.training.trainer import train
 
     repo = Path(__file__).resolve().parents[1]
-    out = runs / recipe
+    out = runs / row.run_name
     best = out / "best.pt"
     if reuse and best.is_file():
         return best, None
+    overrides = {"name": row.run_name, **dict(row.overrides)}
     t0 = time.perf_counter()
-    train(load_config(repo / "training" / "configs" / f"{recipe}.toml"), out)
+    train(load_config(repo / "training" / "configs" / f"{row.recipe}.toml", overrides), out)
     return best, time.perf_counter() - t0
 
 
@@ -93,22 +117,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of the training runs")
     parser.add_argument("--clips", type=int, default=80, help="test clips (x5 seconds) for the robust table")
     parser.add_argument("--noise-clips", type=int, default=20, help="test clips per evaluation-only noise type")
-    parser.add_argument("--reuse", action="store_true", help="reuse runs/<recipe>/best.pt when present")
-    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of " + ",".join(ROWS))
+    parser.add_argument("--reuse", action="store_true", help="reuse runs/<run>/best.pt when present")
+    parser.add_argument("--rows", default=",".join(TABLE4), help="comma-separated rows of " + ",".join(ROWS))
     args = parser.parse_args(argv)
 
+    names = args.rows.split(",")
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        parser.error(f"unknown row(s) {unknown}; choose from {','.join(ROWS)}")
     rows: dict[str, Any] = {}
-    for row in args.rows.split(","):
-        recipe = ROWS[row]
-        best, wall = run_row(recipe, args.runs, args.reuse)
+    for row in names:
+        spec = ROWS[row]
+        best, wall = run_row(spec, args.runs, args.reuse)
         table = evaluate_path(best, "synthetic-single", clips=args.clips)
         rows[row] = {
-            "recipe": f"training/configs/{recipe}.toml",
-            "train_wall_s": wall if wall is not None else wall_from_log(args.runs / recipe),
+            "recipe": f"training/configs/{spec.recipe}.toml",
+            "overrides": dict(spec.overrides),
+            "run": f"runs/{spec.run_name}",
+            "train_wall_s": wall if wall is not None else wall_from_log(args.runs / spec.run_name),
             "test": {k: table[k] for k in ("gate_off", "gate_on")},
             "eval_only_noise": eval_noise_fpr(best, args.noise_clips),
         }
-        print(f"\n== {row} ({recipe}), similarity gate off:\n{format_table(table['gate_off'])}")
+        print(f"\n== {row} ({spec.recipe} {dict(spec.overrides)}), similarity gate off:\n{format_table(table['gate_off'])}")
         print(f"evaluation-only noise FPR: {rows[row]['eval_only_noise']}")
     report = make_report("robust_ablation", command_line(argv, "python -m streamavs.bench.robust_ablation"),
                          data=f"synthetic-single test split, {args.clips} clips x 5 s, four conditions 25% each",

@@ -42,11 +42,26 @@ def test_recipes_parse_and_typos_are_errors(tmp_path):
     assert parse_set(["optim.lr=0.5", "data.setting=multi"]) == {"optim.lr": 0.5, "data.setting": "multi"}
 
 
+def test_lr_schedules():
+    from streamavs.training.config import OptimSection, lr_factor
+
+    constant = OptimSection()
+    assert [lr_factor(constant, s, 10) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    cosine = OptimSection(lr_schedule="cosine", lr_final_scale=0.01)
+    f = [lr_factor(cosine, s, 11) for s in range(11)]
+    assert f[0] == pytest.approx(1.0) and f[5] == pytest.approx(0.505) and f[10] == pytest.approx(0.01)
+    assert all(a > b for a, b in zip(f, f[1:]))
+    warm = OptimSection(warmup_steps=4)
+    assert [lr_factor(warm, s, 10) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        OptimSection(lr_schedule="step")
+
+
 def test_train_evaluates_and_resumes_from_the_saved_step(tmp_path):
     from streamavs.training.trainer import train
 
     torch.set_num_threads(2)
-    cfg = load_config(RECIPE, TINY)
+    cfg = load_config(RECIPE, {**TINY, "optim.lr_schedule": "cosine"})
     run = tmp_path / "run"
     train(cfg, run, max_steps=3, progress=False)  # 5 steps per epoch: stop inside epoch 1
     stopped = torch.load(run / "last.pt", weights_only=False)
@@ -65,6 +80,8 @@ def test_train_evaluates_and_resumes_from_the_saved_step(tmp_path):
     assert [e["event"] for e in events].count("eval") == 2
     resumed = [e for e in events if e["event"] == "start"][-1]
     assert resumed["resume"] is True and resumed["state"]["global_step"] == 3
+    # The cosine schedule continued across the resume: the last step ran at lr_final_scale * lr.
+    assert final["optimizer"]["param_groups"][0]["lr"] == pytest.approx(cfg.optim.lr * cfg.optim.lr_final_scale)
 
 
 def test_ddp_two_cpu_processes(tmp_path):

@@ -9,6 +9,7 @@ inside every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,12 +77,35 @@ class OptimSection:
     epochs: int = 4
     grad_clip: float = 1.0
     amp: bool = True  # mixed precision, used only on CUDA
+    lr_schedule: str = "constant"  # "constant" | "cosine" (decays to lr_final_scale * lr at the last step)
+    lr_final_scale: float = 0.01
+    warmup_steps: int = 0  # linear warm-up from 0 (either schedule)
 
     def __post_init__(self) -> None:
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"[optim] lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if not 0.0 <= self.lr_final_scale <= 1.0 or self.warmup_steps < 0:
+            raise ConfigError(
+                f"[optim] needs 0 <= lr_final_scale <= 1 and warmup_steps >= 0, got "
+                f"{self.lr_final_scale} and {self.warmup_steps}"
+            )
         if self.backbone_lr_scale < 0:
             raise ConfigError(f"[optim] backbone_lr_scale must be >= 0 (0 freezes), got {self.backbone_lr_scale}")
         if self.optimizer not in ("adam", "adamw"):
             raise ConfigError(f"[optim] optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+
+
+def lr_factor(optim: OptimSection, step: int, total_steps: int) -> float:
+    """Multiplier of the base learning rate for optimizer step `step` (0-based) of `total_steps`.
+
+    A function of the step alone, so a resumed run continues the schedule exactly.
+    """
+    warm = min(1.0, (step + 1) / optim.warmup_steps) if optim.warmup_steps else 1.0
+    if optim.lr_schedule == "constant" or total_steps <= 1:
+        return warm
+    progress = min(1.0, step / (total_steps - 1))
+    final = optim.lr_final_scale
+    return warm * (final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 @dataclass(frozen=True)

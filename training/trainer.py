@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from streamavs.errors import ConfigError
 from streamavs.model.checkpoint import save_checkpoint
 from streamavs.pipeline.threads import limit_blas_threads
-from streamavs.training.config import TrainConfig
+from streamavs.training.config import TrainConfig, lr_factor
 from streamavs.training.distributed import World, close_world, init_world
 
 
@@ -119,6 +119,7 @@ def train(
     if frozen:
         freeze_visual(model)
     optimizer = make_optimizer(model, cfg)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]  # what the schedule scales
     state = RunState()
     if resume:
         state = _restore(out / "last.pt", model, optimizer, world)
@@ -149,6 +150,7 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     steps_this_run = 0
+    total_steps = cfg.optim.epochs * len(loader)
     table: dict[str, Any] = {}
     for epoch in range(state.epoch, cfg.optim.epochs):
         sampler.set_epoch(epoch)
@@ -170,6 +172,9 @@ def train(
                 output = net(batch["frame"], batch["log_mel"])
                 loss, parts = total_loss(output, batch, loss_cfg)
             optimizer.zero_grad(set_to_none=True)
+            factor = lr_factor(cfg.optim, state.global_step, total_steps)
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * factor
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
@@ -183,7 +188,7 @@ def train(
             bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{rate:.1f}")
             bar.update(1)
             if state.global_step % 10 == 0:
-                log.write("step", step=state.global_step, epoch=epoch, loss=loss.item(),
+                log.write("step", step=state.global_step, epoch=epoch, loss=loss.item(), lr=factor * cfg.optim.lr,
                           **{k: float(v) for k, v in parts.items()}, samples_per_s=rate)
             if max_steps is not None and steps_this_run >= max_steps:
                 bar.close()
