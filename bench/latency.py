@@ -201,10 +201,19 @@ def _counters(pipe: Any) -> dict[str, int]:
             "clips_late": pipe.capture.counters().get("clips_late")}  # fmt: skip
 
 
-def gap_events(indices: list[int]) -> list[list[int]]:
-    """[[first missing frame index, frames missing], ...] between consecutive processed indices."""
-    ordered = sorted(indices)
-    return [[a + 1, b - a - 1] for a, b in zip(ordered, ordered[1:]) if b - a > 1]
+def gap_events(stage_ms_by_index: dict[int, dict[str, float]]) -> list[dict[str, Any]]:
+    """Where processed frame indices skip: one event per gap, with why it may have happened.
+
+    Each event: first_missing (frame index), missing (frames), and before_ms, the stage times of
+    the frame processed just before the gap (a slow one, e.g. inference over a frame interval,
+    is what makes the next frames arrive while the engine is busy).
+    """
+    ordered = sorted(stage_ms_by_index)
+    return [
+        {"first_missing": a + 1, "missing": b - a - 1,
+         "before_ms": {k: round(v, 2) for k, v in stage_ms_by_index[a].items()}}
+        for a, b in zip(ordered, ordered[1:]) if b - a > 1
+    ]  # fmt: skip
 
 
 def _row(collector: _Collector, sub: _SubscriberThread, before: dict, after: dict, elapsed: float, source: str) -> dict:
@@ -245,7 +254,7 @@ def _row(collector: _Collector, sub: _SubscriberThread, before: dict, after: dic
         "seconds": elapsed,
         "fps": processed / elapsed if elapsed > 0 else 0.0,
         "counters": counters,
-        "gaps": gap_events([rec["index"] for rec in frames.values()]),  # where frames were dropped
+        "gaps": gap_events({rec["index"]: rec["stage_ms"] for rec in frames.values()}),  # where frames were dropped
         "stages": {s: stats_ms(v) for s, v in samples.items()},
         "temporal_stage": TEMPORAL_NOTE,
         "samples_ms": {s: samples[s] for s in ("inference", "end_to_end")},  # for the plot; dropped from JSON

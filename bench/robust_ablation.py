@@ -6,7 +6,8 @@ Rows (recipes in training/configs/): baseline (no negatives, no similarity loss)
 only (10% negative audio, no similarity loss), full method (negatives + classifier-guided
 similarity loss, lambda 1). Further rows change one recipe value (`--rows` picks them):
 full_r20 / full_r30 are the negative-ratio sweep of the paper's Table 3 (20% / 30% negative
-audio instead of 10%), full_learnable learns the cosine's scale and bias. Each row is trained into
+audio instead of 10%), full_learnable learns the cosine's scale, full_long is the
+recipe of the shipped engine's segmenter (30%, 15 epochs, cosine decay). Each row is trained into
 runs/<run> (or reused with --reuse when runs/<run>/best.pt exists), then its best checkpoint
 (chosen on the validation split) is scored on the held-out TEST split: the four-condition robust
 table with the similarity gate off and on, and the FPR on noise of the types reserved for
@@ -45,6 +46,7 @@ ROWS = {
     "full_r30": Row("synthetic_single_full", (("data.negative_share", 0.3),), "synthetic_single_full_r30"),
     "full_learnable": Row("synthetic_single_full", (("model.overrides", {"sim_learnable": True}),),
                           "synthetic_single_full_learnable"),
+    "full_long": Row("synthetic_single_full_long"),
 }
 TABLE4 = ("baseline", "negatives", "full")
 TARGETS = "baseline: G-FPR >= 0.05 and negative mIoU >= half the positive mIoU; full: G-FPR <= 0.005, " \

@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     report["targets"] = "no crash; memory growth < 5%; no drops while the engine keeps up"
     write_json(for_json(report), args.out)
     row = report["rows"][0]
+    for gap in row.get("gaps", []):
+        print(f"gap: {gap['missing']} frame(s) from index {gap['first_missing']}; frame before it: {gap['before_ms']}")
     print(f"{row.get('fps', 0):.1f} fps, counters {row.get('counters')}, "
           f"memory {after_warmup:.0f} -> {end:.0f} MiB ({report['memory_mib']['growth_percent']:+.2f}%); wrote {args.out}")
     return 0

@@ -105,7 +105,7 @@ def test_latency_runner_on_tiny_model(tiny_checkpoint, tmp_path):
     assert data["command"] == "streamavs bench latency --seconds 1.5"
     assert data["machine"]["ram_gib"] > 0 and "samples_ms" not in data["rows"][0]
     row = data["rows"][0]
-    assert sum(n for _, n in row["gaps"]) <= row["counters"]["dropped"]  # gaps inside the window are drops
+    assert sum(g["missing"] for g in row["gaps"]) <= row["counters"]["dropped"]  # gaps inside the window are drops
     assert row["counters"]["source_clips_late"] == 0  # the next synthetic clip was ready in time
     png = plot_latency(report, tmp_path / "latency.png")
     assert png.read_bytes()[:8] == PNG
@@ -128,8 +128,12 @@ def test_latency_onnxruntime_exports_into_the_cache(tiny_checkpoint, tmp_path):
 def test_gap_events_locate_missing_frames():
     from streamavs.bench.latency import gap_events
 
-    assert gap_events([5, 3, 4, 9, 10, 12]) == [[6, 3], [11, 1]]
-    assert gap_events([]) == [] and gap_events([1, 2]) == []
+    processed = {i: {"inference": float(i)} for i in (5, 3, 4, 9, 10, 12)}
+    assert gap_events(processed) == [
+        {"first_missing": 6, "missing": 3, "before_ms": {"inference": 5.0}},
+        {"first_missing": 11, "missing": 1, "before_ms": {"inference": 10.0}},
+    ]
+    assert gap_events({}) == [] and gap_events({1: {}, 2: {}}) == []
 
 
 def test_latency_rejects_unknown_model(tmp_path):
