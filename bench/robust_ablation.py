@@ -7,7 +7,8 @@ only (10% negative audio, no similarity loss), full method (negatives + classifi
 similarity loss, lambda 1). Further rows change one recipe value (`--rows` picks them):
 full_r20 / full_r30 are the negative-ratio sweep of the paper's Table 3 (20% / 30% negative
 audio instead of 10%), full_learnable learns the cosine's scale, full_long is the
-recipe of the shipped engine's segmenter (30%, 15 epochs, cosine decay). Each row is trained into
+recipe of the shipped engine's segmenter (30%, 15 epochs, cosine decay) and baseline_long the
+baseline with the same training budget (15 epochs, cosine decay). Each row is trained into
 runs/<run> (or reused with --reuse when runs/<run>/best.pt exists), then its best checkpoint
 (chosen on the validation split) is scored on the held-out TEST split: the four-condition robust
 table with the similarity gate off and on, and the FPR on noise of the types reserved for
@@ -47,6 +48,8 @@ ROWS = {
     "full_learnable": Row("synthetic_single_full", (("model.overrides", {"sim_learnable": True}),),
                           "synthetic_single_full_learnable"),
     "full_long": Row("synthetic_single_full_long"),
+    "baseline_long": Row("synthetic_single_baseline", (("optim.epochs", 15), ("optim.lr_schedule", "cosine"),
+                                                      ("optim.warmup_steps", 50)), "synthetic_single_baseline_long"),
 }
 TABLE4 = ("baseline", "negatives", "full")
 TARGETS = "baseline: G-FPR >= 0.05 and negative mIoU >= half the positive mIoU; full: G-FPR <= 0.005, " \
