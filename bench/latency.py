@@ -95,7 +95,8 @@ class _Collector:
 
     def __call__(self, result: Any) -> None:
         if self.measuring:
-            self.frames[result.seq] = {"stage_ms": dict(result.stage_ms), "index": result.pair.frame.index}
+            frame = result.pair.frame
+            self.frames[result.seq] = {"stage_ms": dict(result.stage_ms), "index": frame.index, "t_ns": frame.t_ns}
 
 
 class _SubscriberThread:
@@ -201,17 +202,18 @@ def _counters(pipe: Any) -> dict[str, int]:
             "clips_late": pipe.capture.counters().get("clips_late")}  # fmt: skip
 
 
-def gap_events(stage_ms_by_index: dict[int, dict[str, float]]) -> list[dict[str, Any]]:
+def gap_events(by_index: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
     """Where processed frame indices skip: one event per gap, with why it may have happened.
 
-    Each event: first_missing (frame index), missing (frames), and before_ms, the stage times of
-    the frame processed just before the gap (a slow one, e.g. inference over a frame interval,
-    is what makes the next frames arrive while the engine is busy).
+    by_index: frame index -> {"stage_ms": {...}, "t_ns": capture time}. Each event: first_missing
+    (frame index), missing (frames), t_s (capture time of the frame before the gap, seconds on
+    the monotonic clock) and before_ms, that frame's stage times (a slow one, e.g. inference over
+    a frame interval, is what makes the next frames arrive while the engine is busy).
     """
-    ordered = sorted(stage_ms_by_index)
+    ordered = sorted(by_index)
     return [
-        {"first_missing": a + 1, "missing": b - a - 1,
-         "before_ms": {k: round(v, 2) for k, v in stage_ms_by_index[a].items()}}
+        {"first_missing": a + 1, "missing": b - a - 1, "t_s": by_index[a]["t_ns"] / 1e9,
+         "before_ms": {k: round(v, 2) for k, v in by_index[a]["stage_ms"].items()}}
         for a, b in zip(ordered, ordered[1:]) if b - a > 1
     ]  # fmt: skip
 
@@ -254,7 +256,7 @@ def _row(collector: _Collector, sub: _SubscriberThread, before: dict, after: dic
         "seconds": elapsed,
         "fps": processed / elapsed if elapsed > 0 else 0.0,
         "counters": counters,
-        "gaps": gap_events({rec["index"]: rec["stage_ms"] for rec in frames.values()}),  # where frames were dropped
+        "gaps": gap_events({rec["index"]: rec for rec in frames.values()}),  # where frames were dropped
         "stages": {s: stats_ms(v) for s, v in samples.items()},
         "temporal_stage": TEMPORAL_NOTE,
         "samples_ms": {s: samples[s] for s in ("inference", "end_to_end")},  # for the plot; dropped from JSON

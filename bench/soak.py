@@ -4,13 +4,16 @@
 
 The synthetic live scene (30 fps, with audio) feeds the default engine on ONNX Runtime, masks go
 over ZeroMQ to a subscriber thread (the latency runner's row, :func:`measure_row`). A sampler
-thread records this process's resident memory every few seconds; the report gives memory after
-the warm-up and at the end (target: growth under 5%), drops, overflows and latency percentiles.
+thread records this process's resident memory and the CPU used by this process, by other programs
+and by the hypervisor (steal) every few seconds; the report gives memory after the warm-up and at
+the end (target: growth under 5%), drops, overflows, latency percentiles, and for every gap in
+the processed frames the stage times of the frame before it and the CPU use around it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 from pathlib import Path
@@ -24,26 +27,70 @@ def rss_mib() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status (Linux only)")
 
 
-class MemorySampler:
-    """Samples rss_mib() every `period` seconds in a daemon thread: [(seconds since start, MiB)]."""
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot, all cores, from /proc/stat.
+
+    busy = user + nice + system + irq + softirq + steal; steal is time a virtual machine's cores
+    were runnable but the hypervisor ran something else.
+    """
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq + steal) / tick, steal / tick
+
+
+def process_cpu_s() -> float:
+    """CPU seconds used by this process so far (all threads, user + system)."""
+    t = os.times()
+    return t.user + t.system
+
+
+class ResourceSampler:
+    """Every `period` s in a daemon thread: (monotonic s, RSS MiB, machine busy s, steal s, process CPU s).
+
+    From consecutive samples, :meth:`intervals` gives the CPU the rest of the machine used while
+    the pipeline ran: a drop that coincides with other programs' CPU use is contention, not the
+    pipeline falling behind on its own.
+    """
 
     def __init__(self, period: float = 5.0):
-        self.samples: list[tuple[float, float]] = []
+        self.samples: list[tuple[float, float, float, float, float]] = []
         self._stop = threading.Event()
-        self._t0 = time.monotonic()
-        self._thread = threading.Thread(target=self._loop, args=(period,), name="rss-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._loop, args=(period,), name="resource-sampler", daemon=True)
         self._thread.start()
+
+    def _sample(self) -> None:
+        busy, steal = machine_cpu_s()
+        self.samples.append((time.monotonic(), rss_mib(), busy, steal, process_cpu_s()))
 
     def _loop(self, period: float) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.monotonic() - self._t0, rss_mib()))
+            self._sample()
             self._stop.wait(period)
 
-    def stop(self) -> list[tuple[float, float]]:
+    def stop(self) -> list[tuple[float, float, float, float, float]]:
         self._stop.set()
         self._thread.join(timeout=2.0)
-        self.samples.append((time.monotonic() - self._t0, rss_mib()))
+        self._sample()
         return self.samples
+
+    def intervals(self) -> list[dict[str, float]]:
+        """Per sampling interval: start/end (monotonic s) and cores used by this process, by
+        everything else, and stolen by the hypervisor (1.0 = one core for the whole interval)."""
+        out = []
+        for (t0, _, b0, s0, p0), (t1, _, b1, s1, p1) in zip(self.samples, self.samples[1:]):
+            dt = max(t1 - t0, 1e-9)
+            out.append({"start_s": t0, "end_s": t1, "process_cores": (p1 - p0) / dt,
+                        "other_cores": max(0.0, (b1 - b0) - (p1 - p0)) / dt, "steal_cores": (s1 - s0) / dt})
+        return out
+
+
+def attach_cpu(gaps: list[dict], intervals: list[dict[str, float]]) -> None:
+    """Give each gap (with `t_s`) the CPU use of the sampling interval it fell in (`cpu`)."""
+    for gap in gaps:
+        hit = next((iv for iv in intervals if iv["start_s"] <= gap["t_s"] < iv["end_s"]), None)
+        if hit is not None:
+            gap["cpu"] = {k: round(v, 3) for k, v in hit.items() if k.endswith("_cores")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,25 +105,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    sampler = MemorySampler()
+    sampler = ResourceSampler()
     config = LatencyConfig(seconds=args.seconds, warmup=args.warmup, fps=args.fps,
                            backends=("onnxruntime",), models=(args.model,))
     report = run_latency(config, command=command_line(argv, "python -m streamavs.bench.soak"))
     samples = sampler.stop()
-    t_measure = samples[0][0] + args.warmup  # roughly when measurement began (engine load included before)
-    after_warmup = next((mib for t, mib in samples if t >= t_measure), samples[0][1])
+    t_start = samples[0][0]
+    t_measure = t_start + args.warmup  # roughly when measurement began (engine load included before)
+    after_warmup = next((s[1] for s in samples if s[0] >= t_measure), samples[0][1])
     end = samples[-1][1]
     report["benchmark"] = "soak"
     report["memory_mib"] = {
-        "after_warmup": after_warmup, "end": end, "max": max(m for _, m in samples),
+        "after_warmup": after_warmup, "end": end, "max": max(s[1] for s in samples),
         "growth_percent": 100.0 * (end - after_warmup) / after_warmup,
-        "samples": [[round(t, 1), round(m, 1)] for t, m in samples],
+        "samples": [[round(s[0] - t_start, 1), round(s[1], 1)] for s in samples],
     }
+    intervals = sampler.intervals()
+    report["cpu_cores"] = {  # per sampling interval: this process, other programs, hypervisor steal
+        "cores": os.cpu_count(),
+        "samples": [[round(iv["start_s"] - t_start, 1), round(iv["process_cores"], 3), round(iv["other_cores"], 3),
+                     round(iv["steal_cores"], 3)] for iv in intervals],
+        "columns": ["t_s", "process", "other", "steal"],
+        "other_max": max((iv["other_cores"] for iv in intervals), default=0.0),
+        "steal_max": max((iv["steal_cores"] for iv in intervals), default=0.0),
+    }  # fmt: skip
+    for row in report["rows"]:
+        attach_cpu(row.get("gaps", []), intervals)
     report["targets"] = "no crash; memory growth < 5%; no drops while the engine keeps up"
     write_json(for_json(report), args.out)
     row = report["rows"][0]
     for gap in row.get("gaps", []):
-        print(f"gap: {gap['missing']} frame(s) from index {gap['first_missing']}; frame before it: {gap['before_ms']}")
+        print(f"gap: {gap['missing']} frame(s) from index {gap['first_missing']}; frame before it: "
+              f"{gap['before_ms']}; cores used meanwhile: {gap.get('cpu')}")
+    cpu = report["cpu_cores"]
+    print(f"other programs used up to {cpu['other_max']:.2f} of {cpu['cores']} cores in a 5 s interval; "
+          f"hypervisor steal up to {cpu['steal_max']:.2f}")
     print(f"{row.get('fps', 0):.1f} fps, counters {row.get('counters')}, "
           f"memory {after_warmup:.0f} -> {end:.0f} MiB ({report['memory_mib']['growth_percent']:+.2f}%); wrote {args.out}")
     return 0

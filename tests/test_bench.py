@@ -128,10 +128,10 @@ def test_latency_onnxruntime_exports_into_the_cache(tiny_checkpoint, tmp_path):
 def test_gap_events_locate_missing_frames():
     from streamavs.bench.latency import gap_events
 
-    processed = {i: {"inference": float(i)} for i in (5, 3, 4, 9, 10, 12)}
+    processed = {i: {"stage_ms": {"inference": float(i)}, "t_ns": i * 10**9} for i in (5, 3, 4, 9, 10, 12)}
     assert gap_events(processed) == [
-        {"first_missing": 6, "missing": 3, "before_ms": {"inference": 5.0}},
-        {"first_missing": 11, "missing": 1, "before_ms": {"inference": 10.0}},
+        {"first_missing": 6, "missing": 3, "t_s": 5.0, "before_ms": {"inference": 5.0}},
+        {"first_missing": 11, "missing": 1, "t_s": 10.0, "before_ms": {"inference": 10.0}},
     ]
     assert gap_events({}) == [] and gap_events({1: {}, 2: {}}) == []
 
@@ -198,3 +198,18 @@ def test_accuracy_on_tiny_checkpoint(tiny_checkpoint, tmp_path):
     assert (tmp_path / "p" / "conditions.png").read_bytes()[:8] == PNG
     assert (tmp_path / "p" / "similarity.png").read_bytes()[:8] == PNG
     assert report["similarity"]["positive"]["n"] > 0 and report["similarity"]["negative"]["n"] > 0
+
+
+def test_soak_reports_memory_cpu_and_gaps(tiny_engine, tmp_path):
+    from streamavs.bench.soak import main
+
+    out = tmp_path / "soak.json"
+    assert main(["--seconds", "2", "--warmup", "0.5", "--model", str(tiny_engine), "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "soak" and data["memory_mib"]["end"] > 0
+    cpu = data["cpu_cores"]
+    assert cpu["cores"] >= 1 and cpu["samples"] and cpu["columns"] == ["t_s", "process", "other", "steal"]
+    t, process, other, steal = cpu["samples"][0]
+    assert 0 < process <= cpu["cores"] + 0.5 and other >= 0 and steal >= 0  # the pipeline itself used CPU
+    (row,) = data["rows"]
+    assert row["counters"]["processed"] > 0 and isinstance(row["gaps"], list)
