@@ -13,6 +13,7 @@ the processed frames the stage times of the frame before it and the CPU use arou
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import threading
 import time
@@ -85,6 +86,33 @@ class ResourceSampler:
         return out
 
 
+class GcPauses:
+    """Records every garbage collection of the oldest generation or one over `min_ms`: (monotonic s, gen, ms).
+
+    A collection holds the GIL, so a long one stalls every Python thread of the pipeline at once.
+    """
+
+    def __init__(self, min_ms: float = 2.0) -> None:
+        self.min_ms = min_ms
+        self.pauses: list[tuple[float, int, float]] = []
+        self._t0 = 0.0
+
+    def __enter__(self) -> "GcPauses":
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+            return
+        ms = (time.perf_counter() - self._t0) * 1e3
+        if info["generation"] == 2 or ms >= self.min_ms:
+            self.pauses.append((time.monotonic(), info["generation"], ms))
+
+
 def attach_cpu(gaps: list[dict], intervals: list[dict[str, float]]) -> None:
     """Give each gap (with `t_s`) the CPU use of the sampling interval it fell in (`cpu`)."""
     for gap in gaps:
@@ -108,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     sampler = ResourceSampler()
     config = LatencyConfig(seconds=args.seconds, warmup=args.warmup, fps=args.fps,
                            backends=("onnxruntime",), models=(args.model,))
-    report = run_latency(config, command=command_line(argv, "python -m streamavs.bench.soak"))
+    with GcPauses() as gc_pauses:
+        report = run_latency(config, command=command_line(argv, "python -m streamavs.bench.soak"))
     samples = sampler.stop()
     t_start = samples[0][0]
     t_measure = t_start + args.warmup  # roughly when measurement began (engine load included before)
@@ -129,14 +158,24 @@ def main(argv: list[str] | None = None) -> int:
         "other_max": max((iv["other_cores"] for iv in intervals), default=0.0),
         "steal_max": max((iv["steal_cores"] for iv in intervals), default=0.0),
     }  # fmt: skip
+    report["gc_pauses"] = {  # collections of generation 2, or of any generation over 2 ms
+        "columns": ["t_s", "generation", "ms"],
+        "samples": [[round(t - t_start, 3), g, round(ms, 2)] for t, g, ms in gc_pauses.pauses],
+        "max_ms": max((ms for _, _, ms in gc_pauses.pauses), default=0.0),
+    }
     for row in report["rows"]:
         attach_cpu(row.get("gaps", []), intervals)
+        for gap in row.get("gaps", []):  # collections within 100 ms of the capture of the frame before the gap
+            near = [ms for t, _, ms in gc_pauses.pauses if -0.1 <= t - gap["t_s"] <= 0.1]
+            gap["gc_ms_within_100ms"] = round(sum(near), 2)
     report["targets"] = "no crash; memory growth < 5%; no drops while the engine keeps up"
     write_json(for_json(report), args.out)
     row = report["rows"][0]
     for gap in row.get("gaps", []):
-        print(f"gap: {gap['missing']} frame(s) from index {gap['first_missing']}; frame before it: "
+        print(f"gap: {gap['missing']} frame(s) from index {gap['first_missing']}; GC nearby {gap.get('gc_ms_within_100ms')} ms; frame before it: "
               f"{gap['before_ms']}; cores used meanwhile: {gap.get('cpu')}")
+    print(f"garbage collections (gen 2 or > 2 ms): {len(gc_pauses.pauses)}, longest "
+          f"{report['gc_pauses']['max_ms']:.1f} ms")
     cpu = report["cpu_cores"]
     print(f"other programs used up to {cpu['other_max']:.2f} of {cpu['cores']} cores in a 5 s interval; "
           f"hypervisor steal up to {cpu['steal_max']:.2f}")

@@ -211,5 +211,6 @@ def test_soak_reports_memory_cpu_and_gaps(tiny_engine, tmp_path):
     assert cpu["cores"] >= 1 and cpu["samples"] and cpu["columns"] == ["t_s", "process", "other", "steal"]
     t, process, other, steal = cpu["samples"][0]
     assert 0 < process <= cpu["cores"] + 0.5 and other >= 0 and steal >= 0  # the pipeline itself used CPU
+    assert data["gc_pauses"]["columns"] == ["t_s", "generation", "ms"] and data["gc_pauses"]["max_ms"] >= 0
     (row,) = data["rows"]
     assert row["counters"]["processed"] > 0 and isinstance(row["gaps"], list)
