@@ -28,8 +28,11 @@ from typing import Any
 
 import numpy as np
 
+
 @dataclass(frozen=True)
 class Row:
+    """One ablation row: a recipe, the values it changes, and the run folder it trains into."""
+
     recipe: str  # training/configs/<recipe>.toml
     overrides: tuple[tuple[str, Any], ...] = ()  # ("section.key", value) applied to the recipe
     run: str = ""  # run folder name (default: the recipe's)

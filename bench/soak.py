@@ -112,13 +112,19 @@ class GcPauses:
         if info["generation"] == 2 or ms >= self.min_ms:
             self.pauses.append((time.monotonic(), info["generation"], ms))
 
+    def ms_near(self, t_s: float, window_s: float = 0.1) -> float:
+        """Total pause (ms) of the recorded collections within `window_s` of monotonic time `t_s`."""
+        return sum(ms for t, _, ms in self.pauses if abs(t - t_s) <= window_s)
 
-def attach_cpu(gaps: list[dict], intervals: list[dict[str, float]]) -> None:
-    """Give each gap (with `t_s`) the CPU use of the sampling interval it fell in (`cpu`)."""
+
+def annotate_gaps(gaps: list[dict], intervals: list[dict[str, float]], gc_pauses: GcPauses) -> None:
+    """Give each gap (with `t_s`) the CPU use of the sampling interval it fell in (`cpu`) and the
+    garbage-collection pause within 100 ms of it (`gc_ms_within_100ms`)."""
     for gap in gaps:
         hit = next((iv for iv in intervals if iv["start_s"] <= gap["t_s"] < iv["end_s"]), None)
         if hit is not None:
             gap["cpu"] = {k: round(v, 3) for k, v in hit.items() if k.endswith("_cores")}
+        gap["gc_ms_within_100ms"] = round(gc_pauses.ms_near(gap["t_s"]), 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,16 +170,13 @@ def main(argv: list[str] | None = None) -> int:
         "max_ms": max((ms for _, _, ms in gc_pauses.pauses), default=0.0),
     }
     for row in report["rows"]:
-        attach_cpu(row.get("gaps", []), intervals)
-        for gap in row.get("gaps", []):  # collections within 100 ms of the capture of the frame before the gap
-            near = [ms for t, _, ms in gc_pauses.pauses if -0.1 <= t - gap["t_s"] <= 0.1]
-            gap["gc_ms_within_100ms"] = round(sum(near), 2)
+        annotate_gaps(row.get("gaps", []), intervals, gc_pauses)
     report["targets"] = "no crash; memory growth < 5%; no drops while the engine keeps up"
     write_json(for_json(report), args.out)
     row = report["rows"][0]
     for gap in row.get("gaps", []):
-        print(f"gap: {gap['missing']} frame(s) from index {gap['first_missing']}; GC nearby {gap.get('gc_ms_within_100ms')} ms; frame before it: "
-              f"{gap['before_ms']}; cores used meanwhile: {gap.get('cpu')}")
+        print(f"gap: {gap['missing']} frame(s) from index {gap['first_missing']}; frame before it: {gap['before_ms']}; "
+              f"cores used meanwhile: {gap.get('cpu')}; GC within 100 ms: {gap['gc_ms_within_100ms']} ms")
     print(f"garbage collections (gen 2 or > 2 ms): {len(gc_pauses.pauses)}, longest "
           f"{report['gc_pauses']['max_ms']:.1f} ms")
     cpu = report["cpu_cores"]

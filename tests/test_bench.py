@@ -85,7 +85,8 @@ def _check_row(row: dict, fps: float) -> None:
 
 def test_latency_runner_on_tiny_model(tiny_checkpoint, tmp_path):
     """PyTorch eager on the checkpoint (TensorRT: skipped with its reason on a CPU machine)."""
-    from streamavs.bench.latency import LatencyConfig, for_json, plot_latency, print_table, run_latency
+    from streamavs.bench.latency import LatencyConfig, for_json, run_latency
+    from streamavs.bench.latency_output import plot_latency, print_table
 
     config = LatencyConfig(
         seconds=1.5, warmup=0.5, fps=30.0, backends=("torch", "tensorrt"),

@@ -92,7 +92,11 @@ class SyntheticLiveSource(Source):
         if self.config is None:
             self.config = SceneConfig()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"streamavs-{self.name}-gen")
-        self._clip(0)  # fail here, in the caller, on a bad config
+        try:
+            self._clip(0)  # fail here, in the caller, on a bad config
+        except BaseException:
+            self._release()  # start() failed: no close() will follow
+            raise
 
     def _release(self) -> None:
         if self._pool is not None:
