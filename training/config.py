@@ -38,8 +38,9 @@ class ModelSection:
 
 @dataclass(frozen=True)
 class DataSection:
-    kind: str = "synthetic"  # "synthetic" | "avsbench_s4" | "avsbench_ms3"
+    kind: str = "synthetic"  # "synthetic" | "real" | "avsbench_s4" | "avsbench_ms3"
     root: str | None = None  # AVSBench root folder (kind avsbench_*)
+    media: str | None = None  # kind "real": the media cache of `streamavs data fetch` (None: its default)
     setting: str = "single"  # synthetic: "single" | "multi"
     image_size: int = 224
     train_clips: int = 400  # synthetic: clips drawn from the train seed range per epoch
@@ -51,10 +52,10 @@ class DataSection:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
-        kinds = ("synthetic", "avsbench_s4", "avsbench_ms3")
+        kinds = ("synthetic", "real", "avsbench_s4", "avsbench_ms3")
         if self.kind not in kinds:
             raise ConfigError(f"[data] kind must be one of {kinds}, got {self.kind!r}")
-        if self.kind != "synthetic" and not self.root:
+        if self.kind.startswith("avsbench") and not self.root:
             raise ConfigError(f"[data] kind {self.kind!r} needs root = the AVSBench folder")
         if not 0.0 <= self.negative_share < 1.0:
             raise ConfigError(f"[data] negative_share must be in [0, 1), got {self.negative_share}")

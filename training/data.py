@@ -51,6 +51,13 @@ def build_datasets(cfg: TrainConfig) -> tuple[torch.utils.data.Dataset, torch.ut
         train = SyntheticFrames("train", data.train_clips, scenes, mix=mix if mix.share > 0 else None,
                                 seed=cfg.seed, cache_clips=8)
         return train, synthetic_test_set("val", data.val_clips, scenes, seed=cfg.seed)
+    if data.kind == "real":
+        from streamavs.training.real_data import real_frames, real_test_set
+
+        scenes = scene_config(data)
+        train = real_frames("train", data.train_clips, scenes, data.media, mix=mix if mix.share > 0 else None,
+                            seed=cfg.seed)
+        return train, real_test_set("val", data.val_clips, scenes, data.media, seed=cfg.seed)
     from streamavs.training.avsbench import AVSBench
 
     subset = "s4" if data.kind == "avsbench_s4" else "ms3"

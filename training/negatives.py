@@ -36,8 +36,9 @@ SAMPLE_RATE = 16000
 MAX_NOISE_DBFS = -15.0  # loudest noise level; with peaks <= _CREST x RMS it stays below full scale
 _CREST = 5.0
 
-# Canonical category groups of AVSBench-Robust (Table 1).
-GROUPS: tuple[str, ...] = ("music", "human", "animal", "device")
+# Canonical category groups of AVSBench-Robust (Table 1), plus "nature" (rain, storms) for the
+# real-media benchmark's sounds that come from no object.
+GROUPS: tuple[str, ...] = ("music", "human", "animal", "device", "nature")
 _ALIASES = {"voice": "human", "machine": "device", "vehicle": "device"}
 
 # The 23 AVSBench S4 categories (folder names) and their group.

@@ -27,6 +27,7 @@ import torch
 from streamavs.audio import LogMel, prepare_waveform
 from streamavs.errors import ConfigError, InputError
 from streamavs.synthetic import CLASSES, SceneConfig, class_by_name, generate_clip, split_seed, synth_sound
+from streamavs.synthetic.banks import PROCEDURAL, ObjectBank
 
 from .avsbench import collate, make_sample, stack_samples
 from .conditions import NegativeMix, NegativeTraining, RobustTestSet
@@ -52,18 +53,19 @@ class _SyntheticBase(torch.utils.data.Dataset):
     per = "frame"
 
     def __init__(self, split: str, size: int, scene_config: SceneConfig, negative_share: float,
-                 noise_config: NoiseConfig, mix: NegativeMix | None, seed: int, cache_clips: int) -> None:
+                 noise_config: NoiseConfig, mix: NegativeMix | None, seed: int, cache_clips: int,
+                 bank: ObjectBank = PROCEDURAL, offscreen: OffscreenBank | None = None) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigError(f"size (number of clips) must be a positive integer, got {size!r}")
         if not isinstance(scene_config, SceneConfig):
             raise ConfigError(f"scene_config must be a SceneConfig, got {type(scene_config).__name__}")
         split_seed(split, size - 1)  # validates split and size
         self.split, self.size, self.scene_config = split, size, scene_config
+        self.bank, self._offscreen = bank, offscreen
         self.seconds = scene_config.seconds
         self._logmel = LogMel()
         self._cache: OrderedDict[int, tuple] = OrderedDict()
         self._cache_clips = max(1, int(cache_clips))
-        self._groups: dict[int, tuple[str, ...]] = {}
         # Negatives, when asked for, come from the shared training wrapper over this dataset.
         if mix is None:
             mix = NegativeMix(share=float(negative_share))
@@ -82,7 +84,7 @@ class _SyntheticBase(torch.utils.data.Dataset):
         """(Clip, its 16 kHz mono waveform), generated on first use and kept in the LRU cache."""
         entry = self._cache.get(video)
         if entry is None:
-            clip = generate_clip(split_seed(self.split, video), self.scene_config)
+            clip = generate_clip(split_seed(self.split, video), self.scene_config, self.bank)
             wave = fit_length(prepare_waveform(clip.audio, clip.sample_rate), self.seconds * SAMPLE_RATE)
             wave.setflags(write=False)
             entry = self._cache[video] = (clip, wave)
@@ -97,14 +99,12 @@ class _SyntheticBase(torch.utils.data.Dataset):
         return self.size
 
     def video_key(self, video: int) -> str:
-        return f"synth_{self.split}_{video:07d}"
+        prefix = "synth" if self.bank is PROCEDURAL else self.bank.name
+        return f"{prefix}_{self.split}_{video:07d}"
 
     def visible_groups(self, video: int) -> tuple[str, ...]:
         """Groups of every object in the clip (sounding or not): off-screen sound must avoid them all."""
-        if video not in self._groups:
-            ids = self.clip(video).class_ids
-            self._groups[video] = tuple(sorted({CLASSES[int(i)].group for i in ids}))
-        return self._groups[video]
+        return self.clip(video).groups
 
     def waveform(self, video: int) -> np.ndarray:
         """float32 (T*16000,) mono 16 kHz clip audio (the stereo mix through prepare_waveform); read-only."""
@@ -113,7 +113,8 @@ class _SyntheticBase(torch.utils.data.Dataset):
         return self._cached(video)[1]
 
     def offscreen_bank(self) -> OffscreenBank:
-        return synthetic_offscreen_bank()
+        """The bank given at construction, else every synthetic class (the procedural bank's sounds)."""
+        return self._offscreen if self._offscreen is not None else synthetic_offscreen_bank()
 
     def set_epoch(self, epoch: int) -> None:
         """Fresh negatives each epoch (when negative_share > 0)."""
@@ -145,8 +146,10 @@ class SyntheticFrames(_SyntheticBase):
 
     def __init__(self, split: str = "train", size: int = 1000, scene_config: SceneConfig = SceneConfig(),
                  negative_share: float = 0.0, noise_config: NoiseConfig = NoiseConfig(),
-                 mix: NegativeMix | None = None, seed: int = 0, cache_clips: int = 8) -> None:
-        super().__init__(split, size, scene_config, negative_share, noise_config, mix, seed, cache_clips)
+                 mix: NegativeMix | None = None, seed: int = 0, cache_clips: int = 8,
+                 bank: ObjectBank = PROCEDURAL, offscreen: OffscreenBank | None = None) -> None:
+        super().__init__(split, size, scene_config, negative_share, noise_config, mix, seed, cache_clips,
+                         bank, offscreen)
 
     def __len__(self) -> int:
         return self.size * self.seconds
@@ -178,8 +181,10 @@ class SyntheticClips(_SyntheticBase):
     def __init__(self, split: str = "train", size: int = 200, scene_config: SceneConfig = SceneConfig(),
                  negative_share: float = 0.0, noise_config: NoiseConfig = NoiseConfig(),
                  mix: NegativeMix | None = None, seed: int = 0, cache_clips: int = 2,
-                 object_masks: bool = False) -> None:
-        super().__init__(split, size, scene_config, negative_share, noise_config, mix, seed, cache_clips)
+                 object_masks: bool = False, bank: ObjectBank = PROCEDURAL,
+                 offscreen: OffscreenBank | None = None) -> None:
+        super().__init__(split, size, scene_config, negative_share, noise_config, mix, seed, cache_clips,
+                         bank, offscreen)
         self.object_masks = bool(object_masks)
 
     def __len__(self) -> int:

@@ -1,4 +1,4 @@
-"""`streamavs data`: make and look at datasets (the synthetic benchmark in the AVSBench layout)."""
+"""`streamavs data`: fetch the real media, make and look at datasets (procedural or real-media, AVSBench layout)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,42 @@ def synth(
                          state_change_prob=state_change_prob, ambient_dbfs=ambient_dbfs, stereo=not mono)
     names = write_avsbench(out, split, count, config, first_index=seed_offset)
     typer.echo(f"wrote {len(names)} {setting}-source clips of split {split} to {out}")
+
+
+@data_app.command("fetch")
+def fetch(
+    cache: Annotated[Optional[Path], typer.Option(help="Media cache folder (default: $STREAMAVS_MEDIA or ~/.cache/streamavs/media).")] = None,
+) -> None:
+    """Download the real photographs and recordings (Debian packages, GPL/CC: never commit them) and index them."""
+    from streamavs.realmedia.catalog import summary
+    from streamavs.realmedia.fetch import fetch_media, read_media_index
+
+    path = fetch_media(cache, progress=typer.echo)
+    counts = summary(read_media_index(path.parent))
+    typer.echo("  " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@data_app.command("real")
+def real(
+    out: Annotated[Path, typer.Option("--out", help="Dataset root (Single-source/ and Multi-sources/ go inside).")],
+    split: Annotated[str, typer.Option(help="train, val, test, test_seen_rec, test_heldout_rec or test_novel.")] = "test",
+    setting: Annotated[str, typer.Option(help="single (S4 layout) or multi (MS3 layout).")] = "single",
+    count: Annotated[int, typer.Option(help="Number of clips to write.")] = 100,
+    seed_offset: Annotated[int, typer.Option(help="Index of the first clip.")] = 0,
+    image_size: Annotated[int, typer.Option(help="Frame height = width in pixels.")] = 224,
+    seconds: Annotated[int, typer.Option(help="Clip length in seconds (one frame per second).")] = 5,
+    state_change_prob: Annotated[float, typer.Option(help="Chance per source and second that it starts/stops sounding.")] = 0.0,
+    cache: Annotated[Optional[Path], typer.Option(help="Media cache of `streamavs data fetch`.")] = None,
+) -> None:
+    """Write real-media clips (cut-outs + their recordings on real photographs) in the AVSBench layout."""
+    from streamavs.realmedia.bank import RealBank
+    from streamavs.synthetic import SceneConfig, write_avsbench
+
+    bank = RealBank(split, cache)  # checks the split name and that the media were fetched
+    config = SceneConfig(image_size=image_size, seconds=seconds, setting=setting, state_change_prob=state_change_prob)
+    seed_split = "test" if split.startswith("test") else split
+    names = write_avsbench(out, seed_split, count, config, first_index=seed_offset, bank=bank)
+    typer.echo(f"wrote {len(names)} real-media {setting}-source clips of split {split} to {out}")
 
 
 @data_app.command("inspect")

@@ -1,14 +1,16 @@
-"""Writing synthetic clips to disk in the AVSBench folder layout (REFERENCE.md section 3).
+"""Writing composed clips (procedural or real-media bank) to disk in the AVSBench folder layout (docs/datasets.md).
 
 "single" clips go to the S4 layout, "multi" clips to the MS3 layout, so the real-data
 loader reads both. Files: 16-bit PCM stereo WAV at the config's sample rate; frames as
 RGB PNGs; ground-truth masks as 0/255 single-channel PNGs, all T seconds for every split.
 Besides the AVSBench files, two extras are kept up to date:
 
-* ``{out_dir}/synthetic_info.json``: class table, groups and one record per
-  write_avsbench call (setting, split, indices, seeds, config);
-* ``{setting root}/synthetic_clips.jsonl``: per clip, its seed, object classes and the
-  per-second sounding states (AVSBench has no place for these).
+* ``{out_dir}/synthetic_info.json``: the dataset manifest: class table, groups, for a
+  real-media bank the provenance (Debian package versions, sha256, licences) and the split
+  rules, and one record per write_avsbench call (setting, split, indices, seeds, config);
+* ``{setting root}/synthetic_clips.jsonl``: per clip, its seed, object classes, what each
+  object is and which recording it sounds with, and the per-second sounding states (AVSBench
+  has no place for these).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from streamavs.errors import DataError, InputError
+from streamavs.synthetic.banks import PROCEDURAL, ObjectBank
 from streamavs.synthetic.classes import CLASSES, GROUPS
 from streamavs.synthetic.config import SceneConfig, split_seed
 from streamavs.synthetic.scenes import Clip, generate_clip
@@ -108,22 +111,23 @@ def _update_jsonl(path: Path, records: list[dict]) -> None:
     path.write_text("".join(json.dumps(rec) + "\n" for rec in by_name.values()))
 
 
-def _update_info(out_dir: Path, run: dict) -> None:
+def _update_info(out_dir: Path, run: dict, bank: ObjectBank) -> None:
     path = out_dir / INFO_FILE
     info = json.loads(path.read_text()) if path.exists() else {}
-    info.update({
-        "generator": "streamavs.synthetic",
-        "groups": list(GROUPS),
-        "classes": [cls.to_dict() for cls in CLASSES],
-        "seed_rule": "seed = split_seed(split, index): train index, val 1e9 + index, test 2e9 + index",
-    })
+    if bank is PROCEDURAL:
+        info.update({"generator": "streamavs.synthetic", "groups": list(GROUPS),
+                     "classes": [cls.to_dict() for cls in CLASSES]})
+    else:
+        info.update({"generator": "streamavs.realmedia", **bank.describe()})
+        run["classes"] = [{"name": c.name, "group": c.group} for c in bank.classes]
+    info["seed_rule"] = "seed = split_seed(split, index): train index, val 1e9 + index, test 2e9 + index"
     info.setdefault("runs", []).append(run)
     path.write_text(json.dumps(info, indent=1) + "\n")
 
 
 def write_avsbench(out_dir: str | Path, split: str, count: int, config: SceneConfig = SceneConfig(),
-                   first_index: int = 0, progress: bool = True) -> list[str]:
-    """Generate clips `first_index .. first_index + count - 1` of `split` and write them under `out_dir`.
+                   first_index: int = 0, progress: bool = True, bank: ObjectBank = PROCEDURAL) -> list[str]:
+    """Generate clips `first_index .. first_index + count - 1` of `split` from `bank` and write them under `out_dir`.
 
     Returns the clip names written. Existing files of the same names are overwritten and the
     meta-data CSV gains only names it does not hold yet, so re-running is safe.
@@ -144,7 +148,7 @@ def write_avsbench(out_dir: str | Path, split: str, count: int, config: SceneCon
     for index in tqdm(range(first_index, first_index + count), desc=f"synth {config.setting}/{split}",
                       unit="clip", disable=not progress):
         seed = split_seed(split, index)
-        clip = generate_clip(seed, config)
+        clip = generate_clip(seed, config, bank)
         name = clip_name(split, index)
         _write_clip(root, clip, name, split, config.setting)
         names.append(name)
@@ -152,7 +156,9 @@ def write_avsbench(out_dir: str | Path, split: str, count: int, config: SceneCon
         rows.append((name, 0, clip.category, split) if config.setting == "single" else (name, split))
         records.append({
             "name": name, "split": split, "seed": seed, "setting": config.setting,
-            "classes": [CLASSES[int(c)].name for c in clip.class_ids],
+            "classes": [clip.classes[int(c)].name for c in clip.class_ids],
+            "objects": list(clip.object_keys),
+            "sounds": list(clip.sound_keys),
             "is_source": clip.is_source.tolist(),
             "sounding": clip.sounding.astype(int).tolist(),  # (T, n_obj) 0/1
         })
@@ -162,5 +168,5 @@ def write_avsbench(out_dir: str | Path, split: str, count: int, config: SceneCon
         _update_csv(root / "ms3_meta_data.csv", MS3_HEADER, rows)
     _update_jsonl(root / CLIPS_FILE, records)
     _update_info(out, {"setting": config.setting, "split": split, "first_index": int(first_index),
-                       "count": int(count), "seeds": seeds, "config": config.to_dict()})
+                       "count": int(count), "seeds": seeds, "config": config.to_dict(), "bank": bank.name}, bank)
     return names

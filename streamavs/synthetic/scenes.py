@@ -8,14 +8,14 @@ shows the scene at the END of second t (time t + 1 s) and is paired with the aud
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from streamavs.errors import InputError
-from streamavs.synthetic.classes import CLASSES
+from streamavs.synthetic.banks import PROCEDURAL, BankClass, ObjectBank
 from streamavs.synthetic.config import SceneConfig
-from streamavs.synthetic.render import Appearance, paint, random_appearance, random_background, shape_mask
-from streamavs.synthetic.sounds import pink_noise, synth_sound
+from streamavs.synthetic.sounds import pink_noise
 
 __all__ = ["Clip", "generate_clip"]
 
@@ -29,10 +29,13 @@ class Clip:
     masks: (T, H, W) bool, the visible pixels of every object sounding during second t.
     object_masks: (T, n_obj, H, W) bool, each object's visible pixels (after occlusion).
     sounding: (T, n_obj) bool, whether object i sounds during second t.
-    class_ids: (n_obj,) int64 class of each object (index into CLASSES); objects are listed
+    class_ids: (n_obj,) int64 class of each object (index into `classes`); objects are listed
     back to front (object n_obj - 1 is drawn last, on top).
     is_source: (n_obj,) bool, objects that have a sound track (distractors never sound).
     centres: (T, n_obj, 2) float32 (x, y) pixel centre of each object in frame t.
+    classes: the bank's classes (name, group). object_keys: (n_obj,) what each object is (a
+    shape, a stamp). sound_keys: (n_obj,) the recording or sound family of each source ("" for
+    distractors).
     """
 
     seed: int
@@ -46,6 +49,9 @@ class Clip:
     is_source: np.ndarray
     centres: np.ndarray
     config: SceneConfig = field(default_factory=SceneConfig)
+    classes: tuple[BankClass, ...] = PROCEDURAL.classes
+    object_keys: tuple[str, ...] = ()
+    sound_keys: tuple[str, ...] = ()
 
     @property
     def seconds(self) -> int:
@@ -58,7 +64,12 @@ class Clip:
     @property
     def category(self) -> str:
         """Class name of the first source object (the AVSBench S4 category of a single-source clip)."""
-        return CLASSES[int(self.class_ids[np.flatnonzero(self.is_source)[0]])].name
+        return self.classes[int(self.class_ids[np.flatnonzero(self.is_source)[0]])].name
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Sorted groups of every object in the clip, sounding or not (off-screen sound must avoid them all)."""
+        return tuple(sorted({self.classes[int(i)].group for i in self.class_ids}))
 
     def sounding_class_ids(self, t: int) -> list[int]:
         """Sorted class ids of the objects sounding during second `t` (0 <= t < T)."""
@@ -75,7 +86,7 @@ class _Object:
     end: tuple[float, float]  # (x, y) px at time T
     angle0: float  # rad at time 0
     spin: float  # rad/s
-    look: Appearance
+    look: Any  # the bank's appearance of this object
 
     def at(self, time_s: float, seconds: int) -> tuple[float, float, float]:
         """(cx, cy, angle) at `time_s` seconds."""
@@ -85,7 +96,7 @@ class _Object:
                 self.angle0 + self.spin * time_s)
 
 
-def _choose_classes(rng: np.random.Generator, cfg: SceneConfig) -> tuple[np.ndarray, np.ndarray]:
+def _choose_classes(rng: np.random.Generator, cfg: SceneConfig, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """(class_ids, is_source), all classes distinct, shuffled into drawing order."""
     if cfg.setting == "single":
         n_src = 1
@@ -93,13 +104,14 @@ def _choose_classes(rng: np.random.Generator, cfg: SceneConfig) -> tuple[np.ndar
     else:
         n_src = int(rng.integers(cfg.multi_sources[0], cfg.multi_sources[1] + 1))
         n_dis = int(rng.integers(0, cfg.max_distractors + 1))
-    class_ids = rng.choice(len(CLASSES), size=n_src + n_dis, replace=False).astype(np.int64)
+    n_dis = min(n_dis, n_classes - n_src)  # a bank with few classes (a test split) gets fewer distractors
+    class_ids = rng.choice(n_classes, size=n_src + n_dis, replace=False).astype(np.int64)
     is_source = np.arange(n_src + n_dis) < n_src
     order = rng.permutation(n_src + n_dis)
     return class_ids[order], is_source[order]
 
 
-def _place(rng: np.random.Generator, cfg: SceneConfig, class_ids: np.ndarray) -> list[_Object]:
+def _place(rng: np.random.Generator, cfg: SceneConfig, class_ids: np.ndarray, bank: ObjectBank) -> list[_Object]:
     """Objects inside the frame, apart enough that occlusion is partial, moving slowly."""
     size, seconds = cfg.image_size, cfg.seconds
     objects: list[_Object] = []
@@ -120,7 +132,7 @@ def _place(rng: np.random.Generator, cfg: SceneConfig, class_ids: np.ndarray) ->
         objects.append(_Object(
             class_id=int(cid), radius=r, start=(float(best[0]), float(best[1])), end=(float(end[0]), float(end[1])),
             angle0=float(rng.uniform(0, 2 * np.pi)), spin=float(rng.uniform(-0.15, 0.15)),
-            look=random_appearance(rng, CLASSES[int(cid)], r),
+            look=bank.new_look(rng, int(cid), r),
         ))
     return objects
 
@@ -154,10 +166,11 @@ def _gate(states: np.ndarray, sr: int, fade: int) -> np.ndarray:
     return gain
 
 
-def _render(rng: np.random.Generator, cfg: SceneConfig, objects: list[_Object]) -> tuple[np.ndarray, ...]:
+def _render(rng: np.random.Generator, cfg: SceneConfig, objects: list[_Object],
+            bank: ObjectBank) -> tuple[np.ndarray, ...]:
     """frames (T, H, W, 3) uint8, object_masks (T, n, H, W) bool, centres (T, n, 2) float32."""
     size, seconds, n = cfg.image_size, cfg.seconds, len(objects)
-    background = random_background(rng, size)
+    background = bank.background(rng, size)
     frames = np.empty((seconds, size, size, 3), dtype=np.uint8)
     visible = np.zeros((seconds, n, size, size), dtype=bool)
     centres = np.zeros((seconds, n, 2), dtype=np.float32)
@@ -171,9 +184,7 @@ def _render(rng: np.random.Generator, cfg: SceneConfig, objects: list[_Object]) 
         for i, obj in enumerate(objects):  # back to front
             cx, cy, angle = obj.at(t + 1.0, seconds)
             centres[t, i] = (cx, cy)
-            mask = shape_mask(CLASSES[obj.class_id].shape, size, cx, cy, obj.radius, angle, obj.look.aspect)
-            paint(image, mask, obj.look, cx, cy, obj.radius, angle)
-            full.append(mask)
+            full.append(bank.draw(image, obj.look, cx, cy, obj.radius, angle))
         for i in range(n - 1, -1, -1):  # front to back: what is not yet covered is visible
             visible[t, i] = full[i] & ~covered
             covered |= full[i]
@@ -184,7 +195,7 @@ def _render(rng: np.random.Generator, cfg: SceneConfig, objects: list[_Object]) 
 
 
 def _mix(rng: np.random.Generator, cfg: SceneConfig, objects: list[_Object], is_source: np.ndarray,
-         states: np.ndarray) -> np.ndarray:
+         states: np.ndarray, bank: ObjectBank) -> np.ndarray:
     """(T * sr, 2) float32 in [-1, 1]: each source gated by its states and panned by its centre x."""
     sr, seconds, size = cfg.sample_rate, cfg.seconds, cfg.image_size
     n = seconds * sr
@@ -193,7 +204,7 @@ def _mix(rng: np.random.Generator, cfg: SceneConfig, objects: list[_Object], is_
     time_s = (np.arange(n) + 0.5) / sr
     for i in np.flatnonzero(is_source):
         obj = objects[i]
-        x = synth_sound(obj.class_id, rng, float(seconds), sr).astype(np.float64) * _gate(states[:, i], sr, fade)
+        x = bank.sound(obj.look, rng, float(seconds), sr).astype(np.float64) * _gate(states[:, i], sr, fade)
         if cfg.stereo:  # alpha = c_x / W, linear in time because the motion is (REFERENCE.md section 6)
             alpha = (obj.start[0] + (obj.end[0] - obj.start[0]) * time_s / seconds) / size
             out[:, 0] += (1.0 - alpha) * x
@@ -209,8 +220,8 @@ def _mix(rng: np.random.Generator, cfg: SceneConfig, objects: list[_Object], is_
     return out.astype(np.float32)
 
 
-def generate_clip(seed: int, config: SceneConfig = SceneConfig()) -> Clip:
-    """The clip of `seed` under `config`; the same seed and config give identical bytes.
+def generate_clip(seed: int, config: SceneConfig = SceneConfig(), bank: ObjectBank = PROCEDURAL) -> Clip:
+    """The clip of `seed` under `config` with objects from `bank`; the same seed, config and bank give identical bytes.
 
     All randomness comes from ``np.random.default_rng(seed)``; no global state is touched.
     """
@@ -219,14 +230,18 @@ def generate_clip(seed: int, config: SceneConfig = SceneConfig()) -> Clip:
     if not isinstance(config, SceneConfig):
         raise InputError(f"config must be a SceneConfig, got {type(config).__name__}")
     rng = np.random.default_rng(int(seed))
-    class_ids, is_source = _choose_classes(rng, config)
-    objects = _place(rng, config, class_ids)
+    n_sources = 1 if config.setting == "single" else config.multi_sources[1]
+    if len(bank.classes) < n_sources:
+        raise InputError(f"the {bank.name} bank has {len(bank.classes)} classes; a {config.setting}-source scene needs {n_sources}")
+    class_ids, is_source = _choose_classes(rng, config, len(bank.classes))
+    objects = _place(rng, config, class_ids, bank)
     states = _sounding_states(rng, config, is_source)
-    frames, visible, centres = _render(rng, config, objects)
-    audio = _mix(rng, config, objects, is_source, states)
+    frames, visible, centres = _render(rng, config, objects, bank)
+    audio = _mix(rng, config, objects, is_source, states, bank)
     masks = (visible & states[:, :, None, None]).any(axis=1)  # (T, H, W)
     return Clip(
         seed=int(seed), frames=frames, audio=audio, sample_rate=config.sample_rate, masks=masks,
         object_masks=visible, sounding=states, class_ids=class_ids, is_source=is_source, centres=centres,
-        config=config,
+        config=config, classes=bank.classes, object_keys=tuple(bank.look_key(o.look) for o in objects),
+        sound_keys=tuple(bank.sound_key(o.look) if src else "" for o, src in zip(objects, is_source)),
     )

@@ -1,0 +1,210 @@
+"""`streamavs data fetch`: real photographs and recordings from Debian packages, into a local cache.
+
+The media are GPL / CC licensed, so StreamAVS never ships or commits them: this module
+downloads the packages with ``apt-get download`` (no root needed once package lists exist),
+unpacks them with ``dpkg-deb -x``, pulls the GCompris recordings out of their Qt resource
+containers, and writes ``media.json``: each package's version, sha256, size and licence,
+plus the catalogue of cut-outs and recordings (:mod:`streamavs.realmedia.catalog`).
+
+Cache layout (``--cache``, default ``$STREAMAVS_MEDIA`` or ``~/.cache/streamavs/media``)::
+
+    debs/<package>_<version>_all.deb
+    packages/<package>/usr/share/...       dpkg-deb -x output
+    gcompris/<activity>/<name>.ogg         recordings extracted from gcompris-qt-data's .rcc files
+    media.json                             provenance + catalogue (read by the real-media bank)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+from streamavs.errors import DataError, MissingDependency, SourceError
+
+__all__ = ["PACKAGES", "GCOMPRIS_ACTIVITIES", "default_cache", "fetch_media", "read_media_index", "MEDIA_INDEX"]
+
+# Debian packages and the licence their copyright file states for the media we use.
+PACKAGES: dict[str, str] = {
+    "tuxpaint-stamps-default": "GPL-2 (every stamp: photographs, cut-outs, sound effects, spoken descriptions)",
+    "gcompris-qt-data": (
+        "GPL-3+ (Files: *, including the monument photographs); farm-animal photographs and recordings "
+        "CC-BY-SA-4.0; instrument recordings per file (CC-BY-SA-3.0, drum_kit CC-sampling-plus-1.0); "
+        "memory-sound recordings Free Art License; per-file details in the package's copyright file"
+    ),
+}
+# GCompris activities whose recordings we extract (all the others hold no usable sound).
+# GCompris activities whose media we extract: recordings (farm animals, instruments, everyday
+# sounds) and the monument photographs used as real backgrounds.
+GCOMPRIS_ACTIVITIES: tuple[str, ...] = ("explore_farm_animals", "instruments", "memory-sound", "explore_monuments")
+MEDIA_INDEX = "media.json"
+FORMAT = 1
+_MIN_FREE_BYTES = 600 << 20  # ~210 MB of .deb + ~250 MB unpacked + recordings
+
+
+def default_cache() -> Path:
+    """``$STREAMAVS_MEDIA`` if set, else ``~/.cache/streamavs/media``."""
+    env = os.environ.get("STREAMAVS_MEDIA")
+    return Path(env) if env else Path.home() / ".cache" / "streamavs" / "media"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _run(cmd: list[str], cwd: Path | None = None) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SourceError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
+    return proc.stdout
+
+
+def _download(package: str, debs: Path) -> Path:
+    """The package's .deb in `debs`, downloaded with apt-get unless a verified copy is there."""
+    for tool in ("apt-get", "dpkg-deb"):
+        if shutil.which(tool) is None:
+            raise MissingDependency(
+                f"fetching the real media needs `{tool}` (a Debian or Ubuntu system); on another system copy "
+                f"{package}_*.deb from a Debian mirror into {debs} and run the command again"
+            )
+    existing = sorted(debs.glob(f"{package}_*.deb"))
+    if existing:
+        return existing[-1]
+    proc = subprocess.run(["apt-get", "download", package], cwd=debs, capture_output=True, text=True)
+    if proc.returncode != 0:
+        err = proc.stderr.strip()
+        if "Unable to locate package" in err or "Can't select" in err or "has no installation candidate" in err:
+            raise SourceError(
+                f"apt-get does not know the package {package!r}: {err.splitlines()[-1] if err else ''}; update the "
+                "package lists first (`sudo apt-get update`), and check that Debian's main archive is enabled"
+            )
+        raise SourceError(f"`apt-get download {package}` failed (exit {proc.returncode}): {err[-400:]}")
+    found = sorted(debs.glob(f"{package}_*.deb"))
+    if not found:
+        raise SourceError(f"`apt-get download {package}` succeeded but wrote no {package}_*.deb into {debs}")
+    return found[-1]
+
+
+def _field(deb: Path, name: str) -> str:
+    return _run(["dpkg-deb", "-f", str(deb), name]).strip()
+
+
+def _unpack(deb: Path, target: Path) -> None:
+    """dpkg-deb -x into a temporary folder, then move into place (an interrupted unpack leaves nothing half-done)."""
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        _run(["dpkg-deb", "-x", str(deb), str(tmp)])
+    except SourceError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"{deb} is not a readable Debian package ({exc}); delete it and fetch again") from exc
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+
+
+def _extract_gcompris(unpacked: Path, out: Path) -> int:
+    """Write the recordings and photographs of GCOMPRIS_ACTIVITIES under out/<activity>/; returns the count."""
+    from streamavs.realmedia.rcc import read_rcc
+
+    count = 0
+    for activity in GCOMPRIS_ACTIVITIES:
+        rcc = unpacked / "usr/share/gcompris-qt/rcc" / f"{activity}.rcc"
+        if not rcc.is_file():
+            raise DataError(f"gcompris-qt-data has no {rcc.name}; this package version lays its media out differently")
+        folder = out / activity
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, payload in read_rcc(rcc, suffixes=(".ogg", ".wav", ".webp")):
+            (folder / name.rsplit("/", 1)[-1]).write_bytes(payload)
+            count += 1
+    return count
+
+
+def fetch_media(cache: str | Path | None = None, packages: tuple[str, ...] = tuple(PACKAGES),
+                progress: Callable[[str], None] = print) -> Path:
+    """Download, verify, unpack and index the real media into `cache`; returns the path of media.json.
+
+    Idempotent: packages already downloaded and unpacked at the same sha256 are not fetched again.
+    """
+    root = Path(cache) if cache is not None else default_cache()
+    if root.exists() and not root.is_dir():
+        raise DataError(f"media cache {root} is a file; give --cache a folder")
+    debs = root / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(root).free
+    previous = read_media_index(root, required=False) or {}
+    records = {}
+    for package in packages:
+        if package not in PACKAGES:
+            raise DataError(f"unknown media package {package!r}; known: {', '.join(PACKAGES)}")
+        known = previous.get("packages", {}).get(package)
+        target = root / "packages" / package
+        deb = _download_checked(package, debs, free)
+        sha = _sha256(deb)
+        if not (known and known["sha256"] == sha and target.is_dir()):
+            progress(f"unpacking {deb.name} ...")
+            _unpack(deb, target)
+        records[package] = {
+            "version": _field(deb, "Version"),
+            "deb": deb.name,
+            "sha256": sha,
+            "bytes": deb.stat().st_size,
+            "licence": PACKAGES[package],
+            "copyright_file": f"packages/{package}/usr/share/doc/{package}/copyright",
+        }
+        progress(f"{package} {records[package]['version']}  sha256 {sha[:16]}...")
+    if "gcompris-qt-data" in records:
+        n = _extract_gcompris(root / "packages" / "gcompris-qt-data", root / "gcompris")
+        progress(f"extracted {n} GCompris recordings and photographs")
+    from streamavs.realmedia.catalog import build_catalog
+
+    catalog = build_catalog(root)
+    index = {"format": FORMAT, "packages": records, **catalog}
+    path = root / MEDIA_INDEX
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(index, indent=1))
+    tmp.replace(path)
+    progress(f"indexed {len(catalog['cutouts'])} cut-outs, {len(catalog['recordings'])} recordings -> {path}")
+    return path
+
+
+def _download_checked(package: str, debs: Path, free: int) -> Path:
+    if not sorted(debs.glob(f"{package}_*.deb")) and free < _MIN_FREE_BYTES:
+        raise DataError(
+            f"not enough disk space for the real media in {debs}: {free >> 20} MiB free, about "
+            f"{_MIN_FREE_BYTES >> 20} MiB needed; free some space or give --cache another folder"
+        )
+    deb = _download(package, debs)
+    if not re.fullmatch(rf"{re.escape(package)}_[^_]+_\w+\.deb", deb.name):
+        raise DataError(f"unexpected package file name {deb.name} in {debs}")
+    try:
+        _field(deb, "Package")
+    except SourceError as exc:
+        raise DataError(f"{deb} is corrupt ({exc}); delete it and run `streamavs data fetch` again") from exc
+    return deb
+
+
+def read_media_index(root: str | Path | None = None, required: bool = True) -> dict | None:
+    """The parsed media.json of the cache `root`; DataError with the fetch command if it is missing."""
+    root = Path(root) if root is not None else default_cache()
+    path = root / MEDIA_INDEX
+    if not path.is_file():
+        if not required:
+            return None
+        raise DataError(f"no real media in {root} (no {MEDIA_INDEX}); fetch them first: streamavs data fetch --cache {root}")
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path} is unreadable ({exc}); run `streamavs data fetch --cache {root}` again") from exc
+    if index.get("format") != FORMAT:
+        raise DataError(f"{path} has format {index.get('format')!r}, this StreamAVS reads {FORMAT}; fetch again")
+    return index
