@@ -94,8 +94,13 @@ def _check_args(clips: int, seed_offset: int, negative_second_share: float) -> N
 
 
 def streaming_test_split(clips: int, seed_offset: int = 0, state_change_prob: float = 0.5,
-                         negative_second_share: float = 0.25, image_size: int = 224, seconds: int = 10) -> Iterator[StreamClip]:
-    """The deterministic streaming test split: yields `clips` StreamClips (generated lazily)."""
+                         negative_second_share: float = 0.25, image_size: int = 224, seconds: int = 10,
+                         data: str = "synthetic") -> Iterator[StreamClip]:
+    """The deterministic streaming test split: yields `clips` StreamClips (generated lazily).
+
+    data: "synthetic" (procedural bank) or "real" (the real-media test split: held-out
+    backgrounds and recordings, media from $STREAMAVS_MEDIA or the default cache).
+    """
     from streamavs.metrics import transition_flags
 
     require("torch", "train", "the temporal ablation (it streams torch checkpoints and uses streamavs.training)")
@@ -104,8 +109,15 @@ def streaming_test_split(clips: int, seed_offset: int = 0, state_change_prob: fl
     from streamavs.training.synthetic_data import SyntheticClips
 
     _check_args(clips, seed_offset, negative_second_share)
-    data = SyntheticClips("test", seed_offset + clips, scene_config(state_change_prob, image_size, seconds),
-                          cache_clips=1)
+    scenes = scene_config(state_change_prob, image_size, seconds)
+    if data == "real":
+        from streamavs.training.real_data import real_clips
+
+        data = real_clips("test", seed_offset + clips, scenes, cache_clips=1)
+    elif data == "synthetic":
+        data = SyntheticClips("test", seed_offset + clips, scenes, cache_clips=1)
+    else:
+        raise ConfigError(f"data must be 'synthetic' or 'real', got {data!r}")
     bank, noise = data.offscreen_bank(), NoiseConfig()
     for index in range(seed_offset, seed_offset + clips):
         rng = np.random.default_rng([_NEGATIVE_SEED, index])
@@ -198,7 +210,7 @@ def _finite(x):
 
 def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, seed_offset: int = 0,
                        state_change_prob: float = 0.5, negative_second_share: float = 0.25,
-                       image_size: int = 224, seconds: int = 10, threshold: float = 0.5) -> dict:
+                       image_size: int = 224, seconds: int = 10, threshold: float = 0.5, data: str = "synthetic") -> dict:
     """Stream the test split through the checkpoint's model and score it.
 
     Returns ``{"checkpoint", "use_temporal", "temporal_config" (or None), "temporal":
@@ -220,7 +232,8 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
     audio_counts: dict[str, int] = {}
     eval_counts: dict[str, int] = {}
     ms, snd_pos, snd_neg, frames = [], [], [], 0
-    for clip in streaming_test_split(clips, seed_offset, state_change_prob, negative_second_share, image_size, seconds):
+    for clip in streaming_test_split(clips, seed_offset, state_change_prob, negative_second_share, image_size, seconds,
+                                     data):
         out = run_clip(model, clip)
         temporal.update(out["prob"], clip.gt, clip.started, clip.silenced)
         conds = np.array(clip.eval_condition)
@@ -318,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-change-prob", type=float, default=0.5)
     parser.add_argument("--negative-second-share", type=float, default=0.25)
     parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--data", choices=("synthetic", "real"), default="synthetic",
+                        help="test clips: the procedural benchmark or the real-media one (fetched media)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: on a shared CPU more threads can be 10-100x slower)")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/temporal-ablation-<date>.json)")
@@ -326,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_uncertainty is None and args.full is None:
         raise InputError("give at least one temporal checkpoint: --full and/or --no-uncertainty")
     split = dict(clips=args.clips, seed_offset=args.seed_offset, state_change_prob=args.state_change_prob,
-                 negative_second_share=args.negative_second_share, image_size=args.image_size, seconds=args.seconds)
+                 negative_second_share=args.negative_second_share, image_size=args.image_size, seconds=args.seconds,
+                 data=args.data)
     results = {}
     for key, path, temporal in (("frame_only", args.frame_only, False), ("no_uncertainty", args.no_uncertainty, True),
                                 ("full", args.full, True)):

@@ -75,3 +75,18 @@ def _build_tiny_engine(directory: Path) -> Path:
 def tiny_engine(tmp_path_factory) -> Path:
     """Manifest path of an untrained 64x64 avs_lite + temporal ONNX engine, built once per session."""
     return _build_tiny_engine(tmp_path_factory.getbasetemp() / "tiny-engine")
+
+
+@pytest.fixture(scope="session")
+def real_media() -> Path:
+    """The real-media cache (fetched with apt-get download by `streamavs data fetch`; .ci/run does it first).
+
+    Fetching is idempotent: with the packages already in the cache it only re-indexes (a few seconds).
+    """
+    from streamavs.realmedia.fetch import default_cache, fetch_media
+
+    root = default_cache()
+    if not (root / "media.json").is_file() and shutil.which("apt-get") is None:
+        pytest.skip("no fetched real media and no apt-get to fetch them (a Debian/Ubuntu machine runs these tests)")
+    fetch_media(root, progress=lambda _: None)
+    return root

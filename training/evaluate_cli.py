@@ -1,7 +1,11 @@
 """`streamavs eval` / `bench accuracy`: evaluate a checkpoint or an engine on a data spec.
 
 Data specs: ``synthetic-single`` | ``synthetic-multi`` (the synthetic TEST split, four
-conditions 25% each) | ``avsbench_s4:ROOT`` | ``avsbench_ms3:ROOT`` (AVSBench test split).
+conditions 25% each) | ``real-test`` | ``real-test_seen_rec`` | ``real-test_heldout_rec`` |
+``real-test_novel`` (the real-media test splits, see streamavs.realmedia.bank) |
+``real-unseen_offscreen`` (real-media test scenes whose off-screen sound was never heard in
+training; media from ``$STREAMAVS_MEDIA`` or the default cache) | ``avsbench_s4:ROOT`` |
+``avsbench_ms3:ROOT`` (AVSBench test split).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from streamavs.errors import InputError
 from streamavs.training.config import EvalSection
 from streamavs.training.evaluate import evaluate
 
-DATA_SPECS = ("synthetic-single", "synthetic-multi", "avsbench_s4:ROOT", "avsbench_ms3:ROOT")
+REAL_SPECS = ("real-test", "real-test_seen_rec", "real-test_heldout_rec", "real-test_novel", "real-unseen_offscreen")
+DATA_SPECS = ("synthetic-single", "synthetic-multi", *REAL_SPECS, "avsbench_s4:ROOT", "avsbench_ms3:ROOT")
 
 
 def robust_test_set(spec: str, clips: int, image_size: int, seed: int = 0):
@@ -27,6 +32,15 @@ def robust_test_set(spec: str, clips: int, image_size: int, seed: int = 0):
 
         setting = spec.split("-")[1]
         return synthetic_test_set("test", clips, SceneConfig(image_size=image_size, setting=setting), seed=seed)
+    if spec in REAL_SPECS:  # the real-media benchmark in $STREAMAVS_MEDIA or the default media cache
+        from streamavs.synthetic import SceneConfig
+        from streamavs.training.real_data import real_test_set, real_unseen_test_set
+
+        scenes = SceneConfig(image_size=image_size)
+        split = spec.removeprefix("real-")
+        if split == "unseen_offscreen":
+            return real_unseen_test_set(clips, scenes, seed=seed)
+        return real_test_set(split, clips, scenes, seed=seed)
     kind, _, root = spec.partition(":")
     if kind in ("avsbench_s4", "avsbench_ms3") and root:
         from streamavs.training.avsbench import AVSBench

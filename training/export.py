@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import re
 import shutil
@@ -157,6 +159,16 @@ def _check_name(name: str) -> str:
     return name
 
 
+def with_media_provenance(manifest: Manifest) -> Manifest:
+    """An engine trained on the real-media benchmark records the media it learned from (versions, sha256, licences)."""
+    data = manifest.training.get("data")
+    if not (isinstance(data, dict) and data.get("kind") == "real"):
+        return manifest
+    from streamavs.realmedia.fetch import provenance
+
+    return dataclasses.replace(manifest, training={**manifest.training, "media": provenance(data.get("media"))})
+
+
 def export_engine(
     checkpoint: str | Path,
     backend: str = "onnx",
@@ -219,10 +231,10 @@ def export_engine(
         record.update(checkpoint=checkpoint.name, checkpoint_sha256=file_sha256(checkpoint))
 
         def manifest_with(export: dict[str, Any]) -> Manifest:
-            return streaming_manifest(
+            return with_media_provenance(streaming_manifest(
                 model, extra, name=name, backend=backend, precision=precision, model_file=model_tmp.name,
                 sha256=file_sha256(model_tmp), export=export, opset=record.get("opset"),
-            )
+            ))
 
         manifest_tmp = write_manifest(manifest_with(record), tmp / f"{name}.json")
         inputs, source = parity_inputs(size, n_check, seed)

@@ -24,7 +24,7 @@ from .conditions import NegativeMix, RobustTestSet
 from .negatives import SAMPLE_RATE, NoiseConfig, OffscreenBank
 from .synthetic_data import SyntheticClips, SyntheticFrames
 
-__all__ = ["RecordingLoader", "real_offscreen_bank", "real_frames", "real_test_set", "real_unseen_test_set",
+__all__ = ["RecordingLoader", "real_offscreen_bank", "real_frames", "real_clips", "real_test_set", "real_unseen_test_set",
            "OFFSCREEN_ROLES"]
 
 # Recording roles that off-screen sound may come from, per split.
@@ -60,6 +60,15 @@ def real_frames(split: str, size: int, scene_config: SceneConfig, media: str | P
     seed_split = "test" if split.startswith("test") else split
     return SyntheticFrames(seed_split, size, scene_config, mix=mix, seed=seed, cache_clips=cache_clips, bank=bank,
                            offscreen=real_offscreen_bank(bank, _roles(split)))
+
+
+def real_clips(split: str, size: int, scene_config: SceneConfig, media: str | Path | None = None,
+               mix: NegativeMix | None = None, seed: int = 0, cache_clips: int = 2) -> SyntheticClips:
+    """Whole real-media clips of `split` (for the temporal stage), negatives per second from `mix`."""
+    bank = RealBank(split, media)
+    seed_split = "test" if split.startswith("test") else split
+    return SyntheticClips(seed_split, size, scene_config, mix=mix, seed=seed, cache_clips=cache_clips, bank=bank,
+                          offscreen=real_offscreen_bank(bank, _roles(split)))
 
 
 def real_test_set(split: str = "test", size: int = 200, scene_config: SceneConfig = SceneConfig(),

@@ -111,8 +111,8 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
     section = cfg.temporal
     if section is None or not cfg.model.init_checkpoint:
         raise ConfigError("temporal training needs a [temporal] section and [model] init_checkpoint = the segmenter")
-    if cfg.data.kind != "synthetic":
-        raise ConfigError("temporal training is implemented on the synthetic clips ([data] kind = 'synthetic')")
+    if cfg.data.kind not in ("synthetic", "real"):
+        raise ConfigError(f"temporal training runs on composed clips ([data] kind = 'synthetic' or 'real'), got {cfg.data.kind!r}")
     limit_blas_threads(1)  # numpy matmuls in the audio front end: one thread beats contending with torch
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,10 +124,14 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
     scenes = scene_config(cfg.data)
     mix = NegativeMix(share=section.clip_negative_share)  # silence, off-screen and noise seconds
     t0 = time.perf_counter()
-    train = cache_features(segmenter, SyntheticClips("train", cfg.data.train_clips, scenes, mix=mix, seed=cfg.seed),
-                           progress=progress)
-    val = cache_features(segmenter, SyntheticClips("val", cfg.data.val_clips, scenes, mix=mix, seed=cfg.seed + 1),
-                         progress=progress)
+    if cfg.data.kind == "real":
+        from streamavs.training.real_data import real_clips
+
+        clips = lambda split, size, seed: real_clips(split, size, scenes, cfg.data.media, mix=mix, seed=seed)  # noqa: E731
+    else:
+        clips = lambda split, size, seed: SyntheticClips(split, size, scenes, mix=mix, seed=seed)  # noqa: E731
+    train = cache_features(segmenter, clips("train", cfg.data.train_clips, cfg.seed), progress=progress)
+    val = cache_features(segmenter, clips("val", cfg.data.val_clips, cfg.seed + 1), progress=progress)
     cache_s = time.perf_counter() - t0
 
     stage = TemporalStage(TemporalConfig(in_channels=segmenter.fused_channels, window=section.window,

@@ -70,7 +70,7 @@ def latency(
 def accuracy(
     engine: Annotated[Optional[Path], typer.Option(help="An engine: .json manifest, .onnx or a name from `streamavs engines`.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="A .pt checkpoint.")] = None,
-    data: Annotated[str, typer.Option(help="synthetic-single | synthetic-multi | avsbench_s4:ROOT | avsbench_ms3:ROOT")] = "synthetic-single",
+    data: Annotated[str, typer.Option(help="synthetic-single | synthetic-multi | real-test | real-test_seen_rec | real-test_heldout_rec | real-test_novel | real-unseen_offscreen | avsbench_s4:ROOT | avsbench_ms3:ROOT")] = "synthetic-single",
     clips: Annotated[int, typer.Option(help="Synthetic: number of test clips (x5 seconds).", min=1)] = 80,
     fscore_mode: Annotated[str, typer.Option(help="set (batch-independent) | avsbench")] = "set",
     json_out: JsonOption = None,

@@ -100,12 +100,19 @@ def video(
     fps: Annotated[int, typer.Option(help="Video frame rate.")] = 30,
     audio_rate: Annotated[int, typer.Option(help="AAC sample rate in Hz.")] = 44100,
     setting: Annotated[str, typer.Option(help="single or multi.")] = "single",
+    real: Annotated[bool, typer.Option("--real", help="A real-media scene (fetched media): a sounding --source beside a silent --distractor.")] = False,
+    source: Annotated[str, typer.Option(help="--real: the class that starts sounding.")] = "dog",
+    distractor: Annotated[str, typer.Option(help="--real: the class that stays silent.")] = "violin",
+    cache: Annotated[Optional[Path], typer.Option(help="--real: media cache of `streamavs data fetch`.")] = None,
 ) -> None:
-    """Write a synthetic scene as H.264 + AAC (ffmpeg): silent until --sound-starts, then sounding."""
+    """Write a scene as H.264 + AAC (ffmpeg): silent until --sound-starts, then sounding."""
     from streamavs.synthetic import SceneConfig
-    from streamavs.synthetic.video import demo_clip, write_video
+    from streamavs.synthetic.video import demo_clip, real_demo_clip, write_video
 
-    clip = demo_clip(seed, seconds, sound_starts, SceneConfig(setting=setting))
+    if real:
+        clip = real_demo_clip(source, distractor, seconds, sound_starts, cache)
+    else:
+        clip = demo_clip(seed, seconds, sound_starts, SceneConfig(setting=setting))
     write_video(clip, out, fps=fps, audio_rate=audio_rate)
     typer.echo(f"wrote {out}: {seconds} s at {fps} fps, sound starts at {sound_starts} s ({clip.category})")
 

@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_(
         checkpoint: Annotated[Path, typer.Option("--checkpoint", help="A .pt checkpoint or an engine (.onnx).")],
-        data: Annotated[str, typer.Option(help="synthetic-single | synthetic-multi | avsbench_s4:ROOT | avsbench_ms3:ROOT")] = "synthetic-single",
+        data: Annotated[str, typer.Option(help="synthetic-single | synthetic-multi | real-test | real-test_seen_rec | real-test_heldout_rec | real-test_novel | real-unseen_offscreen | avsbench_s4:ROOT | avsbench_ms3:ROOT")] = "synthetic-single",
         clips: Annotated[int, typer.Option(help="Synthetic: number of test clips (x5 seconds).")] = 80,
         out: Annotated[Optional[Path], typer.Option(help="Write the tables as JSON here.")] = None,
         fscore_mode: Annotated[str, typer.Option(help="set (batch-independent) | avsbench")] = "set",

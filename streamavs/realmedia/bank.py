@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from streamavs.errors import InputError
-from streamavs.realmedia.fetch import default_cache, read_media_index
+from streamavs.realmedia.fetch import default_cache, provenance, read_media_index
 from streamavs.synthetic.banks import BankClass
 from streamavs.synthetic.sounds import pink_noise
 
@@ -104,7 +104,8 @@ class RealLook:
 class RealBank:
     """Objects, recordings and backgrounds of one split of the real-media benchmark (see the module docstring)."""
 
-    def __init__(self, split: str = "train", media: str | Path | None = None, augment: bool | None = None) -> None:
+    def __init__(self, split: str = "train", media: str | Path | None = None, augment: bool | None = None,
+                 only_classes: tuple[str, ...] | None = None) -> None:
         if split not in REAL_SPLITS:
             raise InputError(f"unknown real-media split {split!r}; valid: {', '.join(REAL_SPLITS)}")
         self.root = Path(media) if media is not None else default_cache()
@@ -117,6 +118,12 @@ class RealBank:
         cutouts = [c for c in index["cutouts"] if (c["role"] == "unseen") == (split == "test_novel")]
         if split in ("test_seen_rec", "test_heldout_rec"):
             cutouts = [c for c in cutouts if c["class"] in heldout_classes]
+        if only_classes is not None:  # e.g. a demo scene of a dog and a violin
+            missing = set(only_classes) - {c["class"] for c in cutouts}
+            if missing:
+                have = sorted({c["class"] for c in cutouts})
+                raise InputError(f"split {split!r} has no class {sorted(missing)}; its classes: {', '.join(have)}")
+            cutouts = [c for c in cutouts if c["class"] in only_classes]
         names = sorted({c["class"] for c in cutouts})
         group = {c["class"]: c["group"] for c in cutouts}
         self.classes: tuple[BankClass, ...] = tuple(BankClass(n, group[n]) for n in names)
@@ -248,11 +255,8 @@ class RealBank:
 
     def describe(self) -> dict:
         """Provenance and contents of this split, for dataset and engine manifests."""
-        index = read_media_index(self.root)
         return {
-            "media": {"packages": self.packages, "rules": index["rules"],
-                      "note": "GPL / CC media from Debian packages, built on this machine; never redistribute the "
-                              "generated files without their licences"},
+            "media": provenance(self.root),
             "bank_split": self.split,
             "objects": sorted(c["key"] for c in self._cutouts),
             "recordings": sorted({k for keys in self._recordings_of.values() for k in keys}),

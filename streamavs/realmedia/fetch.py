@@ -27,7 +27,8 @@ from typing import Callable
 
 from streamavs.errors import DataError, MissingDependency, SourceError
 
-__all__ = ["PACKAGES", "GCOMPRIS_ACTIVITIES", "default_cache", "fetch_media", "read_media_index", "MEDIA_INDEX"]
+__all__ = ["PACKAGES", "GCOMPRIS_ACTIVITIES", "default_cache", "fetch_media", "read_media_index", "provenance",
+           "MEDIA_INDEX"]
 
 # Debian packages and the licence their copyright file states for the media we use.
 PACKAGES: dict[str, str] = {
@@ -208,3 +209,11 @@ def read_media_index(root: str | Path | None = None, required: bool = True) -> d
     if index.get("format") != FORMAT:
         raise DataError(f"{path} has format {index.get('format')!r}, this StreamAVS reads {FORMAT}; fetch again")
     return index
+
+
+def provenance(root: str | Path | None = None) -> dict:
+    """What a dataset or engine built from these media records: package versions, sha256, licences, split rules."""
+    index = read_media_index(root)
+    return {"packages": index["packages"], "rules": index["rules"],
+            "note": "GPL / CC media from Debian packages, fetched and built on the user's machine "
+                    "(`streamavs data fetch`); the media are not distributed with StreamAVS"}

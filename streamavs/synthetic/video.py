@@ -18,22 +18,45 @@ from pathlib import Path
 import numpy as np
 
 from streamavs.errors import InputError, MissingDependency
+from streamavs.synthetic.banks import PROCEDURAL, ObjectBank
 from streamavs.synthetic.config import SceneConfig
 from streamavs.synthetic.scenes import Clip, generate_clip
 
 
 def demo_clip(seed: int = 0, seconds: int = 10, sound_starts_s: float = 3.0,
-              config: SceneConfig = SceneConfig()) -> Clip:
+              config: SceneConfig = SceneConfig(), bank: ObjectBank = PROCEDURAL) -> Clip:
     """A clip whose sources sound throughout, silenced before `sound_starts_s` (audio and GT)."""
     if not 0.0 <= sound_starts_s < seconds:
         raise InputError(f"sound_starts_s must be in [0, {seconds}), got {sound_starts_s}")
-    clip = generate_clip(seed, replace(config, seconds=seconds, state_change_prob=0.0))
+    clip = generate_clip(seed, replace(config, seconds=seconds, state_change_prob=0.0), bank)
     start = int(round(sound_starts_s * clip.sample_rate))
     clip.audio[:start] = 0.0
     silent = int(np.floor(sound_starts_s))  # seconds that are silent throughout: empty ground truth
     clip.masks[:silent] = False
     clip.sounding[:silent] = False
     return clip
+
+
+def real_demo_clip(source: str = "dog", distractor: str = "violin", seconds: int = 10, sound_starts_s: float = 3.0,
+                   media: str | Path | None = None, max_seeds: int = 200) -> Clip:
+    """A real-media demo scene (test backgrounds, held-out recording): `source` sounds from
+    `sound_starts_s`, `distractor` stays silent beside it.
+
+    The composer picks the roles by seed, so this takes the first test seed whose scene has
+    exactly these two objects with `source` as the sounding one.
+    """
+    from streamavs.realmedia.bank import RealBank
+    from streamavs.synthetic.config import split_seed
+
+    bank = RealBank("test", media, only_classes=(source, distractor))
+    config = SceneConfig(setting="single", distractor_share=1.0, max_distractors=1)
+    for index in range(max_seeds):
+        seed = split_seed("test", index)
+        clip = demo_clip(seed, seconds, sound_starts_s, config, bank)
+        names = [clip.classes[int(c)].name for c in clip.class_ids]
+        if clip.n_objects == 2 and clip.category == source and distractor in names:
+            return clip
+    raise InputError(f"no scene with a sounding {source} and a silent {distractor} in the first {max_seeds} test seeds")
 
 
 def write_video(clip: Clip, path: str | Path, *, fps: int = 30, audio_rate: int = 44100,
