@@ -14,9 +14,10 @@ The full specification, written for clients in any language, is docs/protocol.md
            (Fortran-order) pixels, alternating background/foreground and starting with a
            background run (0 when the first pixel is foreground), as uint32 little-endian.
 
-Binary encodings mark a pixel foreground when ``probability >= threshold``. This module
-needs numpy, json and zlib only (OpenCV decodes PNGs whose rows use PNG filters other than
-None, which this module never writes).
+Binary encodings mark a pixel foreground when ``probability >= threshold``. Payload codecs
+live in streamavs.protocol_payload and the decoder limits (DecodeLimits: largest mask, header
+size and nesting) in streamavs.protocol_limits; both are re-exported here, the one import path.
+Every malformed message, whatever is wrong with it, raises ProtocolError and nothing else.
 """
 
 from __future__ import annotations
@@ -24,18 +25,28 @@ from __future__ import annotations
 import json
 import math
 import re
-import struct
-import zlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from streamavs.errors import InputError, ProtocolError
+from streamavs.protocol_limits import DEFAULT_LIMITS, MAX_UINT, DecodeLimits  # noqa: F401  (re-exported)
+from streamavs.protocol_payload import (  # noqa: F401  (re-exported: one import path for users)
+    ENCODINGS,
+    PNG_SIGNATURE,
+    _check_encoding,
+    _chunk,
+    check_shape,
+    decode_mask,
+    decode_png,
+    encode_mask,
+    encode_png,
+    rle_counts,
+)
 
 SCHEMA = "streamavs.mask"
 VERSION = 1
-ENCODINGS = ("u8", "bits", "png", "rle")
 MASK_PREFIX = "mask."
 HEARTBEAT_PREFIX = "hb."
 STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -46,8 +57,6 @@ MASK_KEYS = HEARTBEAT_KEYS + (
     "t_capture", "audio_window", "shape", "encoding", "sounding", "uncertainty",
     "engine", "backend", "stage_ms", "dropped", "audio_overflows",
 )  # fmt: skip
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: identity comparison (a field is an ndarray)
@@ -98,160 +107,6 @@ class Heartbeat:
     seq: int
     t_publish: float
 
-
-# ---------------------------------------------------------------------------------- payloads
-def _check_encoding(encoding: str, error: type[Exception]) -> None:
-    if encoding not in ENCODINGS:
-        raise error(f"unknown mask encoding {encoding!r}; valid encodings: {', '.join(ENCODINGS)}")
-
-
-def encode_mask(prob: np.ndarray, encoding: str = "u8", threshold: float = 0.5) -> bytes:
-    """Encode an (H, W) probability mask (float in [0, 1], or bool) as a protocol v1 payload.
-
-    Binary encodings (bits, png, rle) keep pixels with ``prob >= threshold``.
-    """
-    _check_encoding(encoding, InputError)
-    prob = np.asarray(prob)
-    if prob.ndim != 2 or prob.shape[0] < 1 or prob.shape[1] < 1:
-        raise InputError(f"a mask must be a non-empty 2-D (H, W) array, got shape {prob.shape}")
-    if prob.dtype == np.bool_:
-        binary = prob
-        if encoding == "u8":
-            return (prob.astype(np.uint8) * 255).tobytes()
-    elif np.issubdtype(prob.dtype, np.floating):
-        lo, hi = float(prob.min()), float(prob.max())
-        if not (lo >= 0.0 and hi <= 1.0):  # also false for NaN
-            raise InputError(
-                f"mask probabilities must lie in [0, 1], got values in [{lo}, {hi}]; "
-                "apply a sigmoid to logits before publishing"
-            )
-        if encoding == "u8":
-            return np.rint(prob * 255.0).astype(np.uint8).tobytes()  # (H, W) row-major
-        binary = prob >= threshold
-    else:
-        raise InputError(
-            f"a mask must be float probabilities in [0, 1] or bool, got dtype {prob.dtype}; "
-            "convert 0..255 images with img.astype(np.float32) / 255"
-        )
-    if encoding == "bits":
-        return np.packbits(binary.ravel(), bitorder="big").tobytes()
-    if encoding == "png":
-        return encode_png(binary.astype(np.uint8) * 255)
-    return rle_counts(binary).astype("<u4").tobytes()
-
-
-def rle_counts(binary: np.ndarray) -> np.ndarray:
-    """COCO uncompressed RLE counts (int64) of an (H, W) bool mask: column-major runs, zeros first."""
-    flat = np.asarray(binary, dtype=bool).ravel(order="F")  # (H*W,) column by column, as COCO
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    counts = np.diff(np.concatenate(([0], change, [flat.size])))
-    if flat[0]:
-        counts = np.concatenate(([0], counts))  # the first run is always background
-    return counts.astype(np.int64)
-
-
-def decode_mask(payload: bytes, encoding: str, shape: Sequence[int]) -> np.ndarray:
-    """Decode a payload to an (H, W) mask: float32 in [0, 1] for ``u8``, bool otherwise.
-
-    Raises ProtocolError when the payload does not match `encoding` and `shape`.
-    """
-    _check_encoding(encoding, ProtocolError)
-    h, w = (int(s) for s in shape)
-    n = h * w
-    buf = memoryview(payload)
-    if encoding == "u8":
-        if len(buf) != n:
-            raise ProtocolError(f"u8 payload of shape {h}x{w} must be {n} bytes, got {len(buf)}")
-        return np.frombuffer(buf, np.uint8).reshape(h, w).astype(np.float32) / np.float32(255.0)
-    if encoding == "bits":
-        expected = (n + 7) // 8
-        if len(buf) != expected:
-            raise ProtocolError(
-                f"bits payload of shape {h}x{w} must be ceil({n}/8) = {expected} bytes, got {len(buf)}"
-            )
-        bits = np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="big")
-        if bits[n:].any():
-            raise ProtocolError("bits payload has non-zero padding bits after the last pixel")
-        return bits[:n].reshape(h, w).astype(bool)
-    if encoding == "png":
-        img = decode_png(bytes(buf))
-        if img.shape != (h, w):
-            raise ProtocolError(f"png payload is {img.shape[0]}x{img.shape[1]}, header shape is {h}x{w}")
-        if np.count_nonzero((img != 0) & (img != 255)):
-            raise ProtocolError("png payload must hold a binary mask (pixels 0 or 255 only)")
-        return img == 255
-    # rle
-    if len(buf) % 4 or not len(buf):
-        raise ProtocolError(f"rle payload must be a non-empty sequence of uint32 counts, got {len(buf)} bytes")
-    counts = np.frombuffer(buf, "<u4").astype(np.int64)
-    total = int(counts.sum())
-    if total != n:
-        raise ProtocolError(f"rle counts sum to {total} pixels, header shape {h}x{w} has {n}")
-    if counts.size > 1 and not counts[1:].all():
-        raise ProtocolError("rle counts after the first must be positive (only the first run may be 0)")
-    values = (np.arange(counts.size) % 2).astype(bool)  # runs alternate 0, 1, 0, ...
-    return np.repeat(values, counts).reshape((h, w), order="F")  # (H, W) from column-major
-
-
-# ----------------------------------------------------------------------------------- PNG
-def _chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-
-def encode_png(img: np.ndarray, level: int = 1) -> bytes:
-    """An (H, W) uint8 image as an 8-bit grayscale, non-interlaced PNG (filter None on every row).
-
-    zlib level 1 by default: on 224x224 masks it is 2-10x faster than level 6 (bounded worst
-    case on noisy masks) for payloads of a few hundred bytes on typical blob masks.
-    """
-    img = np.ascontiguousarray(img, dtype=np.uint8)
-    h, w = img.shape
-    raw = np.zeros((h, w + 1), np.uint8)  # (H, 1 + W): filter-type byte 0, then the row
-    raw[:, 1:] = img
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # depth 8, grayscale, deflate, no interlace
-    idat = zlib.compress(raw.tobytes(), level)
-    return PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """Decode an 8-bit grayscale PNG to an (H, W) uint8 array, checking its structure."""
-    if not data.startswith(PNG_SIGNATURE):
-        raise ProtocolError("png payload does not start with the PNG signature 89 50 4E 47 0D 0A 1A 0A")
-    pos, idat, ihdr = len(PNG_SIGNATURE), [], None
-    while pos + 12 <= len(data):
-        (length,) = struct.unpack_from(">I", data, pos)
-        tag, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        if len(body) != length or pos + 12 + length > len(data):
-            raise ProtocolError(f"png chunk {tag!r} is truncated")
-        (crc,) = struct.unpack_from(">I", data, pos + 8 + length)
-        if crc != zlib.crc32(tag + body):
-            raise ProtocolError(f"png chunk {tag!r} has a bad CRC")
-        pos += 12 + length
-        if tag == b"IHDR":
-            ihdr = struct.unpack(">IIBBBBB", body)
-        elif tag == b"IDAT":
-            idat.append(body)
-        elif tag == b"IEND":
-            break
-    if ihdr is None or not idat:
-        raise ProtocolError("png payload lacks an IHDR or IDAT chunk")
-    w, h, depth, color, _, _, interlace = ihdr
-    if depth != 8 or color != 0:
-        raise ProtocolError(f"png payload must be 8-bit grayscale, got bit depth {depth}, colour type {color}")
-    try:
-        raw = zlib.decompress(b"".join(idat))
-    except zlib.error as exc:
-        raise ProtocolError(f"png image data does not inflate: {exc}") from exc
-    if interlace == 0 and len(raw) == h * (w + 1):
-        rows = np.frombuffer(raw, np.uint8).reshape(h, w + 1)  # (H, 1 + W)
-        if not rows[:, 0].any():  # every row uses filter None: no un-filtering needed
-            return rows[:, 1:]
-    import cv2  # other writers may use PNG row filters or interlacing
-
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None or img.shape != (h, w) or img.dtype != np.uint8:
-        raise ProtocolError(f"png payload does not decode to a {h}x{w} 8-bit grayscale image")
-    return img
 
 
 # -------------------------------------------------------------------------------- messages
@@ -322,64 +177,97 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_finite(value: Any) -> bool:
+    try:
+        return _is_number(value) and math.isfinite(value)
+    except OverflowError:  # an integer too large for a float (JSON allows 400-digit numbers)
+        return False
+
+
+def _is_uint(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_UINT
+
+
 def _is_engine(value: Any) -> bool:
     return isinstance(value.get("name"), str) and isinstance(value.get("sha256"), str)
 
 
+# kind -> (check, what it expects, for the error message)
+_KINDS = {
+    "uint": (_is_uint, "a non-negative integer (at most 2**63 - 1)"),
+    "number": (_is_finite, "a finite number"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "stream": (lambda v: isinstance(v, str) and STREAM_NAME.match(v) is not None, "1-64 characters of A-Z a-z 0-9 _ -"),
+    "window": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_finite, v)),
+               "[start, end] of finite Unix seconds"),
+    "ms": (lambda v: isinstance(v, dict) and all(map(_is_finite, v.values())),
+           "an object of stage name -> finite milliseconds"),
+    "engine": (lambda v: isinstance(v, dict) and _is_engine(v), 'an object {"name": str, "sha256": str}'),
+}  # fmt: skip
+
+
 def _field(header: Mapping[str, Any], key: str, kind: str) -> Any:
-    """Fetch and type-check one header value; `kind` is int, uint, number, str, window, shape, ms."""
+    """Fetch and type-check one header value; `kind` is a key of _KINDS (shapes: check_shape)."""
     value = header[key]
-    ok = {
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "uint": isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-        "number": _is_number(value) and math.isfinite(value),
-        "str": isinstance(value, str),
-        "window": isinstance(value, list) and len(value) == 2
-        and all(_is_number(v) for v in value),
-        "shape": isinstance(value, list) and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value),
-        "ms": isinstance(value, dict) and all(_is_number(v) for v in value.values()),
-        "engine": isinstance(value, dict) and _is_engine(value),
-    }[kind]  # fmt: skip
-    if not ok:
-        expected = {
-            "int": "an integer", "uint": "a non-negative integer", "number": "a finite number",
-            "str": "a string", "window": "[start, end] in Unix seconds", "shape": "[H, W] of positive integers",
-            "ms": "an object of stage name -> milliseconds", "engine": 'an object {"name": str, "sha256": str}',
-        }[kind]  # fmt: skip
-        raise ProtocolError(f"header key {key!r} must be {expected}, got {value!r}")
+    check, expected = _KINDS[kind]
+    if not check(value):
+        got = repr(value)
+        got = got if len(got) <= 80 else got[:77] + "..."
+        raise ProtocolError(f"header key {key!r} must be {expected}, got {got}")
     return value
 
 
-def decode_message(frames: Sequence[bytes]) -> MaskMessage | Heartbeat:
-    """Decode and validate the frames of one message; raises ProtocolError naming what is wrong."""
-    if len(frames) != 3:
-        raise ProtocolError(f"a v1 message has 3 frames [topic, header, payload], got {len(frames)}")
-    topic_b, head_b, payload = (bytes(f) if not isinstance(f, bytes) else f for f in frames)
+def _frame_bytes(frame: Any) -> bytes:
+    if isinstance(frame, bytes):
+        return frame
+    try:
+        return memoryview(frame).tobytes()
+    except TypeError as exc:
+        raise ProtocolError(f"message frames must be bytes, got {type(frame).__name__}") from exc
+
+
+def _parse_header(frames: Sequence[Any], limits: DecodeLimits) -> tuple[str, dict, bytes]:
+    """(topic, header, payload) of a message with its frame count, topic and version checked."""
+    if not isinstance(frames, (list, tuple)) or len(frames) != 3:
+        got = f"{len(frames)}" if isinstance(frames, (list, tuple)) else f"a {type(frames).__name__}"
+        raise ProtocolError(f"a v1 message has 3 frames [topic, header, payload], got {got}")
+    topic_b, head_b, payload = (_frame_bytes(f) for f in frames)
     try:
         topic = topic_b.decode("ascii")
-        header = json.loads(head_b.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"the topic must be ASCII and the header UTF-8 JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"the topic must be ASCII: {exc}") from exc
+    header = limits.load_header(head_b)
     if not isinstance(header, dict):
         raise ProtocolError(f"the header must be a JSON object, got {type(header).__name__}")
-    is_hb = topic.startswith(HEARTBEAT_PREFIX)
-    if not (is_hb or topic.startswith(MASK_PREFIX)):
-        raise ProtocolError(f"topic must start with 'mask.' or 'hb.', got {topic!r}")
-    missing = [k for k in (HEARTBEAT_KEYS if is_hb else MASK_KEYS) if k not in header]
+    if not topic.startswith((HEARTBEAT_PREFIX, MASK_PREFIX)):
+        raise ProtocolError(f"topic must start with 'mask.' or 'hb.', got {topic[:80]!r}")
+    keys = HEARTBEAT_KEYS if topic.startswith(HEARTBEAT_PREFIX) else MASK_KEYS
+    missing = [k for k in keys if k not in header]
     if missing:
-        raise ProtocolError(f"header of {topic!r} lacks required key(s): {', '.join(missing)}")
+        raise ProtocolError(f"header of {topic[:80]!r} lacks required key(s): {', '.join(missing)}")
     if header["schema"] != SCHEMA:
-        raise ProtocolError(f"header schema must be {SCHEMA!r}, got {header['schema']!r}")
-    if header["v"] != VERSION:
+        raise ProtocolError(f"header schema must be {SCHEMA!r}, got {repr(header['schema'])[:80]}")
+    version = header["v"]
+    if type(version) is not int or version != VERSION:  # bool is an int in Python, not in v1
         raise ProtocolError(
-            f"this client speaks protocol v{VERSION}, the message is v{header['v']!r}; "
-            "use a StreamAVS subscriber of the same version as the publisher"
+            f"this client speaks protocol v{VERSION}, the message is v{repr(version)[:40]} (`v` must be the "
+            f"integer {VERSION}); use a StreamAVS subscriber of the same version as the publisher"
         )
-    stream = _field(header, "stream", "str")
-    prefix = HEARTBEAT_PREFIX if is_hb else MASK_PREFIX
-    if topic != prefix + stream:
-        raise ProtocolError(f"topic {topic!r} does not match header stream {stream!r}")
+    return topic, header, payload
+
+
+def decode_message(frames: Sequence[bytes], limits: DecodeLimits = DEFAULT_LIMITS) -> MaskMessage | Heartbeat:
+    """Decode and validate the frames of one message.
+
+    Raises ProtocolError naming what is wrong, and never another exception, for any frames: a
+    message over `limits` (mask pixels, header bytes, JSON depth) is rejected before the
+    decoder allocates for it.
+    """
+    topic, header, payload = _parse_header(frames, limits)
+    is_hb = topic.startswith(HEARTBEAT_PREFIX)
+    stream = _field(header, "stream", "stream")
+    if topic != (HEARTBEAT_PREFIX if is_hb else MASK_PREFIX) + stream:
+        raise ProtocolError(f"topic {topic[:80]!r} does not match header stream {stream!r}")
     session, seq = _field(header, "session", "str"), _field(header, "seq", "uint")
     t_publish = float(_field(header, "t_publish", "number"))
     if is_hb:
@@ -388,9 +276,9 @@ def decode_message(frames: Sequence[bytes]) -> MaskMessage | Heartbeat:
         return Heartbeat(stream=stream, session=session, seq=seq, t_publish=t_publish)
     encoding = _field(header, "encoding", "str")
     _check_encoding(encoding, ProtocolError)
-    shape = tuple(_field(header, "shape", "shape"))
+    shape = check_shape(header["shape"], limits)
     window = _field(header, "audio_window", "window")
-    threshold = header.get("threshold")
+    threshold = float(_field(header, "threshold", "number")) if "threshold" in header else None
     return MaskMessage(
         stream=stream, session=session, seq=seq,
         t_capture=float(_field(header, "t_capture", "number")), t_publish=t_publish,
@@ -400,6 +288,5 @@ def decode_message(frames: Sequence[bytes]) -> MaskMessage | Heartbeat:
         engine=dict(_field(header, "engine", "engine")), backend=_field(header, "backend", "str"),
         stage_ms={str(k): float(v) for k, v in _field(header, "stage_ms", "ms").items()},
         dropped=_field(header, "dropped", "uint"), audio_overflows=_field(header, "audio_overflows", "uint"),
-        mask=decode_mask(payload, encoding, shape),
-        threshold=float(threshold) if _is_number(threshold) else None,
+        mask=decode_mask(payload, encoding, shape, limits), threshold=threshold,
     )  # fmt: skip

@@ -1,7 +1,13 @@
 """Subscriber of the mask stream (ZeroMQ SUB, wire protocol v1): gaps, restarts, latency, latest-only.
 
 Threading: the latest-only mode runs one receive thread that owns its socket; the consumer never
-touches that socket, and an exception in the thread is re-raised by the consumer's next recv().
+touches that socket, and an unexpected exception in the thread is re-raised by the consumer's
+recv() (every call: the thread has stopped).
+
+Malformed messages: the publisher side is not trusted. A message that breaks protocol v1 or the
+subscriber's DecodeLimits is a ProtocolError that is counted (``stats().protocol_errors``, the
+text of the last one in ``stats().last_protocol_error``) and skipped, in both modes, so one bad
+message never stops the stream; ``on_protocol_error="raise"`` hands each one to recv() instead.
 """
 
 from __future__ import annotations
@@ -17,8 +23,21 @@ import numpy as np
 import zmq
 
 from streamavs.errors import InputError, ProtocolError
-from streamavs.protocol import HEARTBEAT_PREFIX, MASK_PREFIX, Heartbeat, MaskMessage, check_stream_name, decode_message
+from streamavs.protocol import (
+    DEFAULT_LIMITS,
+    HEARTBEAT_PREFIX,
+    MASK_PREFIX,
+    DecodeLimits,
+    Heartbeat,
+    MaskMessage,
+    check_stream_name,
+    decode_message,
+)
 from streamavs.transport import DEFAULT_ADDRESS, load_curve_key
+
+ON_PROTOCOL_ERROR = ("skip", "raise")
+MAX_TRACKED_TOPICS = 1024  # seq counters kept per session; the oldest is forgotten beyond this
+
 
 @dataclass(frozen=True)
 class SubscriberStats:
@@ -34,6 +53,8 @@ class SubscriberStats:
     superseded: int  # latest-only: masks replaced by a newer one before the consumer took them
     latency_capture_ms: dict[str, float]  # now - t_capture: p50, p90, p99, max
     latency_publish_ms: dict[str, float]  # now - t_publish
+    protocol_errors: int  # malformed messages rejected (ProtocolError), skipped or raised
+    last_protocol_error: str | None  # the text of the last of them
 
 
 def _percentiles(samples: deque) -> dict[str, float]:
@@ -52,12 +73,15 @@ class _Tracker:
         self.session: str | None = None
         self.last_seq: dict[str, int] = {}
         self.received = self.heartbeats = self.gaps = self.lost = self.restarts = self.superseded = 0
+        self.protocol_errors = 0
+        self.last_protocol_error: str | None = None
         self.arrivals: deque = deque(maxlen=window)
         self.first_arrival: float | None = None
         self.lat_capture: deque = deque(maxlen=window)
         self.lat_publish: deque = deque(maxlen=window)
 
     def update(self, msg: MaskMessage | Heartbeat, now: float, mono: float) -> None:
+        """Account a decoded message; raises ProtocolError when its seq goes backwards."""
         is_mask = isinstance(msg, MaskMessage)
         topic = (MASK_PREFIX if is_mask else HEARTBEAT_PREFIX) + msg.stream
         with self.lock:
@@ -65,12 +89,16 @@ class _Tracker:
                 self.restarts += self.session is not None
                 self.session = msg.session
                 self.last_seq.clear()  # a new publisher counts from 0 again
-            last = self.last_seq.get(topic)
+            last = self.last_seq.pop(topic, None)  # re-inserted below: the dict keeps recent topics last
+            self.last_seq[topic] = msg.seq  # also after a backwards seq: resynchronise, so that one
+            # hostile message with a huge seq cannot make every later message look old
+            if len(self.last_seq) > MAX_TRACKED_TOPICS:  # hostile stream names cannot grow memory
+                del self.last_seq[next(iter(self.last_seq))]
             if last is not None and msg.seq <= last:
                 raise ProtocolError(
-                    f"seq went backwards on {topic} within session {msg.session}: {last} then {msg.seq}"
+                    f"seq went backwards on {topic} within session {msg.session}: {last} then {msg.seq} "
+                    "(the message is skipped; later messages are compared with its seq)"
                 )
-            self.last_seq[topic] = msg.seq
             if not is_mask:
                 self.heartbeats += 1
                 return
@@ -83,6 +111,11 @@ class _Tracker:
                 self.first_arrival = mono
             self.lat_capture.append(now - msg.t_capture)
             self.lat_publish.append(now - msg.t_publish)
+
+    def reject(self, error: ProtocolError) -> None:
+        with self.lock:
+            self.protocol_errors += 1
+            self.last_protocol_error = str(error)
 
     def snapshot(self) -> SubscriberStats:
         with self.lock:
@@ -97,6 +130,7 @@ class _Tracker:
                 gaps=self.gaps, lost=self.lost, restarts=self.restarts, superseded=self.superseded,
                 latency_capture_ms=_percentiles(self.lat_capture),
                 latency_publish_ms=_percentiles(self.lat_publish),
+                protocol_errors=self.protocol_errors, last_protocol_error=self.last_protocol_error,
             )  # fmt: skip
 
 
@@ -105,7 +139,17 @@ class Subscriber:
 
     `latest_only`: a receive thread decodes everything (so gaps and restarts are still
     counted) but keeps only the newest mask; `recv` returns it, older unread ones are counted
-    as `superseded`. An error in that thread is re-raised by the next `recv`.
+    as `superseded`. An unexpected error in that thread is re-raised by every later `recv`.
+
+    `limits`: what one message may make the decoder allocate (largest mask in pixels, header
+    bytes and JSON depth; see DecodeLimits and docs/protocol.md "Limits").
+
+    `on_protocol_error`: what a malformed message does (one that breaks protocol v1 or
+    `limits`, or whose seq goes backwards). Either way it is counted in
+    ``stats().protocol_errors`` and its text kept in ``stats().last_protocol_error``.
+    ``"skip"`` (default): it is dropped and `recv` goes on waiting for a valid mask.
+    ``"raise"``: `recv` raises its ProtocolError, once; the following `recv` goes on (in
+    latest-only mode, errors that arrive while one is waiting to be raised are only counted).
     """
 
     def __init__(
@@ -116,8 +160,17 @@ class Subscriber:
         latest_only: bool = False,
         curve_server_key: str | bytes | Path | None = None,
         rcvhwm: int = 1000,
+        limits: DecodeLimits = DEFAULT_LIMITS,
+        on_protocol_error: str = "skip",
     ) -> None:
+        if on_protocol_error not in ON_PROTOCOL_ERROR:
+            raise InputError(
+                f"on_protocol_error must be one of {', '.join(ON_PROTOCOL_ERROR)}, got {on_protocol_error!r}"
+            )
+        if not isinstance(limits, DecodeLimits):
+            raise InputError(f"limits must be a streamavs.protocol.DecodeLimits, got {type(limits).__name__}")
         self.address = address
+        self._limits, self._raise_errors = limits, on_protocol_error == "raise"
         self._topics = [MASK_PREFIX + (check_stream_name(stream) if stream else ""), HEARTBEAT_PREFIX]
         self._stream = stream
         self._curve = None if curve_server_key is None else load_curve_key(curve_server_key, secret=False)[0]
@@ -136,7 +189,8 @@ class Subscriber:
             return
         self._cond = threading.Condition()
         self._latest: MaskMessage | None = None
-        self._error: BaseException | None = None
+        self._error: BaseException | None = None  # the thread died of it: raised by every recv
+        self._pending: ProtocolError | None = None  # on_protocol_error="raise": raised by one recv
         self._stop, self._ready = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._receive_loop, name="streamavs-subscriber", daemon=True)
         self._thread.start()
@@ -166,11 +220,18 @@ class Subscriber:
         return sock
 
     def _take(self, sock: zmq.Socket) -> MaskMessage | Heartbeat | None:
-        """Receive and account one message (socket must be readable); None if filtered out."""
-        msg = decode_message(sock.recv_multipart(copy=True))
-        if self._stream is not None and msg.stream != self._stream:
-            return None  # "mask.cam" also matches "mask.cam2" by prefix
-        self._tracker.update(msg, time.time(), time.monotonic())
+        """Receive and account one message (socket must be readable); None if filtered out.
+
+        Raises ProtocolError for a malformed message, after counting it.
+        """
+        try:
+            msg = decode_message(sock.recv_multipart(copy=True), self._limits)
+            if self._stream is not None and msg.stream != self._stream:
+                return None  # "mask.cam" also matches "mask.cam2" by prefix
+            self._tracker.update(msg, time.time(), time.monotonic())
+        except ProtocolError as exc:
+            self._tracker.reject(exc)
+            raise
         return msg
 
     def _receive_loop(self) -> None:
@@ -181,7 +242,14 @@ class Subscriber:
             while not self._stop.is_set():
                 if not sock.poll(50):
                     continue
-                msg = self._take(sock)
+                try:
+                    msg = self._take(sock)
+                except ProtocolError as exc:  # counted by _take; the stream goes on
+                    if self._raise_errors:
+                        with self._cond:
+                            self._pending = self._pending or exc
+                            self._cond.notify_all()
+                    continue
                 if isinstance(msg, MaskMessage):
                     with self._cond:
                         if self._latest is not None:
@@ -201,32 +269,42 @@ class Subscriber:
     def recv(self, timeout: float | None = None) -> MaskMessage | None:
         """The next mask (latest-only: the newest one), or None after `timeout` seconds.
 
-        Heartbeats are consumed and counted, never returned. Raises ProtocolError on a bad message.
+        Heartbeats are consumed and counted, never returned. A malformed message is counted in
+        ``stats().protocol_errors`` and skipped, or raised here as ProtocolError (once) when the
+        Subscriber was made with ``on_protocol_error="raise"``.
         """
         if self._closed:
             raise InputError("this Subscriber is closed; create a new one to receive again")
         deadline = None if timeout is None else time.monotonic() + timeout
         if self._thread is not None:
             with self._cond:
-                while self._latest is None and self._error is None:
+                while self._latest is None and self._error is None and self._pending is None:
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
                         return None
                     self._cond.wait(left)
                 if self._error is not None:
                     raise self._error
+                if self._pending is not None:
+                    error, self._pending = self._pending, None
+                    raise error
                 msg, self._latest = self._latest, None
                 return msg
         while True:
             left = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
             if not self._sock.poll(left):
                 return None
-            msg = self._take(self._sock)
+            try:
+                msg = self._take(self._sock)
+            except ProtocolError:  # counted by _take
+                if self._raise_errors:
+                    raise
+                continue
             if isinstance(msg, MaskMessage):
                 return msg
 
     def stats(self) -> SubscriberStats:
-        """Counts and latency percentiles so far."""
+        """Counts (masks, gaps, restarts, protocol errors ...) and latency percentiles so far."""
         return self._tracker.snapshot()
 
     def __iter__(self) -> Iterator[MaskMessage]:

@@ -3,9 +3,11 @@ bad messages raise ProtocolError that names what is wrong."""
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 import zlib
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from streamavs.errors import InputError, ProtocolError
 from streamavs.protocol import (
     ENCODINGS,
+    DecodeLimits,
     Heartbeat,
     MaskMessage,
     decode_mask,
@@ -222,3 +225,143 @@ def test_encode_rejects_bad_input_with_advice():
         _message(np.zeros((2, 2), np.float32), stream="a.b")
     with pytest.raises(InputError, match="finite"):
         _message(np.zeros((2, 2), np.float32), sounding=float("nan"))
+
+
+# ------------------------------------------------------------------------ hostile messages
+# Messages no correct publisher sends, each of which used to cost a subscriber memory or raise
+# something other than ProtocolError. test_publish.py sends them over real sockets too.
+BOMB_BYTES = 400_000_000  # what the zlib bomb inflates to (about 400 kB compressed at level 9)
+
+
+@functools.lru_cache(maxsize=1)
+def zlib_bomb() -> bytes:
+    """A zlib stream of BOMB_BYTES zeros, compressed in 1 MiB pieces so that building it is cheap."""
+    zeros, deflate = bytes(1 << 20), zlib.compressobj(9)
+    parts = [deflate.compress(zeros) for _ in range(BOMB_BYTES >> 20)]
+    return b"".join(parts) + deflate.flush()
+
+
+def _png(w: int, h: int, idat: bytes, depth: int = 8, color: int = 0) -> bytes:
+    ihdr = _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, color, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + ihdr + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+def _mask_frames(shape, encoding: str, payload: bytes) -> list[bytes]:
+    return [GOOD[0], _with_header(GOOD, shape=list(shape), encoding=encoding)[1], payload]
+
+
+def _literal(key: str, text: str) -> list[bytes]:
+    """GOOD with the JSON text of header[key] replaced by `text` (for numbers JSON cannot hold)."""
+    frames = _with_header(GOOD, **{key: "@@"})
+    return [frames[0], frames[1].replace(b'"@@"', text.encode()), frames[2]]
+
+
+def hostile_messages() -> dict[str, tuple[Callable[[], list[bytes]], str]]:
+    """name -> (a function making the frames, text the ProtocolError must contain)."""
+    limit = "more than this decoder's limit"
+    short_ihdr = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", b"\0\0\0\x04\0") + _chunk(b"IDAT", zlib.compress(bytes(24)))
+    deep = b"[" * 30000 + b"]" * 30000  # 60 kB: under the header size limit
+    return {
+        "rle 4 bytes, shape 20000x20000": (
+            lambda: _mask_frames((20000, 20000), "rle", struct.pack("<I", 20000**2)), limit),
+        "rle 4 bytes, shape 65535x65535": (
+            lambda: _mask_frames((65535, 65535), "rle", struct.pack("<I", 65535**2)), limit),
+        "u8, shape 65535x65535": (lambda: _mask_frames((65535, 65535), "u8", b""), limit),
+        "png bomb, 20000x20000": (
+            lambda: _mask_frames((20000, 20000), "png", _png(20000, 20000, zlib_bomb())), limit),
+        "png bomb, IHDR 20000x20000 in a 4x5 header": (
+            lambda: _mask_frames((4, 5), "png", _png(20000, 20000, zlib_bomb())),
+            "png payload is 20000x20000, header shape is 4x5"),
+        "png bomb, 2000x2000 (under the cap) inflating to 400 MB": (
+            lambda: _mask_frames((2000, 2000), "png", _png(2000, 2000, zlib_bomb())),
+            "must inflate to 4002000 bytes, got more"),
+        "png with a 5-byte IHDR": (
+            lambda: _mask_frames((4, 5), "png", short_ihdr), "one IHDR chunk of 13 bytes, got one of 5"),
+        "png bit depth 1": (
+            lambda: _mask_frames((4, 5), "png", _png(5, 4, zlib.compress(bytes(8)), depth=1)), "bit depth 1"),
+        "json nested 30000 deep": (lambda: [GOOD[0], deep, GOOD[2]], "nests JSON arrays/objects 30000 deep"),
+        "json nested in a key": (
+            lambda: _literal("backend", "[" * 1000 + "]" * 1000), "nests JSON arrays/objects 1001 deep"),
+        "header of 100 kB": (lambda: _with_header(GOOD, backend="x" * 100_000), "the header is 100"),
+        "v true": (lambda: _with_header(GOOD, v=True), "`v` must be the integer 1"),
+        "v 1.0": (lambda: _with_header(GOOD, v=1.0), "`v` must be the integer 1"),
+        "NaN audio_window": (lambda: _with_header(GOOD, audio_window=[float("nan"), 1.0]), "'NaN'"),
+        "Infinity sounding": (lambda: _with_header(GOOD, sounding=float("inf")), "'Infinity'"),
+        "1e999 stage_ms": (lambda: _literal("stage_ms", '{"engine": 1e999}'), "'1e999' (out of the float range)"),
+        "-1e999 threshold": (lambda: _literal("threshold", "-1e999"), "must be finite"),
+        "threshold a string": (lambda: _with_header(GOOD, threshold="0.5"), "'threshold' must be a finite number"),
+        "400-digit t_capture": (lambda: _literal("t_capture", "9" * 400), "'t_capture' must be a finite number"),
+        "seq 2**64": (lambda: _with_header(GOOD, seq=2**64), "'seq' must be a non-negative integer (at most 2**63"),
+        "stream ../x": (
+            lambda: [b"mask.../x", _with_header(GOOD, stream="../x")[1], GOOD[2]], "1-64 characters"),
+        "rle with more runs than pixels": (
+            lambda: _mask_frames((4, 5), "rle", struct.pack("<22I", *[1] * 22)), "at most 21 runs"),
+        "shape of 3 numbers": (lambda: _with_header(GOOD, shape=[4, 5, 1]), "'shape' must be [H, W]"),
+        "shape [true, 20]": (lambda: _with_header(GOOD, shape=[True, 20]), "'shape' must be [H, W]"),
+        "topic not ASCII": (lambda: [b"mask.\xff", GOOD[1], GOOD[2]], "must be ASCII"),
+        "header not UTF-8": (lambda: [GOOD[0], b'{"a": "\xff"}', GOOD[2]], "header UTF-8 JSON"),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(hostile_messages()))
+def test_hostile_message_is_a_protocol_error_naming_it(name):
+    make, expected = hostile_messages()[name]
+    with pytest.raises(ProtocolError) as err:
+        decode_message(make())
+    assert expected in str(err.value)
+
+
+def test_limits_are_configurable_and_say_how_to_raise_them():
+    frames = _mask_frames((100, 100), "rle", struct.pack("<I", 10_000))
+    with pytest.raises(ProtocolError) as err:
+        decode_message(frames, DecodeLimits(max_pixels=9_999))
+    assert "mask shape 100x100 is 10000 pixels, more than this decoder's limit of 9999" in str(err.value)
+    assert "Subscriber(limits=DecodeLimits(max_pixels=...))" in str(err.value)
+    assert decode_message(frames, DecodeLimits(max_pixels=10_000)).mask.shape == (100, 100)
+    with pytest.raises(ProtocolError, match="nests JSON arrays/objects 2 deep, more than this decoder.s limit of 1;"):
+        decode_message(GOOD, DecodeLimits(max_json_depth=1))  # the header nests 2 deep
+    with pytest.raises(InputError, match="max_pixels must be a positive integer, got 0"):
+        DecodeLimits(max_pixels=0)
+
+
+def test_decoders_reject_what_is_not_bytes_or_a_shape():
+    with pytest.raises(ProtocolError, match="frames must be bytes, got int"):
+        decode_message([GOOD[0], GOOD[1], 5])
+    with pytest.raises(ProtocolError, match="'shape' must be"):
+        decode_mask(bytes(4), "u8", (2, 2, 1))
+    with pytest.raises(ProtocolError, match="valid encodings"):
+        decode_mask(bytes(4), ["u8"], (2, 2))
+
+
+def test_png_checks_come_before_opencv_unfilters_rows():
+    cv2 = pytest.importorskip("cv2")
+    img = np.zeros((33, 47), np.uint8)
+    img[4:20, 7:40] = 255
+    ok, buf = cv2.imencode(".png", img)  # OpenCV writes PNG row filters: decoded by OpenCV
+    assert ok
+    np.testing.assert_array_equal(decode_png(buf.tobytes(), (33, 47)), img)
+    raw = np.zeros((2, 1 + 3), np.uint8)  # (H, 1 + W)
+    raw[:, 0] = 9  # filter type 9 does not exist
+    with pytest.raises(ProtocolError, match="row filter types are 0-4, got 9"):
+        decode_png(_png(3, 2, zlib.compress(raw.tobytes())))
+    with pytest.raises(ProtocolError, match="must inflate to 8 bytes, got less"):
+        decode_png(_png(3, 2, zlib.compress(bytes(7))))
+    with pytest.raises(ProtocolError, match="does not inflate"):
+        decode_png(_png(3, 2, b"not zlib"))
+
+
+def test_interlaced_png_is_checked_then_decoded():
+    pytest.importorskip("cv2")
+    img = (np.random.default_rng(3).random((13, 11)) > 0.5).astype(np.uint8) * 255
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+    raw = b""
+    for x0, y0, dx, dy in passes:  # Adam7: each pass is a small image of filter-0 rows
+        sub = img[y0::dy, x0::dx]  # (rows, cols) of this pass
+        if sub.size:
+            raw += np.hstack([np.zeros((sub.shape[0], 1), np.uint8), sub]).tobytes()
+    ihdr = _chunk(b"IHDR", struct.pack(">IIBBBBB", 11, 13, 8, 0, 0, 0, 1))
+    png = b"\x89PNG\r\n\x1a\n" + ihdr + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b"")
+    np.testing.assert_array_equal(decode_mask(png, "png", (13, 11)), img == 255)
+    bomb = b"\x89PNG\r\n\x1a\n" + ihdr + _chunk(b"IDAT", zlib.compress(raw + bytes(10_000)))
+    with pytest.raises(ProtocolError, match=f"must inflate to {len(raw)} bytes, got more"):
+        decode_png(bomb)

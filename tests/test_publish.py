@@ -3,8 +3,10 @@ subscriber built with gcc + libzmq, and the `streamavs subscribe` command."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+import resource
 import select
 import shlex
 import shutil
@@ -20,6 +22,7 @@ import zmq
 from streamavs.errors import InputError, ProtocolError
 from streamavs.protocol import ENCODINGS, decode_png, encode_heartbeat, encode_mask, encode_message
 from streamavs.publish import Publisher, Subscriber, generate_curve_keys, is_loopback, load_curve_key
+from test_protocol import hostile_messages
 
 ENGINE = {"name": "tiny", "sha256": "0123abcd"}
 ANY_PORT = "tcp://127.0.0.1:*"
@@ -49,14 +52,18 @@ def raw_pub():
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUB)
     sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, 0)  # never drop: tests count every message (set before bind: it is copied then)
     port = sock.bind_to_random_port("tcp://127.0.0.1")
     yield sock, f"tcp://127.0.0.1:{port}"
     sock.close(linger=0)
     ctx.term()
 
 
+_HB_SEQ = itertools.count()  # heartbeats count up, as a publisher's do: a repeated seq is an error
+
+
 def _raw_heartbeat(sock: zmq.Socket) -> None:
-    sock.send_multipart(encode_heartbeat(stream="cam0", session="s1", seq=0, t_publish=time.time()))
+    sock.send_multipart(encode_heartbeat(stream="cam0", session="s1", seq=next(_HB_SEQ), t_publish=time.time()))
 
 
 def _frames(seq: int, value: float = 0.5, session: str = "s1", stream: str = "cam0") -> list[bytes]:
@@ -108,13 +115,26 @@ def test_stream_filter_is_exact_not_prefix(raw_pub):
 
 def test_seq_going_backwards_is_a_protocol_error(raw_pub):
     sock, address = raw_pub
-    with Subscriber(address) as sub:
+    with Subscriber(address, on_protocol_error="raise") as sub:
         _join(lambda: _raw_heartbeat(sock), sub)
         sock.send_multipart(_frames(3))
         sock.send_multipart(_frames(2))
         assert sub.recv(timeout=2.0).seq == 3
         with pytest.raises(ProtocolError, match="seq went backwards on mask.cam0 within session s1: 3 then 2"):
             sub.recv(timeout=2.0)
+
+
+def test_seq_going_backwards_is_skipped_and_resynchronised(raw_pub):
+    """A message with a huge seq must not make every later message look old."""
+    sock, address = raw_pub
+    with Subscriber(address) as sub:
+        _join(lambda: _raw_heartbeat(sock), sub)
+        for seq in (10**15, 0, 1):
+            sock.send_multipart(_frames(seq))
+        assert [sub.recv(timeout=2.0).seq for _ in range(2)] == [10**15, 1]
+        stats = sub.stats()
+        assert (stats.protocol_errors, stats.received) == (1, 2)
+        assert "seq went backwards on mask.cam0 within session s1: 1000000000000000 then 0" in stats.last_protocol_error
 
 
 def test_publisher_restart_is_detected_by_session():
@@ -149,14 +169,73 @@ def test_latest_only_returns_newest_and_counts_superseded():
         assert sub.stats().superseded == 4
 
 
-def test_latest_only_reraises_receive_thread_error(raw_pub):
+def _wrong_version(seq: int) -> list[bytes]:
+    bad = _frames(seq)
+    return [bad[0], bad[1].replace(b'"v":1', b'"v":9'), bad[2]]
+
+
+@pytest.mark.parametrize("latest_only", [True, False])
+def test_raise_mode_raises_each_protocol_error_once_then_goes_on(raw_pub, latest_only):
     sock, address = raw_pub
-    with Subscriber(address, latest_only=True) as sub:
+    with Subscriber(address, latest_only=latest_only, on_protocol_error="raise") as sub:
         _join(lambda: _raw_heartbeat(sock), sub)
-        bad = _frames(0)
-        sock.send_multipart([bad[0], bad[1].replace(b'"v":1', b'"v":9'), bad[2]])
+        sock.send_multipart(_wrong_version(0))
         with pytest.raises(ProtocolError, match="speaks protocol v1, the message is v9"):
             sub.recv(timeout=2.0)
+        sock.send_multipart(_frames(1))
+        assert sub.recv(timeout=2.0).seq == 1  # not the same error again: the stream goes on
+        assert sub.stats().protocol_errors == 1
+    with pytest.raises(InputError, match="on_protocol_error must be one of skip, raise, got 'ignore'"):
+        Subscriber(address, on_protocol_error="ignore")
+
+
+@pytest.mark.parametrize("latest_only", [True, False])
+def test_subscriber_survives_1000_malformed_messages(raw_pub, latest_only):
+    """Each malformed message is counted and skipped; valid ones keep coming (both modes)."""
+    sock, address = raw_pub
+    hostile = [make() for name, (make, _) in hostile_messages().items() if "bomb" not in name]
+    bad = [hostile[i % len(hostile)] for i in range(999)] + [_wrong_version(0)]
+    with Subscriber(address, latest_only=latest_only, rcvhwm=0) as sub:
+        _join(lambda: _raw_heartbeat(sock), sub)
+        for frames in bad:
+            sock.send_multipart(frames)
+        for seq in range(3):
+            sock.send_multipart(_frames(seq, value=seq / 4))
+            msg = sub.recv(timeout=5.0)
+            assert msg is not None and msg.seq == seq and np.allclose(msg.mask, seq / 4, atol=1 / 255)
+        stats = sub.stats()
+        assert (stats.protocol_errors, stats.received, stats.gaps) == (1000, 3, 0)
+        assert "speaks protocol v1, the message is v9" in stats.last_protocol_error
+
+
+def _peak_rss_mb(reset: bool = False) -> float:
+    """Peak resident memory of this process in MB; `reset` restarts the peak at the current RSS
+    (Linux /proc/self/clear_refs). Without /proc it is the peak since the process started."""
+    try:
+        if reset:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_hostile_messages_do_not_grow_memory(raw_pub):
+    """4-byte RLE of 20000x20000 and 65535x65535, PNG zlib bombs, deep JSON, a short IHDR ..."""
+    sock, address = raw_pub
+    hostile = [make() for make, _ in hostile_messages().values()]  # built before measuring
+    with Subscriber(address, latest_only=True, rcvhwm=0) as sub:
+        _join(lambda: _raw_heartbeat(sock), sub)
+        before = _peak_rss_mb(reset=True)
+        for frames in hostile:
+            sock.send_multipart(frames)
+        deadline = time.monotonic() + 30
+        while sub.stats().protocol_errors < len(hostile) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        growth = _peak_rss_mb() - before
+        assert sub.stats().protocol_errors == len(hostile)
+    assert growth < 50, f"peak resident memory grew by {growth:.0f} MB decoding {len(hostile)} hostile messages"
 
 
 def test_curve_keys_restrict_subscribers(tmp_path):
@@ -311,9 +390,27 @@ def test_cli_subscribe_exits_non_zero_on_protocol_error(raw_pub):
     while proc.poll() is None and time.monotonic() < deadline:
         sock.send_multipart([bad[0], bad[1].replace(b'"schema":"streamavs.mask"', b'"schema":"x"'), bad[2]])
         time.sleep(0.02)
-    _, err = proc.communicate(timeout=5)
+    out, err = proc.communicate(timeout=5)
     assert proc.returncode == 2
     assert err.strip() == "streamavs: error: header schema must be 'streamavs.mask', got 'x'"
+    final = [line for line in out.splitlines() if line.startswith("final:")]
+    assert len(final) == 1 and "protocol errors 1" in final[0], out
+
+
+def test_cli_subscribe_tolerate_counts_protocol_errors_and_goes_on(raw_pub):
+    sock, address = raw_pub
+    proc = _cli(address, "--count", "2", "--tolerate", "--latest-only", "--interval", "0.2")
+    deadline, seq = time.monotonic() + 30, 0
+    while proc.poll() is None and time.monotonic() < deadline:
+        sock.send_multipart(_wrong_version(0))
+        sock.send_multipart(_frames(seq))
+        seq += 1
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=5)
+    assert proc.returncode == 0, err
+    final = [line for line in out.splitlines() if line.startswith("final:")]
+    assert len(final) == 1 and re.search(r"masks 2 .* protocol errors [1-9]", final[0]), out
+    assert "last protocol error: this client speaks protocol v1, the message is v9" in err
 
 
 def test_cli_show_without_display_is_one_line_error():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ def _format(stats) -> str:
     return (
         f"masks {stats.received}  rate {stats.rate_hz:.1f} Hz (mean {stats.mean_rate_hz:.1f})  {lat}"
         f"  gaps {stats.gaps} (lost {stats.lost})"
-        f"  restarts {stats.restarts}  heartbeats {stats.heartbeats}"
+        f"  restarts {stats.restarts}  heartbeats {stats.heartbeats}  protocol errors {stats.protocol_errors}"
     )
 
 
@@ -70,7 +71,9 @@ def _save(directory: Path, msg) -> None:
     """Write the mask as an 8-bit grayscale PNG named STREAM-SESSION-SEQ.png."""
     from streamavs.protocol import encode_png
 
-    (directory / f"{msg.stream}-{msg.session}-{msg.seq:08d}.png").write_bytes(encode_png(_to_u8(msg.mask)))
+    # The decoder checked the stream name; the session is any string: keep it from naming a path.
+    session = re.sub(r"[^A-Za-z0-9_-]", "_", msg.session)[:64]
+    (directory / f"{msg.stream}-{session}-{msg.seq:08d}.png").write_bytes(encode_png(_to_u8(msg.mask)))
 
 
 def register(app: typer.Typer) -> None:
@@ -87,39 +90,62 @@ def register(app: typer.Typer) -> None:
         ] = None,
         stream: Annotated[Optional[str], typer.Option(help="Receive only this stream (default: all).")] = None,
         interval: Annotated[float, typer.Option(help="Seconds between status lines.", min=0.1)] = 1.0,
+        tolerate: Annotated[
+            bool, typer.Option(help="Count and skip messages that break the protocol instead of exiting.")
+        ] = False,
+        max_pixels: Annotated[
+            Optional[int], typer.Option(help="Largest mask H*W accepted (default 16777216).", min=1)
+        ] = None,
     ) -> None:
-        """Receive the mask stream; print rate, latency percentiles, gaps and restarts.
+        """Receive the mask stream; print rate, latency percentiles, gaps, restarts and protocol errors.
 
-        Exits non-zero on a message that breaks wire protocol v1 (docs/protocol.md).
+        Exits non-zero (status 2, after the final status line) on a message that breaks wire
+        protocol v1 or its limits (docs/protocol.md), unless --tolerate.
         """
+        from streamavs.errors import ProtocolError
+        from streamavs.protocol import DecodeLimits
         from streamavs.publish import Subscriber
 
         window = _Window() if show else None
         if save is not None:
             save.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
-        next_report = start + interval
-        sub = Subscriber(address, stream=stream, latest_only=latest_only, curve_server_key=curve_server_key)
+        limits = DecodeLimits() if max_pixels is None else DecodeLimits(max_pixels=max_pixels)
+        sub = Subscriber(
+            address, stream=stream, latest_only=latest_only, curve_server_key=curve_server_key, limits=limits,
+            on_protocol_error="skip" if tolerate else "raise",
+        )  # fmt: skip
         with sub:
-            received = 0
-            while count is None or received < count:
-                now = time.monotonic()
-                if duration is not None and now - start >= duration:
-                    break
-                if now >= next_report:
-                    typer.echo(_format(sub.stats()))
-                    next_report = now + interval
-                end = next_report if duration is None else min(next_report, start + duration)
-                wait = max(0.0, end - now)
-                msg = sub.recv(timeout=wait)
-                if msg is None:
-                    continue
-                received += 1
-                if save is not None:
-                    _save(save, msg)
-                if window is not None:
-                    window.show(msg)
+            try:
+                _receive(sub, count, duration, start, interval, save, window)
+            except ProtocolError:
+                typer.echo("final: " + _format(sub.stats()))
+                raise
             stats = sub.stats()
         typer.echo("final: " + _format(stats))
+        if stats.last_protocol_error is not None:
+            typer.echo(f"last protocol error: {stats.last_protocol_error}", err=True)
         if stats.received == 0:
             typer.echo(f"no masks received; is a publisher running at {address}?", err=True)
+
+
+def _receive(sub, count, duration, start, interval, save, window) -> None:
+    """Receive until `count` masks or `duration` seconds; a status line every `interval` seconds."""
+    next_report = start + interval
+    received = 0
+    while count is None or received < count:
+        now = time.monotonic()
+        if duration is not None and now - start >= duration:
+            break
+        if now >= next_report:
+            typer.echo(_format(sub.stats()))
+            next_report = now + interval
+        end = next_report if duration is None else min(next_report, start + duration)
+        msg = sub.recv(timeout=max(0.0, end - now))
+        if msg is None:
+            continue
+        received += 1
+        if save is not None:
+            _save(save, msg)
+        if window is not None:
+            window.show(msg)
