@@ -80,6 +80,27 @@ def test_fetch_of_an_unknown_package_is_one_clear_error(tmp_path):
         fetch_media(tmp_path, packages=("no-such-media",), progress=lambda _: None)
 
 
+def test_a_corrupt_package_file_is_one_clear_error(tmp_path):
+    from streamavs.realmedia.fetch import fetch_media
+
+    (tmp_path / "debs").mkdir()
+    (tmp_path / "debs" / "tuxpaint-stamps-default_9_all.deb").write_bytes(b"!<arch>\ntruncated")
+    with pytest.raises(DataError, match="corrupt.*fetch again|delete it"):
+        fetch_media(tmp_path, packages=("tuxpaint-stamps-default",), progress=lambda _: None)
+
+
+def test_a_package_apt_does_not_know_names_the_fix(tmp_path):
+    import shutil
+
+    from streamavs.errors import SourceError
+    from streamavs.realmedia.fetch import _download
+
+    if shutil.which("apt-get") is None:
+        pytest.skip("needs apt-get (a Debian/Ubuntu machine)")
+    with pytest.raises(SourceError, match="apt-get update"):
+        _download("streamavs-no-such-package", tmp_path, progress=lambda _: None)
+
+
 def test_object_masks_are_the_cutouts_alpha_channel(real_media):
     """The mask drawn for an object is the stamp PNG's own alpha >= 128, resized and placed; pixels are the stamp's."""
     bank = RealBank("train", real_media, augment=False)

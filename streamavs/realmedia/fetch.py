@@ -69,7 +69,7 @@ def _run(cmd: list[str], cwd: Path | None = None) -> str:
     return proc.stdout
 
 
-def _download(package: str, debs: Path) -> Path:
+def _download(package: str, debs: Path, progress: Callable[[str], None]) -> Path:
     """The package's .deb in `debs`, downloaded with apt-get unless a verified copy is there."""
     for tool in ("apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
@@ -80,6 +80,7 @@ def _download(package: str, debs: Path) -> Path:
     existing = sorted(debs.glob(f"{package}_*.deb"))
     if existing:
         return existing[-1]
+    progress(f"downloading {package} (apt-get download) ...")
     proc = subprocess.run(["apt-get", "download", package], cwd=debs, capture_output=True, text=True)
     if proc.returncode != 0:
         err = proc.stderr.strip()
@@ -149,7 +150,7 @@ def fetch_media(cache: str | Path | None = None, packages: tuple[str, ...] = tup
             raise DataError(f"unknown media package {package!r}; known: {', '.join(PACKAGES)}")
         known = previous.get("packages", {}).get(package)
         target = root / "packages" / package
-        deb = _download_checked(package, debs, free)
+        deb = _download_checked(package, debs, free, progress)
         sha = _sha256(deb)
         if not (known and known["sha256"] == sha and target.is_dir()):
             progress(f"unpacking {deb.name} ...")
@@ -178,13 +179,13 @@ def fetch_media(cache: str | Path | None = None, packages: tuple[str, ...] = tup
     return path
 
 
-def _download_checked(package: str, debs: Path, free: int) -> Path:
+def _download_checked(package: str, debs: Path, free: int, progress: Callable[[str], None]) -> Path:
     if not sorted(debs.glob(f"{package}_*.deb")) and free < _MIN_FREE_BYTES:
         raise DataError(
             f"not enough disk space for the real media in {debs}: {free >> 20} MiB free, about "
             f"{_MIN_FREE_BYTES >> 20} MiB needed; free some space or give --cache another folder"
         )
-    deb = _download(package, debs)
+    deb = _download(package, debs, progress)
     if not re.fullmatch(rf"{re.escape(package)}_[^_]+_\w+\.deb", deb.name):
         raise DataError(f"unexpected package file name {deb.name} in {debs}")
     try:
