@@ -1,8 +1,9 @@
 """Ring buffers between the capture threads and the engine, and the frame/audio pairer.
 
 ``camera -> FrameRing``, ``microphone -> AudioRing``; :class:`Pairer` takes the newest frame
-F(t) and the audio window [t - 1 s, t) that ends at it. Everything is stamped with the one
-monotonic clock (:mod:`streamavs.clock`, nanoseconds).
+F(t) and the 1 s audio window that ends at it, or up to one audio block before it (see
+:class:`Pairer` for the policy). Everything is stamped with the one monotonic clock
+(:mod:`streamavs.clock`, nanoseconds).
 
 The audio ring is indexed by ABSOLUTE sample number (sample 0 = first sample ever written),
 so a reader asks for "the 16000 samples ending at sample k" and learns whether any of them
@@ -10,6 +11,11 @@ were never written or already overwritten. Each written block is stamped on arri
 (its last sample ends at ``t_end_ns``); a running least-squares fit of sample index against
 the clock over the recent blocks maps a frame time to a sample index and absorbs both the
 arrival jitter and the drift between the audio clock and the monotonic clock.
+
+A source that knows no audio will come for some stretch of time (a file whose audio track
+starts late or ends early) writes it with :meth:`AudioRing.fill`: zeros that readers see as
+missing audio, so a frame there is paired at once instead of waiting, and its window is
+reported as padded.
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ class AudioRing:
         self._points: collections.deque[tuple[int, int]] = collections.deque()
         self._reanchor = False
         self._fit: tuple[float, float, float] | None = None  # (t0_ns, s0, samples per ns)
+        self._blocks: collections.deque[tuple[int, int]] = collections.deque()  # (t_end_ns, samples), audio only
+        self._fills: collections.deque[list[int]] = collections.deque()  # [start, end) sample ranges of fill()
 
     # -- writer side -------------------------------------------------------------------
     def write(self, block: np.ndarray, t_end_ns: int) -> None:
@@ -72,26 +80,56 @@ class AudioRing:
         x = np.asarray(block)
         if x.ndim != 1:
             raise InputError(f"AudioRing.write expects mono (n,) samples, got shape {x.shape}; downmix first")
-        n = x.size
         with self._cond:
-            if self._finished:
-                raise InputError("AudioRing.write after finish(): the stream already ended")
-            if n > self.capacity:  # only the newest `capacity` samples can be kept
-                x = x[n - self.capacity :]
-            m = x.size
-            start = (self._head + n - m) % self.capacity
-            first = min(m, self.capacity - start)
+            self._store(x, x.size, t_end_ns)
+            if x.size:
+                self._blocks.append((int(t_end_ns), x.size))
+                while self._blocks[-1][0] - self._blocks[0][0] > self._fit_window_ns:
+                    self._blocks.popleft()
+
+    def fill(self, n: int, t_end_ns: int) -> None:
+        """Append `n` samples of silence for a time that has no audio, ending at clock time `t_end_ns`.
+
+        For a source that knows no audio will come there (before a late audio start, after the
+        end of the audio track): readers get zeros and count them as padded and missed, exactly
+        like audio that never arrived, but never wait for them. n = 0 only stamps the clock.
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise InputError(f"AudioRing.fill needs a sample count n >= 0, got {n!r}")
+        with self._cond:
+            start = self._head
+            self._store(None, int(n), t_end_ns)
+            if n:
+                if self._fills and self._fills[-1][1] == start:
+                    self._fills[-1][1] = self._head
+                else:
+                    self._fills.append([start, self._head])
+                while self._fills and self._fills[0][1] <= self._head - self.capacity:
+                    self._fills.popleft()
+
+    def _store(self, x: np.ndarray | None, n: int, t_end_ns: int) -> None:
+        """Write samples `x` (or n zeros when x is None) and add the clock point; lock held."""
+        if self._finished:
+            raise InputError("AudioRing.write after finish(): the stream already ended")
+        m = min(n, self.capacity)  # only the newest `capacity` samples can be kept
+        start = (self._head + n - m) % self.capacity
+        first = min(m, self.capacity - start)
+        if x is None:
+            self._buf[start : start + first] = 0.0
+            self._buf[: m - first] = 0.0
+        else:
+            x = x[n - m :]
             self._buf[start : start + first] = x[:first]
             self._buf[: m - first] = x[first:]
-            self._head += n
-            if self._reanchor:
-                self._points.clear()
-                self._reanchor = False
-            self._points.append((self._head, int(t_end_ns)))
-            while self._points and self._points[-1][1] - self._points[0][1] > self._fit_window_ns:
-                self._points.popleft()
-            self._fit = None
-            self._cond.notify_all()
+        self._head += n
+        if self._reanchor:
+            self._points.clear()
+            self._reanchor = False
+        self._points.append((self._head, int(t_end_ns)))
+        while self._points and self._points[-1][1] - self._points[0][1] > self._fit_window_ns:
+            self._points.popleft()
+        self._fit = None
+        self._cond.notify_all()
 
     def mark_overflow(self) -> None:
         """Record that input was lost before the next block: count it and re-anchor the clock fit."""
@@ -124,25 +162,46 @@ class AudioRing:
         with self._cond:
             return self._finished
 
-    def read(self, end_sample: int, n: int) -> tuple[np.ndarray, bool]:
-        """Samples [end_sample - n, end_sample) as float32 (n,) and a gap flag.
+    @property
+    def block(self) -> int:
+        """Samples in the longest audio block written over the last `fit_window_s` (0 before any):
+        the source's block size as delivered (fill() does not count)."""
+        with self._cond:
+            return self._block_locked()
 
-        Samples that were never written (negative index or >= head) or already overwritten
-        (< head - capacity) come back as zeros and set the gap flag.
+    def _block_locked(self) -> int:
+        return max((n for _, n in self._blocks), default=0)
+
+    def read(self, end_sample: int, n: int) -> tuple[np.ndarray, bool]:
+        """Samples [end_sample - n, end_sample) as float32 (n,) and a gap flag (any sample missing).
+
+        Samples that were never written (negative index or >= head), already overwritten
+        (< head - capacity) or written by fill() come back as zeros and set the gap flag.
         """
+        out, padded, _ = self.read_window(end_sample, n)
+        return out, padded > 0
+
+    def read_window(self, end_sample: int, n: int) -> tuple[np.ndarray, int, int]:
+        """Samples [end_sample - n, end_sample) as float32 (n,), and two counts of samples:
+        padded (zeros in place of audio: never written, overwritten or filled) and missed
+        (those of them at index >= 0, i.e. after the stream's first sample: audio that was
+        lost, has not arrived, or that the source filled)."""
         out = np.zeros(n, dtype=np.float32)
         start = int(end_sample) - n
         with self._cond:
             lo = max(start, self._head - self.capacity, 0)
             hi = min(int(end_sample), self._head)
+            filled = 0
             if hi > lo:
                 i = lo % self.capacity
                 m = hi - lo
                 first = min(m, self.capacity - i)
                 out[lo - start : lo - start + first] = self._buf[i : i + first]
                 out[lo - start + first : hi - start] = self._buf[: m - first]
-            gap = hi - lo != n
-        return out, gap
+                filled = sum(max(0, min(hi, b) - max(lo, a)) for a, b in self._fills)
+        padded = n - max(0, hi - lo) + filled
+        before_start = min(n, max(0, -start))  # never written: nothing existed to miss
+        return out, padded, padded - before_start
 
     def sample_at(self, t_ns: int) -> int:
         """Absolute sample index that corresponds to clock time `t_ns`, from the drift fit.
@@ -173,21 +232,21 @@ class AudioRing:
         s0 = float(np.mean(s - slope * dt))  # intercept at t0 given the slope
         return t0, s0, slope
 
-    def wait_until(self, t_ns: int, timeout: float) -> tuple[int, bool]:
-        """Wait up to `timeout` s for the audio up to clock time `t_ns`.
+    def wait_for(self, t_ns: int, timeout: float) -> tuple[int | None, int, bool]:
+        """Wait up to `timeout` s until the audio written reaches one block before clock time `t_ns`.
 
-        Returns (end_sample, covered): the sample index of `t_ns` (re-evaluated as blocks
-        arrive) and whether the ring's head has reached it. Returns at once when finished.
+        Returns (sample, head, ready): the sample index of `t_ns` (re-evaluated as blocks arrive;
+        None while no audio anchors the clock), the samples written so far, and whether
+        head >= sample - block. Returns at once when ready or finished.
         """
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                end = self._sample_at_locked(t_ns)
-                if self._points and end <= self._head:
-                    return end, True
+                sample = self._sample_at_locked(t_ns) if self._points else None
+                ready = sample is not None and self._head >= sample - self._block_locked()
                 left = deadline - time.monotonic()
-                if self._finished or left <= 0:
-                    return end, False
+                if ready or self._finished or left <= 0:
+                    return sample, self._head, ready
                 self._cond.wait(left)
 
 
@@ -290,23 +349,43 @@ class FrameRing:
 
 @dataclass(frozen=True)
 class Pair:
-    """A frame and the audio window that ends at it.
+    """A frame and the audio window paired with it.
 
-    audio: float32 (window samples,) at the ring's rate (16000 for 1 s). window_ns: (start,
-    end) clock times of the window (end = frame.t_ns). audio_gap: some samples were missing
-    (not arrived within max_wait, overwritten, or before the stream start) and are zeros.
+    audio: float32 (window samples,) at the ring's rate (16000 for 1 s). window_ns: (start, end)
+    clock times of the window as paired: end = frame.t_ns, or up to one audio block earlier.
+    padded: samples of the window that are zeros in place of audio, for any reason. missed: those
+    of them after the stream's first sample (audio that was lost, did not arrive within the wait,
+    started late or had ended); a pair with missed > 0 is what the pipeline counts as an audio gap,
+    while padding before the first sample is only the stream's start. waited: the pairer had to
+    wait for audio (less than the frame time minus one block had arrived).
     dropped_total: frames dropped by the frame ring so far.
     """
 
     frame: VideoFrame
     audio: np.ndarray
     window_ns: tuple[int, int]
-    audio_gap: bool
+    padded: int
+    missed: int
+    waited: bool
     dropped_total: int
+
+    @property
+    def audio_gap(self) -> bool:
+        """Some samples of the window are zeros in place of audio (published as ``audio_padded``)."""
+        return self.padded > 0
 
 
 class Pairer:
-    """Pairs the newest frame F(t) with the audio [t - window_s, t); one frame in flight.
+    """Pairs the newest frame F(t) with the 1 s of audio that has arrived up to t; one frame in flight.
+
+    The policy (docs/protocol.md, "Audio window"): with B the audio ring's block (the longest
+    block the source delivered recently) and A the end of the audio that has arrived, a frame is
+    paired AT ONCE with the window ending at min(t, A) whenever A >= t - B: it never waits for
+    the block that covers its own instant. Only when less audio has arrived does it wait, at most
+    max_wait_s; if the audio still lags by more than a block, the window ends at t and its missing
+    tail is zeros. Audio that will not come never costs a wait: the source fills it
+    (AudioRing.fill) or finishes the ring; and once a wait timed out, later frames do not wait
+    again until new audio arrives (a stalled microphone costs one wait, not one per frame).
 
     lossless=False (live): frames older than the newest are dropped and counted.
     lossless=True (files processed as fast as possible): every frame is taken in order.
@@ -317,7 +396,7 @@ class Pairer:
         frames: FrameRing,
         audio: AudioRing,
         window_s: float = 1.0,
-        max_wait_s: float = 0.2,
+        max_wait_s: float = 0.1,
         lossless: bool = False,
     ) -> None:
         if not window_s > 0 or not max_wait_s >= 0:
@@ -329,13 +408,10 @@ class Pairer:
         self.max_wait_s = max_wait_s
         self.lossless = lossless
         self._last_t: int | None = None
+        self._stalled_at: int | None = None  # ring head when a wait last timed out
 
     def next_pair(self, timeout: float | None = None) -> Pair | None:
-        """The next pair, or None if no frame came within `timeout` s (or the stream ended).
-
-        Waits at most max_wait_s more for the audio that reaches the frame's time; if it does
-        not arrive the missing tail is zeros and audio_gap is True.
-        """
+        """The next pair, or None if no frame came within `timeout` s (or the stream ended)."""
         frame = self.frames.take(timeout, newest=not self.lossless)
         if frame is None:
             return None
@@ -345,12 +421,19 @@ class Pairer:
                 f"{self._last_t} ns; frame timestamps must increase strictly"
             )
         self._last_t = frame.t_ns
-        end, _covered = self.audio.wait_until(frame.t_ns, self.max_wait_s)
-        samples, gap = self.audio.read(end, self.window_samples)
+        t0 = time.monotonic()
+        patience = 0.0 if self._stalled_at == self.audio.head else self.max_wait_s
+        sample, head, ready = self.audio.wait_for(frame.t_ns, patience)
+        waited = time.monotonic() - t0 > 1e-3 or (not ready and patience > 0)
+        self._stalled_at = None if ready else head
+        n = self.window_samples
+        if sample is None:  # no audio has arrived at all: nothing to place the window by
+            samples, padded, missed, end_ns = np.zeros(n, np.float32), n, n, frame.t_ns
+        else:
+            end = min(sample, head) if ready else sample
+            samples, padded, missed = self.audio.read_window(end, n)
+            end_ns = frame.t_ns - (sample - end) * 1_000_000_000 // self.audio.sample_rate
         return Pair(
-            frame=frame,
-            audio=samples,
-            window_ns=(frame.t_ns - self.window_ns, frame.t_ns),
-            audio_gap=gap,
-            dropped_total=self.frames.drops,
-        )
+            frame=frame, audio=samples, window_ns=(end_ns - self.window_ns, end_ns),
+            padded=padded, missed=missed, waited=waited, dropped_total=self.frames.drops,
+        )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The shipped default engine, end to end: a real MP4 through `streamavs run --input`, and its manifest.
+"""The shipped synthetic-benchmark engine, end to end: a real MP4 through `streamavs run --input`, and its manifest.
 
 A 44.1 kHz stereo H.264 + AAC file made with ffmpeg from the generator's scene: the source is
 silent for the first 3 s, then sounds. Run as fast as possible, every frame must arrive as one
@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 import streamavs.engines
-from streamavs.engine import DEFAULT_ENGINE
+from streamavs.engine.base import SYNTHETIC_ENGINE
 
-MANIFEST = Path(streamavs.engines.__file__).resolve().parent / f"{DEFAULT_ENGINE}.json"
-pytestmark = pytest.mark.skipif(not MANIFEST.is_file(), reason="the default engine is not in streamavs/engines/")
+MANIFEST = Path(streamavs.engines.__file__).resolve().parent / f"{SYNTHETIC_ENGINE}.json"
+pytestmark = pytest.mark.skipif(not MANIFEST.is_file(), reason="the synthetic engine is not in streamavs/engines/")
 
 SECONDS, SOUND_STARTS, FPS = 8, 3.0, 10
 
@@ -53,7 +53,7 @@ def test_run_input_file_empty_before_the_sound_and_segmented_after(demo_mp4):
     msgs = []
     with Subscriber(address) as sub:  # connects first; the run binds
         proc = subprocess.Popen([sys.executable, "-m", "streamavs", "run", "--input", str(demo_mp4), "--fast",
-                                 "--publish", address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                 "--engine", SYNTHETIC_ENGINE, "--publish", address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         while True:
             msg = sub.recv(timeout=0.5)
             if msg is not None:

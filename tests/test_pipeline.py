@@ -224,13 +224,13 @@ def test_config_rejects_bad_options():
 # ------------------------------------------------------------------------ trained engine only
 def _shipped_engine() -> Path | None:
     import streamavs.engines
-    from streamavs.engine import DEFAULT_ENGINE
+    from streamavs.engine.base import SYNTHETIC_ENGINE
 
-    manifest = Path(streamavs.engines.__file__).resolve().parent / f"{DEFAULT_ENGINE}.json"
+    manifest = Path(streamavs.engines.__file__).resolve().parent / f"{SYNTHETIC_ENGINE}.json"
     return manifest if manifest.is_file() else None
 
 
-@pytest.mark.skipif(_shipped_engine() is None, reason="needs the trained default engine (none in streamavs/engines/ yet)")
+@pytest.mark.skipif(_shipped_engine() is None, reason="needs the trained synthetic engine (none in streamavs/engines/ yet)")
 def test_trained_engine_masks_are_empty_when_nothing_sounds_and_not_when_something_does():
     """On the synthetic live scene, whose sources start and stop sounding, the trained default
     engine leaves the mask (nearly) empty on frames where nothing visible sounds and segments the

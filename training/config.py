@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,115 @@ def _build(cls, section: str, data: dict[str, Any]):
     unknown = set(data) - names
     if unknown:
         raise ConfigError(f"unknown key(s) {sorted(unknown)} in [{section}]; valid keys: {sorted(names)}")
+    data = {key: check_value(cls, section, key, value) for key, value in data.items()}
     try:
         return cls(**data)
     except TypeError as exc:
         raise ConfigError(f"bad [{section}] section: {exc}") from exc
+
+
+# -- types: the dataclasses' type hints are the single source of truth ------------------------
+def _expected(hint: Any) -> str:
+    """A type hint in a recipe writer's words ("an integer", "a list of strings")."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_expected(a) for a in args)
+    if typing.get_origin(hint) is tuple:
+        plural = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+        return f"a list of {plural.get(args[0], 'values')}"
+    if typing.get_origin(hint) is dict or hint is dict:
+        return "a table"
+    names = {bool: "a boolean (true or false)", int: "an integer", float: "a number", str: "a string"}
+    return names.get(hint, f"a {getattr(hint, '__name__', hint)}")
+
+
+def _arrived(value: Any) -> str:
+    """What a recipe value is, for an error message ("the string 'abc'")."""
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    kinds = {int: "integer", float: "number", str: "string", list: "list", tuple: "list", dict: "table"}
+    return f"the {kinds.get(type(value), type(value).__name__)} {value!r}"
+
+
+def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
+    """(matches, value) for `value` against `hint`; an int where a float is expected becomes a float,
+    a TOML list where a tuple is expected becomes a tuple. bool is not an int."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True, value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            ok, out = _coerce(value, arg)
+            if ok:
+                return True, out
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        (item,) = typing.get_args(hint)[:1]
+        items = [_coerce(v, item) for v in value]
+        return all(ok for ok, _ in items), tuple(v for _, v in items)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict), value
+    return isinstance(value, hint), value
+
+
+def _toml(value: Any) -> str:
+    """A TOML literal for the advice (`lr = 0.0003`)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{}" if not value else "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    return repr(value)
+
+
+def check_value(cls: type, section: str, key: str, value: Any, *, from_set: bool = False) -> Any:
+    """`value` for field `key` of dataclass `cls` (recipe section `section`, "" for top-level keys),
+    checked against its type hint (an int becomes a float, a list a tuple where the hint says so).
+
+    Raises ConfigError naming the section, the key, what was expected, what arrived and the fix;
+    from_set: the value came from the CLI's ``--set section.key=value`` (the advice says so).
+    """
+    hint = typing.get_type_hints(cls)[key]
+    ok, out = _coerce(value, hint)
+    if ok:
+        return out
+    fld = {f.name: f for f in dataclasses.fields(cls)}[key]
+    default = None if fld.default is dataclasses.MISSING else fld.default
+    if fld.default_factory is not dataclasses.MISSING:
+        default = fld.default_factory()
+    dotted = f"{section}.{key}" if section else key
+    problem = f"[{section}] {key}" if section else key
+    problem = f"{problem} must be {_expected(hint)}, got {_arrived(value)}"
+    if from_set:
+        example = f"e.g. --set {dotted}={_toml(default)}" if default is not None else f"e.g. --set {dotted}=..."
+        raise ConfigError(f"--set {dotted}: {problem}; values are TOML literals, {example}")
+    example = f", e.g. {key} = {_toml(default)}" if default is not None else ""
+    raise ConfigError(f"{problem}; fix the value{example}")
+
+
+def _positive(section_obj: Any, section: str, *keys: str) -> None:
+    """Fields of a section that must be > 0 (zero epochs or a negative rate trains nothing, or diverges)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(section_obj)}
+    for key in keys:
+        value = getattr(section_obj, key)
+        if not value > 0:
+            raise ConfigError(
+                f"[{section}] {key} must be > 0, got {value}; fix the value, e.g. {key} = {_toml(defaults[key])}"
+            )
 
 
 @dataclass(frozen=True)
@@ -52,6 +159,7 @@ class DataSection:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
+        _positive(self, "data", "image_size")
         kinds = ("synthetic", "real", "avsbench_s4", "avsbench_ms3")
         if self.kind not in kinds:
             raise ConfigError(f"[data] kind must be one of {kinds}, got {self.kind!r}")
@@ -83,6 +191,7 @@ class OptimSection:
     warmup_steps: int = 0  # linear warm-up from 0 (either schedule)
 
     def __post_init__(self) -> None:
+        _positive(self, "optim", "lr", "batch_size", "epochs")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ConfigError(f"[optim] lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if not 0.0 <= self.lr_final_scale <= 1.0 or self.warmup_steps < 0:
@@ -116,6 +225,9 @@ class EvalSection:
     threshold: float = 0.5
     gate_threshold: float = 0.5  # similarity gate: mask emptied when sigma(sounding_logit) < this
 
+    def __post_init__(self) -> None:
+        _positive(self, "eval", "batch_size", "every_epochs")
+
 
 @dataclass(frozen=True)
 class TemporalSection:
@@ -145,28 +257,39 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        sections = {
-            "model": ModelSection,
-            "data": DataSection,
-            "loss": LossSection,
-            "optim": OptimSection,
-            "eval": EvalSection,
-            "temporal": TemporalSection,
-        }
         top = {"seed", "name"}
-        unknown = set(data) - set(sections) - top
+        unknown = set(data) - set(SECTIONS) - top
         if unknown:
             raise ConfigError(
-                f"unknown section(s) {sorted(unknown)}; valid: {sorted(sections)} and keys {sorted(top)}"
+                f"unknown section(s) {sorted(unknown)}; valid: {sorted(SECTIONS)} and keys {sorted(top)}"
             )
-        built = {k: _build(cls_, k, dict(data.get(k, {}))) for k, cls_ in sections.items() if k != "temporal"}
-        if "temporal" in data:
+        for name in SECTIONS:
+            if data.get(name) is not None and not isinstance(data[name], dict):
+                raise ConfigError(
+                    f"[{name}] must be a table of keys, got {_arrived(data[name])}; write it as a [{name}] section"
+                )
+        built = {k: _build(cls_, k, dict(data.get(k, {}))) for k, cls_ in SECTIONS.items() if k != "temporal"}
+        if data.get("temporal") is not None:  # absent, or None in a saved TrainConfig.to_dict()
             built["temporal"] = _build(TemporalSection, "temporal", dict(data["temporal"]))
-        return cls(**built, **{k: data[k] for k in top if k in data})
+        return cls(**built, **{k: check_value(cls, "", k, data[k]) for k in top if k in data})
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelSection,
+    "data": DataSection,
+    "loss": LossSection,
+    "optim": OptimSection,
+    "eval": EvalSection,
+    "temporal": TemporalSection,
+}
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a TOML recipe. `overrides` maps "section.key" to a value (from the CLI's --set)."""
+    """Read a TOML recipe. `overrides` maps "section.key" to a value (from the CLI's --set).
+
+    Every value is checked against its field's type hint here, before any work starts; errors
+    name the recipe file (and the --set items), the section and the key.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found; recipes are in training/configs/")
@@ -174,11 +297,21 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    for dotted, value in (overrides or {}).items():
+    overrides = overrides or {}
+    for dotted, value in overrides.items():
         section, _, key = dotted.rpartition(".")
+        owner = SECTIONS.get(section) if section else TrainConfig
+        if owner is not None and key in {f.name for f in dataclasses.fields(owner)} and key not in SECTIONS:
+            value = check_value(owner, section, key, value, from_set=True)
         target = data.setdefault(section, {}) if section else data
+        if not isinstance(target, dict):
+            raise ConfigError(f"--set {dotted}: [{section}] is not a section of the recipe; valid: {sorted(SECTIONS)}")
         target[key] = value
-    return TrainConfig.from_dict(data)
+    try:
+        return TrainConfig.from_dict(data)
+    except ConfigError as exc:
+        given = " with " + " ".join(f"--set {k}={_toml(v)}" for k, v in overrides.items()) if overrides else ""
+        raise ConfigError(f"{path}{given}: {exc}") from exc
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

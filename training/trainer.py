@@ -232,7 +232,9 @@ def _save(path, model, optimizer, state, cfg, world: World, table=None) -> None:
 def _restore(path: Path, model, optimizer, world: World) -> RunState:
     if not path.is_file():
         raise ConfigError(f"--resume: no checkpoint at {path}; start without --resume")
-    ckpt = torch.load(path, map_location=world.device, weights_only=False)
+    from streamavs.model.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)  # weights_only; tensors land on the CPU and load_state_dict moves them
     model.load_state_dict(ckpt["state_dict"])
     optimizer.load_state_dict(ckpt["optimizer"])
     return RunState(**ckpt["run_state"])

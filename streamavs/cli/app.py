@@ -6,7 +6,12 @@ heavy dependencies inside its commands, so `streamavs --help` stays fast.
 
 from __future__ import annotations
 
+import os
+from typing import Annotated
+
 import typer
+
+from streamavs.cli import DEBUG_ENV
 
 
 def build_app() -> typer.Typer:
@@ -19,8 +24,14 @@ def build_app() -> typer.Typer:
     )
 
     @app.callback()
-    def _root() -> None:
+    def _root(
+        debug: Annotated[
+            bool, typer.Option("--debug", help="Show the full traceback of an error (same as STREAMAVS_DEBUG=1).")
+        ] = False,
+    ) -> None:
         """Real-time segmentation of the objects that are making the sound."""
+        if debug:  # read by streamavs.cli.main when an error reaches it
+            os.environ[DEBUG_ENV] = "1"
 
     # REGISTER: one line per command group, in the order --help lists them.
     from streamavs.cli import version

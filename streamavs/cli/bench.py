@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from streamavs.cli.checks import output_dir, output_file
 from streamavs.errors import InputError
 
 bench_app = typer.Typer(help="Benchmarks: latency of the live pipeline, accuracy under four audio conditions.",
@@ -50,6 +51,9 @@ def latency(
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG: stage medians and end-to-end latency CDF.")] = None,
 ) -> None:
     """Per-stage latency percentiles, FPS, drops and overflows of the real pipeline; one row per backend and model."""
+    # Checked first: the report is written only after the whole benchmark has run.
+    output_file(json_out, "--json", example="latency.json")
+    output_file(plot, "--plot", example="latency.png")
     from streamavs.bench.latency import LatencyConfig, main_command
     from streamavs.bench.latency_engines import BACKENDS
 
@@ -81,6 +85,8 @@ def accuracy(
         raise InputError("give exactly one of --engine PATH or --checkpoint PATH")
     if fscore_mode not in ("set", "avsbench"):
         raise InputError(f"--fscore-mode must be 'set' or 'avsbench', got {fscore_mode!r}")
+    output_file(json_out, "--json", example="accuracy.json")
+    output_dir(plots, "--plots", example="plots")
     from streamavs.bench.accuracy import main_command
 
     main_command(engine or checkpoint, data, clips, fscore_mode, json_out=json_out, plots=plots,

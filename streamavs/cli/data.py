@@ -25,8 +25,10 @@ def synth(
     mono: Annotated[bool, typer.Option("--mono", help="No stereo panning (the mono mix in both channels).")] = False,
 ) -> None:
     """Write synthetic clips (frames, 16-bit stereo WAV, per-second masks) in the AVSBench layout."""
+    from streamavs.cli.checks import output_dir
     from streamavs.synthetic import SceneConfig, write_avsbench
 
+    output_dir(out, "--out", example="dataset")
     config = SceneConfig(image_size=image_size, seconds=seconds, setting=setting, distractor_share=distractor_share,
                          state_change_prob=state_change_prob, ambient_dbfs=ambient_dbfs, stereo=not mono)
     names = write_avsbench(out, split, count, config, first_index=seed_offset)

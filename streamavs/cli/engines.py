@@ -26,17 +26,62 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _model_check(manifest, model_file: Path) -> str:
+    """"ok", "missing" or "sha256 mismatch": the model file against its manifest."""
+    from streamavs.engine.manifest import file_sha256
+
+    if not model_file.is_file():
+        return "missing"
+    return "ok" if file_sha256(model_file) == manifest.sha256 else "sha256 mismatch"
+
+
+def _check_paths(paths: list[Path]) -> None:
+    """Every --path exists: a folder of engines or a manifest file."""
+    from streamavs.errors import InputError
+
+    for path in paths:
+        if not path.exists():
+            raise InputError(
+                f"--path {path} does not exist; give a folder holding engines (NAME.json beside its model file) "
+                "or a manifest NAME.json"
+            )
+
+
+def _passed_over(paths: list[Path], found: list[Path]) -> list[tuple[Path, str]]:
+    """(file, why) for each JSON file under --path that is not a readable engine manifest."""
+    from streamavs.engine import read_manifest
+    from streamavs.errors import EngineError
+
+    known = {f.resolve() for f in found}
+    out: list[tuple[Path, str]] = []
+    for path in paths:
+        for candidate in [path] if path.is_file() else sorted(path.glob("*.json")):
+            if candidate.resolve() in known:
+                continue
+            try:
+                read_manifest(candidate)
+            except EngineError as exc:
+                out.append((candidate, str(exc)))
+            else:
+                out.append((candidate, "not recognised as an engine manifest"))
+    return out
+
+
 def _list(paths: list[Path]) -> None:
     from streamavs.engine import engine_dirs, find_engines, read_manifest
     from streamavs.errors import EngineError
 
+    _check_paths(paths)
     found = find_engines(paths)
+    for skipped, why in _passed_over(paths, found):
+        typer.echo(f"skipped {skipped}: {why}", err=True)
     searched = [str(p) for p in paths] + [str(d) for d in engine_dirs()]
     if not found:
         typer.echo(f"no engines found in {searched or ['the shipped folder', './engines']}; "
                    "export one with `streamavs export CHECKPOINT --backend onnx`")
         return
-    typer.echo(f"{'name':<24} {'backend':<9} {'prec':<5} {'frame':<9} {'T':>2} {'size':>10}  manifest")
+    typer.echo(f"{'name':<24} {'backend':<9} {'prec':<5} {'frame':<9} {'T':>2} {'size':>10}  {'check':<15}  manifest")
+    bad = []
     for path in found:
         try:
             m = read_manifest(path)
@@ -45,26 +90,42 @@ def _list(paths: list[Path]) -> None:
             continue
         frame = f"{m.frame.size[0]}x{m.frame.size[1]}"
         window = str(m.temporal.window) if m.temporal else "-"
-        size = _size_mb(path.parent / m.model_file)
-        typer.echo(f"{m.name:<24} {m.backend:<9} {m.precision:<5} {frame:<9} {window:>2} {size:>10}  {path}")
+        model_file = path.parent / m.model_file
+        check = _model_check(m, model_file)
+        if check != "ok":
+            bad.append(str(path))
+        typer.echo(f"{m.name:<24} {m.backend:<9} {m.precision:<5} {frame:<9} {window:>2} {_size_mb(model_file):>10}  "
+                   f"{check:<15}  {path}")
+    if bad:
+        typer.echo(f"{len(bad)} engine(s) failed the model file check; `streamavs engines {bad[0]}` says why", err=True)
 
 
 def _describe(target: str, as_json: bool) -> None:
     from streamavs.engine import read_manifest, resolve_engine
+    from streamavs.engine.manifest import check_model_file, file_sha256
     from streamavs.errors import InputError
 
     path = resolve_engine(target)
     if path.suffix == ".pt":
         raise InputError(f"{path} is a PyTorch checkpoint, not an exported engine; export it with `streamavs export {path}`")
     m = read_manifest(path)
+    model_file = path.parent / m.model_file
+    check = _model_check(m, model_file)
     if as_json:
         typer.echo(json.dumps(m.to_dict(), indent=2))
+        if check != "ok":
+            check_model_file(m, model_file)  # after the manifest: one error line and exit status 2
         return
-    model_file = path.parent / m.model_file
+    if check == "ok":
+        sha = f"sha256 {m.sha256[:16]}..., matches the manifest"
+    elif check == "missing":
+        sha = f"manifest sha256 {m.sha256[:16]}..."
+    else:
+        sha = f"sha256 {file_sha256(model_file)[:16]}... but the manifest says {m.sha256[:16]}...: CORRUPTED or modified"
     lines = [
         f"engine       {m.name}",
         f"manifest     {path} (format_version {m.format_version}, created {m.created})",
-        f"model file   {model_file} ({_size_mb(model_file)}, sha256 {m.sha256[:16]}...)",
+        f"model file   {model_file} ({_size_mb(model_file)}, {sha})",
         f"backend      {m.backend}, {m.precision}",
         f"model        {m.model.get('name', '?')}",
         f"frame        {m.frame.size[0]}x{m.frame.size[1]} {m.frame.layout}; {m.frame.normalisation}",
@@ -92,6 +153,8 @@ def _describe(target: str, as_json: bool) -> None:
     else:
         lines.append("metrics      none recorded")
     typer.echo("\n".join(lines))
+    if check != "ok":
+        check_model_file(m, model_file)  # after the description: one error line and exit status 2
 
 
 def register(app: typer.Typer) -> None:

@@ -32,10 +32,17 @@ def register(app: typer.Typer) -> None:
         eval_clips: Annotated[int, typer.Option(help="Clips for --eval (x5 seconds).", min=4)] = 80,
     ) -> None:
         """Export CHECKPOINT to an engine; refuses to write it unless it matches PyTorch within --tolerance."""
+        from streamavs.cli.checks import output_dir
         from streamavs.errors import InputError, require
 
+        if checkpoint.is_dir():
+            raise InputError(
+                f"checkpoint {checkpoint} is a folder; pass a .pt file written by `streamavs train`, "
+                f"e.g. {checkpoint / 'best.pt'}"
+            )
         if not checkpoint.is_file():
             raise InputError(f"checkpoint {checkpoint} does not exist; pass a .pt file written by `streamavs train`")
+        output_dir(out, "--out", example="engines")
         require("torch", "train", "streamavs export")
         from streamavs.training.export import export_engine
 

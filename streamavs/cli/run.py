@@ -25,6 +25,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from streamavs.cli.checks import output_file
 from streamavs.errors import InputError
 
 _BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
@@ -38,6 +39,15 @@ _NO_AUDIO = (
 
 def _is_url(text: str) -> bool:
     return "://" in text
+
+
+def _check_input(input_: Optional[str]) -> None:
+    """--input names a file or a URL; a folder is refused here, before anything starts."""
+    if input_ is not None and not _is_url(input_) and Path(input_).is_dir():
+        raise InputError(
+            f"--input {input_} is a folder; expected a video file with audio (mp4, mkv, ...) or a URL such as "
+            "rtsp://host/stream: name one file in it"
+        )
 
 
 def _build_capture(input_: Optional[str], camera: Optional[str], mic: Optional[str], synthetic: bool, realtime: Optional[bool]):
@@ -74,8 +84,6 @@ class _Sinks:
         self.pipeline = None
         self.interval_s = interval_s
         self._next_status = time.monotonic() + interval_s
-        if record is not None and not record.parent.exists():
-            raise InputError(f"--record {record}: the folder {record.parent} does not exist; create it first")
 
     def __call__(self, result) -> None:
         if self.window is not None or self.record is not None:
@@ -174,6 +182,8 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"unknown --backend {backend!r}; choose one of {list(_BACKENDS)}")
         if encoding not in _ENCODINGS:
             raise InputError(f"unknown --encoding {encoding!r}; choose one of {list(_ENCODINGS)}")
+        _check_input(input_)
+        output_file(record, "--record", example="out.mp4", create_parents=False)
 
         from streamavs.audio import LogMelParams
         from streamavs.engine import default_engine, load_engine

@@ -102,10 +102,12 @@ def register(app: typer.Typer) -> None:
         Exits non-zero (status 2, after the final status line) on a message that breaks wire
         protocol v1 or its limits (docs/protocol.md), unless --tolerate.
         """
+        from streamavs.cli.checks import output_dir
         from streamavs.errors import ProtocolError
         from streamavs.protocol import DecodeLimits
         from streamavs.publish import Subscriber
 
+        output_dir(save, "--save", example="masks")
         window = _Window() if show else None
         if save is not None:
             save.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from streamavs.cli.checks import output_dir, output_file
 from streamavs.errors import require
 
 SetOption = Annotated[
@@ -27,10 +28,11 @@ def register(app: typer.Typer) -> None:
         set_: SetOption = None,
     ) -> None:
         """Train a segmenter (or, with a \\[temporal] section, its temporal stage). Works under torchrun."""
-        require("torch", "train", "streamavs train")
         from streamavs.training.config import load_config, parse_set
 
-        cfg = load_config(config, parse_set(set_ or []))
+        output_dir(out, "--out", example="runs/my-run")
+        cfg = load_config(config, parse_set(set_ or []))  # checked before torch is imported: fails in a second
+        require("torch", "train", "streamavs train")
         run_dir = out or Path("runs") / cfg.name
         if cfg.temporal is not None:
             from streamavs.training.temporal_trainer import train_temporal
@@ -55,6 +57,7 @@ def register(app: typer.Typer) -> None:
         fscore_mode: Annotated[str, typer.Option(help="set (batch-independent) | avsbench")] = "set",
     ) -> None:
         """Print the robust table (paper Table 2) with the similarity gate off and on."""
+        output_file(out, "--out", example="eval.json")
         require("torch", "train", "streamavs eval")
         from streamavs.training.evaluate import format_table
         from streamavs.training.evaluate_cli import evaluate_path

@@ -176,7 +176,11 @@ def find_engines(paths: Iterable[str | Path] = ()) -> list[Path]:
     return found
 
 
-DEFAULT_ENGINE = "streamavs-synthetic-lite"  # shipped in streamavs/engines/ (engines/README.md)
+# Shipped in streamavs/engines/ (engines/README.md): the real-object engine (trained on the real-media
+# benchmark) and the procedural benchmark's engine; `streamavs run` uses DEFAULT_ENGINE.
+REAL_ENGINE = "streamavs-real-lite"
+SYNTHETIC_ENGINE = "streamavs-synthetic-lite"
+DEFAULT_ENGINE = SYNTHETIC_ENGINE
 
 
 def default_engine() -> Path:

@@ -1,0 +1,385 @@
+"""One-line errors instead of tracebacks: bad output paths, recipe values, checkpoints, inputs, engines.
+
+Every error case asserts the one line (with its advice), exit status 2 and that no traceback
+reaches stderr. Subprocess runs where the user's exact experience matters (start-up order,
+click's own handling of EOFError); in-process `main` for the rest, to keep the file fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from streamavs.cli import main
+
+
+def cli(*args, env: dict | None = None, timeout: float = 120) -> tuple[int, str, str]:
+    """`python -m streamavs ARGS` in a subprocess: (exit status, stdout, stderr)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamavs", *map(str, args)], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def one_error_line(code: int, err: str) -> str:
+    """The single `streamavs: error: ...` line of a run that must exit 2 without a traceback."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code == 2, (code, err)
+    assert len(lines) == 1, f"expected one error line, got {lines}"
+    assert lines[0].startswith("streamavs: error: ")
+    return lines[0]
+
+
+def in_process(capsys, *args) -> str:
+    """`streamavs ARGS` through streamavs.cli.main in this process; returns the one error line."""
+    code = main([*map(str, args)])
+    return one_error_line(code, capsys.readouterr().err)
+
+
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    # set (not deleted) so that monkeypatch restores it: --debug writes it for the process
+    monkeypatch.setenv("STREAMAVS_DEBUG", "0")
+
+
+@pytest.fixture
+def a_file(tmp_path) -> Path:
+    path = tmp_path / "afile"
+    path.write_text("keep me")
+    return path
+
+
+# -- 1. output paths are checked before any work starts -----------------------------------------
+def test_run_record_under_a_file_fails_before_the_pipeline_starts(a_file):
+    code, _, err = cli("run", "--synthetic", "--frames", "2", "--record", a_file / "out.mp4")
+    line = one_error_line(code, err)
+    assert line == (
+        f"streamavs: error: --record {a_file}/out.mp4: {a_file} is a file, not a folder, so nothing can be "
+        "written under it; choose a path in a folder, e.g. --record ./out.mp4"
+    )
+
+
+def test_run_record_in_a_missing_folder_or_onto_a_folder(capsys, tmp_path):
+    line = in_process(capsys, "run", "--synthetic", "--record", tmp_path / "nope" / "out.mp4")
+    assert f"the folder {tmp_path / 'nope'} does not exist; create it first (mkdir -p {tmp_path / 'nope'})" in line
+    line = in_process(capsys, "run", "--synthetic", "--record", tmp_path)
+    assert line.endswith(f"--record {tmp_path} is a folder; expected a file name, e.g. --record {tmp_path}/out.mp4")
+
+
+def test_subscribe_save_onto_a_file(a_file):
+    code, _, err = cli("subscribe", "tcp://127.0.0.1:5999", "--count", "1", "--save", a_file)
+    line = one_error_line(code, err)
+    assert f"--save {a_file} is a file; expected a folder (created if missing)" in line
+    assert f"e.g. --save {a_file.parent / 'masks'}" in line
+    assert a_file.read_text() == "keep me"
+
+
+def test_data_synth_out_onto_a_file(a_file):
+    code, _, err = cli("data", "synth", "--out", a_file, "--count", "1", "--image-size", "32", "--seconds", "1")
+    line = one_error_line(code, err)
+    assert f"--out {a_file} is a file; expected a folder (created if missing)" in line
+    assert a_file.read_text() == "keep me"
+
+
+def test_bench_latency_json_is_checked_before_the_benchmark_runs(a_file):
+    t0 = time.monotonic()
+    code, _, err = cli("bench", "latency", "--seconds", "60", "--json", a_file / "latency.json")
+    line = one_error_line(code, err)
+    assert time.monotonic() - t0 < 30  # the benchmark itself would take minutes
+    assert f"--json {a_file}/latency.json: {a_file} is a file, not a folder" in line
+    assert "e.g. --json ./latency.json" in line
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["run", "--synthetic", "--record", "{dir}/out.mp4"], "--record"),
+        (["subscribe", "tcp://127.0.0.1:5999", "--save", "{dir}/masks"], "--save"),
+        (["data", "synth", "--out", "{dir}/data"], "--out"),
+        (["bench", "latency", "--json", "{dir}/x.json"], "--json"),
+    ],
+)
+def test_unwritable_output_folders(capsys, monkeypatch, tmp_path, args, option):
+    # Root writes anywhere, so the permission is simulated; the test below uses a real one.
+    from streamavs.cli import checks
+
+    monkeypatch.setattr(checks, "_writable", lambda folder: Path(folder) != tmp_path)
+    line = in_process(capsys, *[a.format(dir=tmp_path) for a in args])
+    assert f"{option} {tmp_path}/" in line
+    assert f"the folder {tmp_path} is not writable (permission denied or a read-only file system); " in line
+    assert f"choose a folder you can write to, e.g. {option} ./" in line
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write to any folder")
+def test_unwritable_folder_for_real(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    code, _, err = cli("subscribe", "tcp://127.0.0.1:5999", "--count", "1", "--save", locked / "masks")
+    assert f"the folder {locked} is not writable" in one_error_line(code, err)
+
+
+# -- 2. recipe values are checked by type at load time -------------------------------------------
+def recipe(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "recipe.toml"
+    path.write_text('name = "t"\n' + text)
+    return path
+
+
+def test_recipe_value_of_the_wrong_type(tmp_path):
+    path = recipe(tmp_path, '[optim]\nlr = "fast"\n')
+    t0 = time.monotonic()
+    code, _, err = cli("train", "--config", path)
+    assert one_error_line(code, err) == (
+        f"streamavs: error: {path}: [optim] lr must be a number, got the string 'fast'; fix the value, e.g. lr = 0.0003"
+    )
+    assert time.monotonic() - t0 < 10  # before torch is imported, not after ~10 s of start-up
+
+
+def test_set_value_of_the_wrong_type(tmp_path):
+    code, _, err = cli("train", "--config", recipe(tmp_path, ""), "--set", "optim.lr=abc")
+    assert one_error_line(code, err) == (
+        "streamavs: error: --set optim.lr: [optim] lr must be a number, got the string 'abc'; "
+        "values are TOML literals, e.g. --set optim.lr=0.0003"
+    )
+
+
+def test_negative_epochs_are_refused(tmp_path):
+    path = recipe(tmp_path, "[optim]\nepochs = -3\n")
+    code, _, err = cli("train", "--config", path)
+    assert one_error_line(code, err) == (
+        f"streamavs: error: {path}: [optim] epochs must be > 0, got -3; fix the value, e.g. epochs = 4"
+    )
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[data]\nimage_size = true\n", "[data] image_size must be an integer, got the boolean true; "
+                                        "fix the value, e.g. image_size = 224"),
+        ("[data]\nimage_size = 2.5\n", "[data] image_size must be an integer, got the number 2.5"),
+        ("[optim]\namp = 1\n", "[optim] amp must be a boolean (true or false), got the integer 1; "
+                               "fix the value, e.g. amp = true"),
+        ("[data]\nnegative_kinds = \"silence\"\n", "[data] negative_kinds must be a list of strings, got the string "
+                                                   "'silence'; fix the value, e.g. negative_kinds = [\"silence\", \"offscreen\"]"),
+        ("[data]\nnegative_kinds = [1]\n", "[data] negative_kinds must be a list of strings, got the list [1]"),
+        ("[data]\nroot = 3\nkind = \"avsbench_s4\"\n", "[data] root must be a string, got the integer 3"),
+        ("[model]\noverrides = 3\n", "[model] overrides must be a table, got the integer 3"),
+        ("seed = \"x\"\n", "seed must be an integer, got the string 'x'; fix the value, e.g. seed = 0"),
+        ("optim = 3\n", "[optim] must be a table of keys, got the integer 3; write it as a [optim] section"),
+        ("[optim]\nbatch_size = 0\n", "[optim] batch_size must be > 0, got 0; fix the value, e.g. batch_size = 16"),
+        ("[optim]\nlr = 0\n", "[optim] lr must be > 0, got 0.0; fix the value, e.g. lr = 0.0003"),
+        ("[eval]\nbatch_size = -1\n", "[eval] batch_size must be > 0, got -1; fix the value, e.g. batch_size = 16"),
+    ],
+)
+def test_recipe_types_and_ranges(capsys, tmp_path, text, message):
+    path = recipe(tmp_path, text)
+    line = in_process(capsys, "train", "--config", path)
+    assert line.startswith(f"streamavs: error: {path}: {message}")
+    assert "; fix the value" in line or "; write it as" in line
+
+
+def test_an_int_where_a_float_is_expected_is_fine(tmp_path):
+    from streamavs.training.config import TrainConfig, load_config
+
+    cfg = load_config(recipe(tmp_path, '[optim]\nlr = 1\n[data]\nnegative_kinds = ["silence"]\n'), {"loss.lambda_sim": 2})
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    assert cfg.loss.lambda_sim == 2.0 and isinstance(cfg.loss.lambda_sim, float)
+    assert cfg.data.negative_kinds == ("silence",)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg  # as saved in checkpoints (temporal None)
+
+
+# -- 3. checkpoints: every failure is one line naming the file and what it should be -------------
+EXPECTED = "expected a .pt checkpoint written by `streamavs train`"
+
+
+@pytest.fixture(scope="module")
+def bad_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    torch = pytest.importorskip("torch", reason="checkpoints need torch (the train extra)")
+    import datetime
+
+    d = tmp_path_factory.mktemp("checkpoints")
+    (d / "empty.pt").write_bytes(b"")
+    whole = d / "whole.pt"
+    torch.save({"format_version": 1, "model_config": {}, "state_dict": {"w": torch.zeros(4096)}}, whole)
+    (d / "truncated.pt").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    (d / "noise.pt").write_bytes(b"this is not a pickle at all")
+    torch.save({"weights": torch.zeros(2)}, d / "foreign.pt")
+    torch.save({"format_version": 1, "model_config": {}, "state_dict": {}, "when": datetime.date(2026, 1, 1)},
+               d / "object.pt")  # fmt: skip
+    return {p.stem: p for p in d.iterdir()}
+
+
+CHECKPOINT_CASES = {
+    "empty": "is empty (0 bytes); " + EXPECTED,
+    "truncated": "cannot be read (the file ends early: it is truncated); " + EXPECTED,
+    "noise": "cannot be read (it is not a file written by torch.save); " + EXPECTED,
+    "foreign": "is not a StreamAVS checkpoint: it holds a dict with keys ['weights'], not the keys "
+               "['format_version', 'model_config', 'state_dict']; " + EXPECTED,
+    "object": "cannot be read (it holds a Python object of type datetime.date, which is not allowed in a "
+              "checkpoint); " + EXPECTED,
+}
+
+
+@pytest.mark.parametrize("command", ["eval", "export", "run"])
+@pytest.mark.parametrize("case", sorted(CHECKPOINT_CASES))
+def test_bad_checkpoints(capsys, tmp_path, bad_checkpoints, command, case):
+    path = bad_checkpoints[case]
+    args = {
+        "eval": ["eval", "--checkpoint", path],
+        "export": ["export", path, "--out", tmp_path / "engines"],
+        "run": ["run", "--engine", path, "--synthetic", "--frames", "1", "--publish", "tcp://127.0.0.1:*"],
+    }[command]
+    line = in_process(capsys, *args)
+    assert line == f"streamavs: error: checkpoint {path} {CHECKPOINT_CASES[case]} (exported engines are .json/.onnx files)" + (
+        ": copy or write it again" if case == "empty" else ""
+    )
+    assert "weights_only" not in line  # never PyTorch's advice to unpickle arbitrary code
+    assert not (tmp_path / "engines").exists()
+
+
+def test_empty_and_truncated_checkpoints_in_a_real_process(bad_checkpoints):
+    # The empty file used to print click's bare "Aborted." (an EOFError) and exit 1.
+    code, _, err = cli("eval", "--checkpoint", bad_checkpoints["empty"])
+    assert "is empty (0 bytes)" in one_error_line(code, err) and "Aborted" not in err
+    code, _, err = cli("run", "--engine", bad_checkpoints["truncated"], "--synthetic", "--frames", "1",
+                       "--publish", "tcp://127.0.0.1:*")  # fmt: skip
+    line = one_error_line(code, err)
+    assert "the file ends early: it is truncated" in line and EXPECTED in line
+    assert "PytorchStreamReader" not in err
+
+
+def test_checkpoint_whose_weights_do_not_fit_its_model(capsys, tmp_path):
+    torch = pytest.importorskip("torch", reason="checkpoints need torch (the train extra)")
+    from streamavs.model.config import ModelConfig
+
+    path = tmp_path / "mixed.pt"
+    config = ModelConfig(image_size=64, backbone_pretrained=False).to_dict()
+    torch.save({"format_version": 1, "model_config": config, "state_dict": {"w": torch.zeros(1)}}, path)
+    line = in_process(capsys, "eval", "--checkpoint", path)
+    assert line.startswith(f"streamavs: error: checkpoint {path}: its weights do not fit the model its model_config describes")
+    assert "the file was modified or mixed up: " + EXPECTED in line
+
+
+# -- 4. a folder given as --input -------------------------------------------------------------------
+def test_run_input_folder(tmp_path):
+    code, _, err = cli("run", "--input", tmp_path)
+    assert one_error_line(code, err) == (
+        f"streamavs: error: --input {tmp_path} is a folder; expected a video file with audio (mp4, mkv, ...) "
+        "or a URL such as rtsp://host/stream: name one file in it"
+    )
+
+
+# -- 5. engines: the model file is checked against its manifest ----------------------------------
+@pytest.fixture
+def fake_engine(tmp_path) -> Path:
+    """A manifest and a stand-in model file with the right hash (describing never runs the model)."""
+    from streamavs.engine.manifest import FrameSpec, Manifest, TensorSpec, write_manifest
+
+    folder = tmp_path / "engines"
+    folder.mkdir()
+    model = folder / "fake.onnx"
+    model.write_bytes(b"not really onnx")
+    cache = (1, 1)
+    manifest = Manifest(
+        name="fake", backend="onnx", precision="fp32", model_file=model.name,
+        sha256=hashlib.sha256(model.read_bytes()).hexdigest(),
+        inputs=(TensorSpec("frame", (1, 8, 8, 3), "uint8"), TensorSpec("log_mel", (1, 1, 96, 64), "float32"),
+                TensorSpec("feature_cache", cache, "float32")),
+        outputs=(TensorSpec("mask_prob", (1, 1, 8, 8), "float32"), TensorSpec("uncertainty", (1, 1, 8, 8), "float32"),
+                 TensorSpec("sounding", (1,), "float32"), TensorSpec("new_feature_cache", cache, "float32")),
+        frame=FrameSpec(size=(8, 8)),
+    )  # fmt: skip
+    return write_manifest(manifest, folder / "fake.json")
+
+
+def test_engines_reports_a_corrupted_model_file(capsys, fake_engine):
+    digest = hashlib.sha256(fake_engine.with_suffix(".onnx").read_bytes()).hexdigest()
+    assert main(["engines", str(fake_engine)]) == 0
+    assert f"sha256 {digest[:16]}..., matches the manifest" in capsys.readouterr().out
+
+    with open(fake_engine.with_suffix(".onnx"), "ab") as f:
+        f.write(b"!")  # corrupted after export
+    actual = hashlib.sha256(fake_engine.with_suffix(".onnx").read_bytes()).hexdigest()
+    code = main(["engines", str(fake_engine)])
+    out, err = capsys.readouterr()
+    assert f"sha256 {actual[:16]}... but the manifest says {digest[:16]}...: CORRUPTED or modified" in out
+    assert one_error_line(code, err) == (
+        f"streamavs: error: engine 'fake': model file fake.onnx has sha256 {actual[:16]}... but its manifest says "
+        f"{digest[:16]}...; the file is corrupted or was modified: restore it or re-export the engine"
+    )
+    assert "its manifest says" in in_process(capsys, "engines", fake_engine, "--json")
+
+    # The list still lists it (status 0), flags the row and says how to see why.
+    assert main(["engines", "--path", str(fake_engine.parent)]) == 0
+    out, err = capsys.readouterr()
+    row = next(line for line in out.splitlines() if line.startswith("fake "))
+    assert "sha256 mismatch" in row
+    assert f"1 engine(s) failed the model file check; `streamavs engines {fake_engine}` says why" in err
+
+
+def test_engines_path_that_does_not_exist(capsys, tmp_path):
+    assert in_process(capsys, "engines", "--path", tmp_path / "nope") == (
+        f"streamavs: error: --path {tmp_path / 'nope'} does not exist; give a folder holding engines "
+        "(NAME.json beside its model file) or a manifest NAME.json"
+    )
+
+
+def test_engines_path_says_which_manifests_it_skipped(capsys, fake_engine):
+    broken = fake_engine.parent / "broken.json"
+    broken.write_text("{not json")
+    assert main(["engines", "--path", str(fake_engine.parent)]) == 0
+    out, err = capsys.readouterr()
+    assert f"skipped {broken}: engine manifest {broken} cannot be read as JSON (" in err
+    assert "re-export the engine" in err and "Traceback" not in err
+    assert any(line.startswith("fake ") for line in out.splitlines())
+
+
+# -- 6. no traceback reaches a user; --debug / STREAMAVS_DEBUG=1 show it ---------------------------
+def _boom(*_args, **_kwargs):
+    raise RuntimeError("boom")
+
+
+def test_an_unexpected_error_is_one_line_with_exit_1(capsys, monkeypatch, tmp_path):
+    from streamavs.cli import checks
+
+    monkeypatch.setattr(checks, "output_dir", _boom)
+    assert main(["data", "synth", "--out", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "streamavs: internal error: RuntimeError: boom; this is a bug in streamavs: rerun with --debug "
+        "(or STREAMAVS_DEBUG=1) to see the traceback and report it"
+    )
+    assert main(["--debug", "data", "synth", "--out", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and 'raise RuntimeError("boom")' in err
+
+
+def test_debug_shows_the_traceback_of_a_known_error(a_file):
+    code, _, err = cli("data", "synth", "--out", a_file, env={"STREAMAVS_DEBUG": "1"})
+    assert code == 2
+    assert "Traceback (most recent call last)" in err and "streamavs.errors.InputError" in err
+    assert err.strip().splitlines()[-1].startswith(f"streamavs: error: --out {a_file} is a file")
+    code, _, err = cli("--debug", "data", "synth", "--out", a_file)
+    assert code == 2 and "Traceback (most recent call last)" in err
+
+
+def test_an_os_error_is_one_line(capsys, monkeypatch, tmp_path):
+    from streamavs.cli import checks
+
+    def denied(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "d"))
+
+    monkeypatch.setattr(checks, "output_dir", denied)
+    line = in_process(capsys, "data", "synth", "--out", tmp_path / "d")
+    assert line == (
+        f"streamavs: error: [Errno 13] Permission denied: '{tmp_path / 'd'}'; check the path, its permissions "
+        "and free space"
+    )
