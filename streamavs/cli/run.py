@@ -23,6 +23,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 
 from streamavs.cli.checks import output_file
@@ -70,35 +71,55 @@ def _build_capture(input_: Optional[str], camera: Optional[str], mic: Optional[s
 
 
 class _Sinks:
-    """The --show window, the --record video and the periodic status line, fed each Result."""
+    """The --show window, the --record video and the periodic status line, fed each Result.
+
+    Drawing, showing and encoding run in a SinkWorker thread behind a bounded queue, so they never
+    take the engine's frame time; when they fall behind, overlay frames are dropped and counted
+    (``overlay_dropped``), never pipeline frames. The status line is printed from the loop (cheap).
+    """
 
     def __init__(self, stack: ExitStack, show: bool, record: Optional[Path], interval_s: float) -> None:
         from streamavs.overlay import OverlayRecorder, OverlayWindow
+        from streamavs.pipeline.worker import SinkWorker
 
         self.window = stack.enter_context(OverlayWindow()) if show else None
         self.record = record
         self._recorder_cls = OverlayRecorder
         self.recorder = None
-        self._stack = stack
         self.fps = 25.0
         self.pipeline = None
         self.interval_s = interval_s
         self._next_status = time.monotonic() + interval_s
+        # Closing runs in reverse: the worker finishes the queued frames, then the recording is closed.
+        stack.callback(self._close_recorder)
+        self.worker = stack.enter_context(SinkWorker(self._draw, maxsize=8, name="overlay")) \
+            if show or record is not None else None
+
+    def _close_recorder(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+
+    @property
+    def overlay_dropped(self) -> int:
+        return self.worker.dropped if self.worker is not None else 0
+
+    def _draw(self, item: tuple) -> None:
+        """In the worker thread: draw one overlay, show it and/or append it to the recording."""
+        from streamavs.overlay import draw_overlay
+
+        image, mask_prob, sounding, uncertainty, gated, t_ns = item
+        img = draw_overlay(image, mask_prob, sounding=sounding, uncertainty=uncertainty, gated=gated)
+        if self.window is not None:
+            self.window.show(img)
+        if self.record is not None:
+            if self.recorder is None:
+                self.recorder = self._recorder_cls(self.record, fps=self.fps)
+            self.recorder.write(img, t_s=t_ns / 1e9)
 
     def __call__(self, result) -> None:
-        if self.window is not None or self.record is not None:
-            from streamavs.overlay import draw_overlay
-
-            img = draw_overlay(
-                result.pair.frame.image, result.mask_prob, sounding=result.sounding,
-                uncertainty=result.uncertainty, gated=result.gated,
-            )  # fmt: skip
-            if self.window is not None:
-                self.window.show(img)
-            if self.record is not None:
-                if self.recorder is None:
-                    self.recorder = self._stack.enter_context(self._recorder_cls(self.record, fps=self.fps))
-                self.recorder.write(img, t_s=result.pair.frame.t_ns / 1e9)
+        if self.worker is not None:  # copies: the frame ring reuses its buffers
+            self.worker.submit((result.pair.frame.image.copy(), np.array(result.mask_prob, copy=True),
+                                result.sounding, result.uncertainty, result.gated, result.pair.frame.t_ns))
         now = time.monotonic()
         if self.pipeline is not None and now >= self._next_status:
             self._next_status = now + self.interval_s
@@ -215,4 +236,5 @@ def register(app: typer.Typer) -> None:
             reason = "end of stream" if pipeline.ended else "stopped"
         typer.echo(f"final ({reason}):\n{snapshot.summary()}")
         if record is not None:
-            typer.echo(f"recorded {sinks.recorder.frames if sinks.recorder else 0} frames to {record}")
+            typer.echo(f"recorded {sinks.recorder.frames if sinks.recorder else 0} frames to {record}"
+                       f" ({sinks.overlay_dropped} overlay frames dropped: the recorder fell behind)")
