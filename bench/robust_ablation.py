@@ -67,6 +67,7 @@ REAL_ROWS = {
     "baseline": Row("real_single_baseline"),
     "negatives": Row("real_single_negatives"),
     "full": Row("real_single_full"),
+    "full_distractors": Row("real_single_full_distractors"),  # the engine's segmenter: distractors in every scene
 }
 REAL_EXTRA_SPECS = ("real-unseen_offscreen", "real-test_seen_rec", "real-test_heldout_rec", "real-test_novel")
 TABLE4 = ("baseline", "negatives", "full")

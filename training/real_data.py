@@ -49,37 +49,37 @@ def real_offscreen_bank(bank: RealBank, roles: tuple[str, ...]) -> OffscreenBank
     return OffscreenBank(entries, RecordingLoader({k: bank.recording_path(k) for k, _ in entries}))
 
 
-def _roles(split: str) -> tuple[str, ...]:
-    return OFFSCREEN_ROLES["test" if split.startswith("test") else split]
+def _real_dataset(cls, split: str, size: int, scene_config: SceneConfig, media: str | Path | None,
+                  **options) -> SyntheticFrames | SyntheticClips:
+    """`cls` (SyntheticFrames or SyntheticClips) over the real-media bank of `split`, with its off-screen bank.
+
+    Every test_* split takes its seeds from the test range; off-screen sound comes from the
+    recording roles of OFFSCREEN_ROLES for the split.
+    """
+    bank = RealBank(split, media)
+    seed_split = "test" if split.startswith("test") else split
+    roles = OFFSCREEN_ROLES["test" if split.startswith("test") else split]
+    return cls(seed_split, size, scene_config, bank=bank, offscreen=real_offscreen_bank(bank, roles), **options)
 
 
 def real_frames(split: str, size: int, scene_config: SceneConfig, media: str | Path | None = None,
                 mix: NegativeMix | None = None, seed: int = 0, cache_clips: int = 8) -> SyntheticFrames:
     """Per-second samples of `size` real-media clips of `split` (see RealBank's table of splits)."""
-    bank = RealBank(split, media)
-    seed_split = "test" if split.startswith("test") else split
-    return SyntheticFrames(seed_split, size, scene_config, mix=mix, seed=seed, cache_clips=cache_clips, bank=bank,
-                           offscreen=real_offscreen_bank(bank, _roles(split)))
+    return _real_dataset(SyntheticFrames, split, size, scene_config, media, mix=mix, seed=seed, cache_clips=cache_clips)
 
 
 def real_clips(split: str, size: int, scene_config: SceneConfig, media: str | Path | None = None,
                mix: NegativeMix | None = None, seed: int = 0, cache_clips: int = 2) -> SyntheticClips:
     """Whole real-media clips of `split` (for the temporal stage), negatives per second from `mix`."""
-    bank = RealBank(split, media)
-    seed_split = "test" if split.startswith("test") else split
-    return SyntheticClips(seed_split, size, scene_config, mix=mix, seed=seed, cache_clips=cache_clips, bank=bank,
-                          offscreen=real_offscreen_bank(bank, _roles(split)))
+    return _real_dataset(SyntheticClips, split, size, scene_config, media, mix=mix, seed=seed, cache_clips=cache_clips)
 
 
 def real_test_set(split: str = "test", size: int = 200, scene_config: SceneConfig = SceneConfig(),
                   media: str | Path | None = None, per: str = "frame", seed: int = 0,
                   noise_config: NoiseConfig = NoiseConfig()) -> RobustTestSet:
     """The four-condition test set (25% each) of a real-media split."""
-    bank = RealBank(split, media)
     cls = SyntheticFrames if per == "frame" else SyntheticClips
-    seed_split = "test" if split.startswith("test") else split
-    data = cls(seed_split, size, scene_config, bank=bank, offscreen=real_offscreen_bank(bank, _roles(split)))
-    return RobustTestSet(data, seed=seed, noise=noise_config)
+    return RobustTestSet(_real_dataset(cls, split, size, scene_config, media), seed=seed, noise=noise_config)
 
 
 def real_unseen_test_set(size: int = 200, scene_config: SceneConfig = SceneConfig(),

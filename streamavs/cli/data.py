@@ -7,19 +7,30 @@ from typing import Annotated, Optional
 
 import typer
 
-data_app = typer.Typer(help="Make and inspect datasets in the AVSBench layout.", no_args_is_help=True)
+data_app = typer.Typer(help="Fetch the real media; make and inspect datasets in the AVSBench layout.", no_args_is_help=True)
+
+# Options shared by the dataset writers (synth, real).
+OutOption = Annotated[Path, typer.Option("--out", help="Dataset root (Single-source/ and Multi-sources/ go inside).")]
+SettingOption = Annotated[str, typer.Option(help="single (S4 layout) or multi (MS3 layout).")]
+CountOption = Annotated[int, typer.Option(help="Number of clips to write.")]
+SeedOffsetOption = Annotated[int, typer.Option(help="Index of the first clip (clip i has seed split_seed(split, i)).")]
+ImageSizeOption = Annotated[int, typer.Option(help="Frame height = width in pixels.")]
+SecondsOption = Annotated[int, typer.Option(help="Clip length in seconds (one frame per second).")]
+StateChangeOption = Annotated[float, typer.Option(help="Chance per source and second that it starts/stops sounding.")]
+CacheOption = Annotated[Optional[Path], typer.Option(
+    help="Real-media cache folder (default: $STREAMAVS_MEDIA or ~/.cache/streamavs/media).")]
 
 
 @data_app.command("synth")
 def synth(
-    out: Annotated[Path, typer.Option("--out", help="Dataset root (Single-source/ and Multi-sources/ go inside).")],
-    setting: Annotated[str, typer.Option(help="single (S4 layout) or multi (MS3 layout).")] = "single",
+    out: OutOption,
+    setting: SettingOption = "single",
     split: Annotated[str, typer.Option(help="train, val or test.")] = "train",
-    count: Annotated[int, typer.Option(help="Number of clips to write.")] = 100,
-    seed_offset: Annotated[int, typer.Option(help="Index of the first clip (clip i has seed split_seed(split, i)).")] = 0,
-    image_size: Annotated[int, typer.Option(help="Frame height = width in pixels.")] = 224,
-    seconds: Annotated[int, typer.Option(help="Clip length in seconds (one frame per second).")] = 5,
-    state_change_prob: Annotated[float, typer.Option(help="Chance per source and second that it starts/stops sounding.")] = 0.0,
+    count: CountOption = 100,
+    seed_offset: SeedOffsetOption = 0,
+    image_size: ImageSizeOption = 224,
+    seconds: SecondsOption = 5,
+    state_change_prob: StateChangeOption = 0.0,
     distractor_share: Annotated[float, typer.Option(help="single: share of clips with silent distractor objects.")] = 0.5,
     ambient_dbfs: Annotated[Optional[float], typer.Option(help="Pink-noise floor in dBFS (e.g. -50); off by default.")] = None,
     mono: Annotated[bool, typer.Option("--mono", help="No stereo panning (the mono mix in both channels).")] = False,
@@ -37,7 +48,7 @@ def synth(
 
 @data_app.command("fetch")
 def fetch(
-    cache: Annotated[Optional[Path], typer.Option(help="Media cache folder (default: $STREAMAVS_MEDIA or ~/.cache/streamavs/media).")] = None,
+    cache: CacheOption = None,
 ) -> None:
     """Download the real photographs and recordings (Debian packages, GPL/CC: never commit them) and index them."""
     from streamavs.realmedia.catalog import summary
@@ -50,20 +61,22 @@ def fetch(
 
 @data_app.command("real")
 def real(
-    out: Annotated[Path, typer.Option("--out", help="Dataset root (Single-source/ and Multi-sources/ go inside).")],
+    out: OutOption,
     split: Annotated[str, typer.Option(help="train, val, test, test_seen_rec, test_heldout_rec or test_novel.")] = "test",
-    setting: Annotated[str, typer.Option(help="single (S4 layout) or multi (MS3 layout).")] = "single",
-    count: Annotated[int, typer.Option(help="Number of clips to write.")] = 100,
-    seed_offset: Annotated[int, typer.Option(help="Index of the first clip.")] = 0,
-    image_size: Annotated[int, typer.Option(help="Frame height = width in pixels.")] = 224,
-    seconds: Annotated[int, typer.Option(help="Clip length in seconds (one frame per second).")] = 5,
-    state_change_prob: Annotated[float, typer.Option(help="Chance per source and second that it starts/stops sounding.")] = 0.0,
-    cache: Annotated[Optional[Path], typer.Option(help="Media cache of `streamavs data fetch`.")] = None,
+    setting: SettingOption = "single",
+    count: CountOption = 100,
+    seed_offset: SeedOffsetOption = 0,
+    image_size: ImageSizeOption = 224,
+    seconds: SecondsOption = 5,
+    state_change_prob: StateChangeOption = 0.0,
+    cache: CacheOption = None,
 ) -> None:
     """Write real-media clips (cut-outs + their recordings on real photographs) in the AVSBench layout."""
+    from streamavs.cli.checks import output_dir
     from streamavs.realmedia.bank import RealBank
     from streamavs.synthetic import SceneConfig, write_avsbench
 
+    output_dir(out, "--out", example="dataset")
     bank = RealBank(split, cache)  # checks the split name and that the media were fetched
     config = SceneConfig(image_size=image_size, seconds=seconds, setting=setting, state_change_prob=state_change_prob)
     seed_split = "test" if split.startswith("test") else split
@@ -105,7 +118,7 @@ def video(
     real: Annotated[bool, typer.Option("--real", help="A real-media scene (fetched media): a sounding --source beside a silent --distractor.")] = False,
     source: Annotated[str, typer.Option(help="--real: the class that starts sounding.")] = "dog",
     distractor: Annotated[str, typer.Option(help="--real: the class that stays silent.")] = "violin",
-    cache: Annotated[Optional[Path], typer.Option(help="--real: media cache of `streamavs data fetch`.")] = None,
+    cache: CacheOption = None,
 ) -> None:
     """Write a scene as H.264 + AAC (ffmpeg): silent until --sound-starts, then sounding."""
     from streamavs.synthetic import SceneConfig
