@@ -84,6 +84,7 @@ class MaskMessage:
     audio_overflows: int
     mask: np.ndarray
     threshold: float | None = None  # optional header key: the threshold of binary encodings
+    audio_padded: bool = False  # optional header key: part of the audio window was zeros
 
     @property
     def topic(self) -> str:
@@ -139,8 +140,11 @@ def encode_message(
     audio_overflows: int,
     encoding: str = "u8",
     threshold: float = 0.5,
+    audio_padded: bool = False,
 ) -> list[bytes]:
-    """Build the frames ``[topic, header, payload]`` of one mask message (times in Unix seconds)."""
+    """Build the frames ``[topic, header, payload]`` of one mask message (times in Unix seconds).
+
+    audio_padded: part of the audio window was zeros (optional key, sent only when true)."""
     check_stream_name(stream)
     if not (isinstance(engine, Mapping) and _is_engine(engine)):
         raise InputError(f"engine must be a mapping with str 'name' and 'sha256' (hex prefix), got {engine!r}")
@@ -156,6 +160,8 @@ def encode_message(
         "stage_ms": {str(k): float(v) for k, v in stage_ms.items()},
         "dropped": int(dropped), "audio_overflows": int(audio_overflows),
     }  # fmt: skip
+    if audio_padded:
+        header["audio_padded"] = True
     try:
         head = _dumps(header)
     except ValueError as exc:  # NaN or infinity in a float field
@@ -197,6 +203,7 @@ _KINDS = {
     "uint": (_is_uint, "a non-negative integer (at most 2**63 - 1)"),
     "number": (_is_finite, "a finite number"),
     "str": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
     "stream": (lambda v: isinstance(v, str) and STREAM_NAME.match(v) is not None, "1-64 characters of A-Z a-z 0-9 _ -"),
     "window": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_finite, v)),
                "[start, end] of finite Unix seconds"),
@@ -279,6 +286,7 @@ def decode_message(frames: Sequence[bytes], limits: DecodeLimits = DEFAULT_LIMIT
     shape = check_shape(header["shape"], limits)
     window = _field(header, "audio_window", "window")
     threshold = float(_field(header, "threshold", "number")) if "threshold" in header else None
+    audio_padded = _field(header, "audio_padded", "bool") if "audio_padded" in header else False
     return MaskMessage(
         stream=stream, session=session, seq=seq,
         t_capture=float(_field(header, "t_capture", "number")), t_publish=t_publish,
@@ -288,5 +296,5 @@ def decode_message(frames: Sequence[bytes], limits: DecodeLimits = DEFAULT_LIMIT
         engine=dict(_field(header, "engine", "engine")), backend=_field(header, "backend", "str"),
         stage_ms={str(k): float(v) for k, v in _field(header, "stage_ms", "ms").items()},
         dropped=_field(header, "dropped", "uint"), audio_overflows=_field(header, "audio_overflows", "uint"),
-        mask=decode_mask(payload, encoding, shape, limits), threshold=threshold,
+        mask=decode_mask(payload, encoding, shape, limits), threshold=threshold, audio_padded=audio_padded,
     )  # fmt: skip

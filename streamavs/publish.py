@@ -117,6 +117,7 @@ class Publisher:
         audio_overflows: int = 0,
         encoding: str = "u8",
         threshold: float = 0.5,
+        audio_padded: bool = False,
     ) -> int:
         """Send one (H, W) probability mask (float in [0, 1]); times are Unix seconds.
 
@@ -130,7 +131,7 @@ class Publisher:
             mask_prob, stream=self.stream, session=self.session, seq=seq, t_capture=t_capture,
             t_publish=time.time(), audio_window=audio_window, sounding=sounding, uncertainty=uncertainty,
             engine=engine, backend=backend, stage_ms=stage_ms or {}, dropped=dropped,
-            audio_overflows=audio_overflows, encoding=encoding, threshold=threshold,
+            audio_overflows=audio_overflows, encoding=encoding, threshold=threshold, audio_padded=audio_padded,
         )  # fmt: skip
         self._send(frames)
         self._seq[topic] = seq + 1  # only a message that was sent consumes a seq

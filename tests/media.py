@@ -22,6 +22,7 @@ __all__ = [
     "make_wav",
     "make_video_only",
     "make_raw_tone",
+    "make_partial_audio",
     "count_video_frames",
 ]
 
@@ -115,6 +116,26 @@ def make_unknown_codec(directory: Path, seconds: float = 1.0) -> Path:
     assert data.count(b"FMP4") == 2, "expected the fourcc in the stream header and format chunk"
     path.write_bytes(data.replace(b"FMP4", b"ZZZZ"))
     return path
+
+
+def make_partial_audio(
+    path: Path,
+    seconds: float = 5.0,
+    audio_start_s: float = 0.0,
+    audio_end_s: float | None = None,
+    fps: int = 25,
+) -> Path:
+    """A testsrc video of `seconds` whose audio track (AAC 44.1 kHz stereo, a 1 kHz tone from its
+    first sample) covers only [audio_start_s, audio_end_s) of it: it starts late (``-itsoffset``)
+    and/or ends early. The container follows the extension (.mp4, .mkv)."""
+    end = seconds if audio_end_s is None else audio_end_s
+    expr = "|".join([tone_expr(0.0, 1000.0)] * 2)
+    video = f"testsrc=size=160x120:rate={fps}:duration={seconds}"
+    audio = f"aevalsrc=exprs={expr}:s=44100:d={end - audio_start_s}"
+    _run(["-f", "lavfi", "-i", video, "-itsoffset", str(audio_start_s), "-f", "lavfi", "-i", audio,
+          "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+          "-c:a", "aac", "-ar", "44100", "-ac", "2", str(path)])  # fmt: skip
+    return Path(path)
 
 
 def make_raw_tone(

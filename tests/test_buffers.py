@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from streamavs.buffers import AudioRing, FrameRing, Pairer, VideoFrame
+from streamavs.buffers import AudioRing, FrameRing, VideoFrame
+from streamavs.pairing import Pairer
 from streamavs.errors import InputError
 
 SR = 16000
@@ -184,3 +185,22 @@ def test_pairer_lossless_takes_every_frame_in_order():
     assert got == [0, 1, 2, 3, 4]
     assert pairer.next_pair(timeout=1) is None  # finished: no waiting
     assert frames.drops == 0
+
+
+def test_fill_is_silence_that_reads_as_missing_and_checks_its_input():
+    ring = AudioRing(capacity_s=0.1, sample_rate=SR)  # 1600 samples
+    ring.write(ramp(0, 1000), t_end_ns=1)
+    ring.fill(1000, t_end_ns=2)  # wraps: overwrites the oldest 400 samples
+    assert ring.head == 2000 and ring.block == 1000
+    out, padded, missed = ring.read_window(2000, 1600)
+    np.testing.assert_array_equal(out[:600], ramp(400, 600))
+    assert not out[600:].any() and padded == missed == 1000
+    out, gap = ring.read(1000, 1000)  # the first 400 were overwritten by the silence
+    assert gap and not out[:400].any()
+    np.testing.assert_array_equal(out[400:], ramp(400, 600))
+    for bad in (-1, 1.5, True):
+        with pytest.raises(InputError, match="sample count n >= 0"):
+            ring.fill(bad, t_end_ns=3)
+    ring.finish()
+    with pytest.raises(InputError, match="after finish"):
+        ring.fill(10, t_end_ns=3)

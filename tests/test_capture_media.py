@@ -6,9 +6,18 @@ import time
 
 import numpy as np
 import pytest
-from media import count_video_frames, make_mkv_mono48k, make_mp4_tone, make_unknown_codec, make_video_only, make_wav
+from media import (
+    count_video_frames,
+    make_mkv_mono48k,
+    make_mp4_tone,
+    make_partial_audio,
+    make_unknown_codec,
+    make_video_only,
+    make_wav,
+)
 
-from streamavs.buffers import AudioRing, Pairer
+from streamavs.buffers import AudioRing
+from streamavs.pairing import Pairer
 from streamavs.capture.base import Source
 from streamavs.capture.media import MediaSource
 from streamavs.errors import SourceError
@@ -88,7 +97,61 @@ def test_mkv_48k_mono_through_the_lossless_pairer(media_dir):
     assert all(p.audio.shape == (SR,) for p in pairs)
     p = late[0]  # frame at 1.0 s: window [0, 1) s, tone from 0.5 s = sample 8000 of the window
     assert abs(onset_sample(p.audio) - SR // 2) <= 0.020 * SR
-    assert pairs[0].audio_gap  # the first window reaches before the stream start
+    assert pairs[0].audio_gap and pairs[0].missed == 0  # the first window reaches before the stream start
+    assert not any(p.waited for p in pairs)  # lossless: a frame is handed over once its audio is written
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_audio_track_shorter_than_the_video_is_filled_with_silence_without_waiting(tmp_path, ffmpeg, ext):
+    # MP4 states the track's start and duration, Matroska its end in a DURATION tag.
+    late = make_partial_audio(tmp_path / f"late.{ext}", 3.0, audio_start_s=1.0, audio_end_s=2.0)
+    with MediaSource(late, realtime=False, lossless=True) as src:
+        pairer = Pairer(src.frames, src.audio, lossless=True, max_wait_s=5.0)  # a wait would show
+        pairs = []
+        while (p := pairer.next_pair(timeout=5)) is not None:
+            pairs.append(p)
+        src.check()
+        counters = src.counters()
+    start, end = src.audio_span
+    assert abs(start - 1.0) < 0.03 and abs(end - 2.0) < 0.03  # AAC's encoder delay: ~24 ms
+    assert len(pairs) == 75 and not any(p.waited for p in pairs) and counters["audio_dropped"] == 0
+    real, first = counters["audio_samples"], round(start * SR)  # the track: ring samples [first, first + real)
+    assert abs(real - SR) <= 0.05 * SR
+    assert counters["audio_filled"] == 74 * 640 - real  # silence up to the last frame (at 2.96 s) but the track
+    t0 = pairs[0].frame.t_ns
+    for p in pairs:
+        end_sample = round((p.window_ns[1] - t0) * SR / 1e9)
+        assert end_sample == round((p.frame.t_ns - t0) * SR / 1e9)
+        audio_part = max(0, min(end_sample, first + real) - max(end_sample - SR, first))
+        assert p.missed == min(SR, end_sample) - audio_part  # everything after the stream start but the track
+        assert p.padded == p.missed + max(0, SR - end_sample)
+    p = pairs[38]  # frame at 1.52 s: the tone (the whole track) starts (1.52 - start) s before the window's end
+    assert abs(onset_sample(p.audio) - (first - (38 * 640 - SR))) <= 0.030 * SR
+    assert not p.audio[: first - (38 * 640 - SR)].any()
+
+
+class _EarlyEndHeader(MediaSource):
+    """A file whose header claims its audio ends at 0.5 s while it goes on to the end."""
+
+    def _open(self) -> None:
+        super()._open()
+        self.audio_span = (self.audio_span[0], 0.5)
+
+
+def test_audio_past_a_wrong_declared_end_wins_over_the_header(media_dir):
+    with _EarlyEndHeader(media_dir / "tone.mp4", realtime=False, lossless=True) as src:
+        pairer = Pairer(src.frames, src.audio, lossless=True, max_wait_s=5.0)
+        pairs = []
+        while (p := pairer.next_pair(timeout=5)) is not None:
+            pairs.append(p)
+        src.check()
+        counters = src.counters()
+    assert len(pairs) == 75 and not any(p.waited for p in pairs)
+    # Silence went in after 0.5 s until the next audio packet, whose overlap was dropped; then the
+    # header's end was dropped instead and the audio went on: at most one video frame was lost.
+    assert 0 < counters["audio_dropped"] == counters["audio_filled"] <= 640
+    assert src.audio_span[1] is None
+    assert not any(p.missed for p in pairs[40:])  # from 1.6 s on the windows hold only audio
 
 
 def test_realtime_paces_to_the_pts_and_close_is_quick(media_dir):

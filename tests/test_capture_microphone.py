@@ -86,3 +86,56 @@ def test_microphone_reads_a_tone_from_an_alsa_file_device(alsa_home):
     # An unknown device name lists the devices that exist.
     assert "no audio input device matches 'no-such-mic'" in result["unknown"]
     assert "[" in result["unknown"] and "default" in result["unknown"] and "--mic" in result["unknown"]
+
+
+PAIRING = textwrap.dedent(
+    """
+    import json, time
+    from streamavs.buffers import AudioRing, FrameRing, VideoFrame
+    from streamavs.pairing import Pairer
+    from streamavs.capture.microphone import MicrophoneSource
+    from streamavs.clock import now_ns, wall_time
+    import numpy as np
+
+    ring, frames = AudioRing(capacity_s=120.0), FrameRing()
+    pairer = Pairer(frames, ring, max_wait_s=5.0)  # a wait for audio that will not come would take 5 s
+    out = []
+
+    def pair(t_ns, i):
+        frames.push(VideoFrame(np.zeros((2, 2, 3), np.uint8), t_ns, wall_time(t_ns), i))
+        p = pairer.next_pair(timeout=0)
+        out.append({"lag_ns": p.frame.t_ns - p.window_ns[1], "padded": p.padded, "missed": p.missed,
+                    "waited": p.waited, "block": ring.block})
+
+    with MicrophoneSource(None, ring, samplerate=48000, channels=2) as mic:
+        deadline = time.monotonic() + 20
+        while ring.head < 16000 and time.monotonic() < deadline:
+            mic.check()
+            time.sleep(0.002)
+        for i in range(5):
+            pair(now_ns(), i)
+    t0 = time.monotonic()
+    pair(now_ns() + 2_000_000_000, 5)  # the microphone is closed: no audio will come for this frame
+    print(json.dumps({"pairs": out, "after_close_s": time.monotonic() - t0}))
+    """
+)
+
+
+def test_pairing_on_a_real_microphone_never_waits_for_a_closed_device(alsa_home):
+    env = dict(os.environ, HOME=str(alsa_home))
+    env.pop("ALSA_CONFIG_PATH", None)
+    proc = subprocess.run([sys.executable, "-c", PAIRING], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    *live, closed = result["pairs"]
+    # While the device delivers, each window ends within one of the device's blocks before its
+    # frame, nothing missing. (The file plugin delivers faster than real time, so the clock fit
+    # puts the first sample less than 1 s back: windows may reach before it, padded, not missed.)
+    for p in live:
+        assert p["block"] > 0 and 0 <= p["lag_ns"] <= p["block"] * 1e9 / SR
+        assert p["missed"] == 0 and not p["waited"]
+    # Closing the device finishes the ring: the next frame is paired at once, its window all zeros.
+    # How much of its window is missing depends on how far ahead of real time the file plugin ran
+    # (the clock fit maps 2 s after the last block into or past the written audio), not on the pairer.
+    assert not closed["waited"] and 0 < closed["missed"] <= SR and closed["lag_ns"] == 0
+    assert result["after_close_s"] < 2.0

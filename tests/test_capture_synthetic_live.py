@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from streamavs.audio import prepare_waveform
-from streamavs.buffers import Pairer
+from streamavs.pairing import Pairer
 from streamavs.capture.synthetic_live import SyntheticLiveSource
 from streamavs.errors import InputError
 from streamavs.synthetic import SceneConfig, generate_clip

@@ -34,3 +34,11 @@ def test_an_error_in_the_worker_is_raised_in_the_producer():
     with pytest.raises(ValueError, match="cannot draw 1"):
         worker.close()
     worker.close()  # idempotent, the error was raised once
+
+
+def test_blocking_submit_loses_nothing():
+    seen = []
+    with SinkWorker(seen.append, maxsize=1) as worker:
+        for i in range(200):
+            assert worker.submit(i, block=True)
+    assert seen == list(range(200)) and worker.dropped == 0

@@ -9,8 +9,18 @@ Timestamps come from the PTS, mapped onto the monotonic clock at start:
 (a file then behaves like a camera + microphone); realtime=False runs as fast as possible
 with the same stamps. lossless=True makes every frame reach the consumer: a frame is handed
 over only once the audio up to its time has been written, and the source waits while the
-frame ring is full (backpressure) instead of overwriting. Audio sample k (in the ring) is
-at ``first_audio_pts + k / 16000``; audio packets are taken to be contiguous.
+frame ring is full (backpressure) instead of overwriting. Ring sample k is at stream time
+``zero_s + k / 16000``, where zero_s is the first audio PTS, or the stream start when the
+audio starts late; audio packets after the first are taken to be contiguous.
+
+Audio that will not come: the container header states where the audio track starts and ends
+(MP4: the stream's start and duration; Matroska: its DURATION tag). Before handing over a
+frame whose time has no audio (before a late audio start, after the track's end once its
+audio has been written, or in a file without audio) the source writes silence up to the
+frame with :meth:`AudioRing.fill`, so the pairer pairs it at once and reports the window as
+padded; at the end of the file the ring is finished before the last frames are handed over.
+Where the header says nothing, the end of the file is the only sign. Audio that still arrives
+for a time already filled (a wrong header) is dropped and counted (``audio_dropped``).
 """
 
 from __future__ import annotations
@@ -30,10 +40,27 @@ from streamavs.errors import SourceError
 __all__ = ["MediaSource"]
 
 _MAX_PENDING = 512  # lossless: frames held while their audio has not been decoded yet
+_LATE_START_S = 0.1  # audio that starts this much after the stream starts late (less: codec delay)
 
 
 def _is_url(path: str) -> bool:
     return "://" in path
+
+
+def _declared_span(stream: Any) -> tuple[float | None, float | None]:
+    """(start, end) of an audio track in stream seconds as its container header states them
+    (None where it says nothing): MP4 gives start and duration, Matroska a DURATION tag
+    ("H:MM:SS.nnnnnnnnn") holding the track's end time."""
+    tb = stream.time_base
+    start = float(stream.start_time * tb) if stream.start_time is not None and tb else None
+    if stream.duration is not None and tb:
+        return start, (start or 0.0) + float(stream.duration * tb)
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    try:
+        h, m, sec = str(tag).split(":")
+        return start, int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return start, None
 
 
 class MediaSource(Source):
@@ -59,10 +86,11 @@ class MediaSource(Source):
         self.audio = audio if audio is not None else AudioRing()
         self.fps: float | None = None  # nominal frame rate of the video stream
         self.audio_rate: int | None = None  # sample rate of the audio stream (Hz)
+        self.audio_span: tuple[float | None, float | None] = (None, None)  # header's (start, end) of the audio, s
         self._container: Any = None
         self._vstream: Any = None
         self._astream: Any = None
-        self._counters.update({"audio_samples": 0, "pts_fixes": 0})
+        self._counters.update({"audio_samples": 0, "audio_filled": 0, "audio_dropped": 0, "pts_fixes": 0})
 
     # -- caller thread -------------------------------------------------------------------
     def _open(self) -> None:
@@ -113,6 +141,7 @@ class MediaSource(Source):
         self.fps = float(rate) if rate else None
         if self._astream is not None:
             self.audio_rate = int(self._astream.codec_context.sample_rate or self._astream.rate or 0) or None
+            self.audio_span = _declared_span(self._astream)
 
     # -- capture thread ------------------------------------------------------------------
     def _run(self) -> None:
@@ -125,12 +154,13 @@ class MediaSource(Source):
         self._last_t: int | None = None
         self._index = 0
         self._pending: collections.deque[VideoFrame] = collections.deque()
-        self._audio_t_end: int | None = None  # clock time of the end of the written audio
-        self._audio_first_s: float | None = None
+        self._zero_s: float | None = None  # stream time of ring sample 0
+        self._real_pos: int | None = None  # ring index of the next decoded sample (None before any)
+        self._audio_ended = False  # the track's declared end has passed: frames after it get silence
+        self._frame_s = 0.05  # duration of the last decoded audio frame (s): slack for the declared end
         self._resampler = None  # av.AudioResampler to planar float at the source rate
         self._soxr: Any = None
         self._soxr_rate = 0
-        self._written = 0
         streams = [s for s in (self._vstream, self._astream) if s is not None]
         try:
             for packet in c.demux(*streams):
@@ -144,6 +174,7 @@ class MediaSource(Source):
                     if self._stop.is_set():
                         return
             self._flush_audio()
+            self.audio.finish()  # no audio will come any more: the last frames must not wait for it
             self._flush_pending(force=True)
         except av.error.FFmpegError as exc:
             raise SourceError(
@@ -176,6 +207,8 @@ class MediaSource(Source):
         self._index += 1
         self._pace(t_ns)
         self._count("frames")
+        if self._no_audio_at(time_s):
+            self._fill_to(t_ns)
         if self.lossless:
             self._pending.append(vf)
             self._flush_pending(force=len(self._pending) > _MAX_PENDING)
@@ -188,7 +221,11 @@ class MediaSource(Source):
 
         if self._resampler is None:
             self._resampler = av.AudioResampler(format="fltp")  # keeps layout and rate
-            self._audio_first_s = frame.time if frame.time is not None else (self._start_s or 0.0)
+            first_s = frame.time if frame.time is not None else (self._start_s or 0.0)
+            if self._zero_s is None:
+                self._zero_s = first_s
+            self._real_pos = max(0, round((first_s - self._zero_s) * self.audio.sample_rate))
+        self._frame_s = frame.samples / (frame.sample_rate or 1)
         for out in self._resampler.resample(frame):
             rate = out.sample_rate
             if self._soxr is None or rate != self._soxr_rate:
@@ -204,24 +241,70 @@ class MediaSource(Source):
             self._write_audio(self._soxr.resample_chunk(np.zeros(0, np.float32), last=True))
             self._soxr = None
 
+    def _ring_t(self, k: int) -> int:
+        """Clock time (ns) at which ring sample k starts (= where sample k - 1 ends)."""
+        return self._clock(self._zero_s) + k * 1_000_000_000 // self.audio.sample_rate
+
     def _write_audio(self, samples: np.ndarray) -> None:
+        """Write decoded 16 kHz samples at their place on the ring (after any silence before them)."""
         if samples.size == 0:
             return
-        self._written += samples.size
-        t_end = self._clock(self._audio_first_s) + self._written * 1_000_000_000 // self.audio.sample_rate
+        k, head = self._real_pos, self.audio.head
+        self._real_pos += samples.size
+        if k < head:  # this time was already filled with silence: the header's span was wrong
+            drop = min(samples.size, head - k)
+            self._count("audio_dropped", drop)
+            samples, k = samples[drop:], k + drop
+            if samples.size == 0:
+                return
+            if self._audio_ended:  # audio past the declared end: trust the audio, not the header
+                self._audio_ended, self.audio_span = False, (self.audio_span[0], None)
+        elif k > head:  # the audio starts later than the ring reaches: silence up to it
+            self._pace(self._ring_t(k))
+            self.audio.fill(k - head, self._ring_t(k))
+            self._count("audio_filled", k - head)
+        t_end = self._ring_t(k + samples.size)
         self._pace(t_end)
         self.audio.write(np.ascontiguousarray(samples, dtype=np.float32), t_end)
-        self._audio_t_end = t_end
         self._count("audio_samples", samples.size)
         if self.lossless:
             self._flush_pending()
 
+    def _no_audio_at(self, time_s: float) -> bool:
+        """True when no audio will come for stream time `time_s`: the file has no audio track, the
+        track starts after it (header), or it is past the track's end and that audio is written."""
+        start, end = self.audio_span
+        if self._astream is None:
+            return True
+        if self._real_pos is None:  # an offset under _LATE_START_S is encoder delay, not a late start
+            return start is not None and time_s < start and start - self._start_s >= _LATE_START_S
+        if not self._audio_ended and end is not None and time_s > end:
+            # The declared end has passed once the decoded audio reaches it (within one audio frame).
+            if self._ring_t(self._real_pos) >= self._clock(end - self._frame_s):
+                self._flush_audio()  # the track is over: the resampler's held-back samples are its last
+                self._audio_ended = True
+        return self._audio_ended
+
+    def _ring_index(self, t_ns: int) -> int:
+        """Ring sample index of clock time `t_ns` (the inverse of _ring_t, rounded)."""
+        return round((t_ns - self._clock(self._zero_s)) * self.audio.sample_rate / 1e9)
+
+    def _fill_to(self, t_ns: int) -> None:
+        """Write silence from the ring's end up to clock time `t_ns` (stamps the clock when empty)."""
+        if self._zero_s is None:
+            self._zero_s = self._start_s  # the ring starts with the stream, before any audio
+        k = self._ring_index(t_ns)
+        n = k - self.audio.head
+        if n > 0 or (n == 0 and self.audio.head == 0):
+            self.audio.fill(n, self._ring_t(k))
+            self._count("audio_filled", n)
+
     def _flush_pending(self, force: bool = False) -> None:
-        """Lossless mode: hand over the frames whose audio has arrived (all of them if `force`)."""
-        no_audio = self._astream is None
+        """Lossless mode: hand over the frames whose audio (or silence) is written (all of them if `force`)."""
         while self._pending and not self._stop.is_set():
             frame = self._pending[0]
-            if not (force or no_audio or (self._audio_t_end is not None and frame.t_ns <= self._audio_t_end)):
+            written = self._zero_s is not None and self._ring_index(frame.t_ns) <= self.audio.head
+            if not (force or written):
                 return
             if self.frames.push(frame, block=True, timeout=0.1):
                 self._pending.popleft()
@@ -236,7 +319,9 @@ class MediaSource(Source):
             self._container = None
 
     def counters(self) -> dict[str, int]:
-        """frames (decoded), drops (frame ring), audio_samples (16 kHz), pts_fixes, reconnects, overflows."""
+        """frames (decoded), drops (frame ring), audio_samples (16 kHz, decoded), audio_filled (16 kHz
+        samples of silence for times without audio), audio_dropped (decoded samples that came for a
+        time already filled), pts_fixes, reconnects, overflows."""
         out = super().counters()
         out["drops"] = self.frames.drops
         return out

@@ -4,6 +4,12 @@ The PortAudio callback stamps each block on arrival (``time.monotonic_ns``; Port
 ADC times are unreliable on several host APIs), averages the channels, resamples to 16 kHz
 with one persistent ``soxr.ResampleStream`` and writes the result into the ring.
 
+A block is what PortAudio hands one callback: ``blocksize`` frames, or with the default
+``blocksize=0`` the host API's period (10-20 ms on most systems). The ring measures it
+(:attr:`AudioRing.block`) and the pairer pairs a frame at once when the audio reaches within
+one such block of it, so a frame never waits for the block that covers its own instant.
+Closing the source finishes the ring: no frame waits for a microphone that is gone.
+
 Why the conversion runs inside the callback and not in a worker thread: soxr needs about
 6 us per 20 ms block at 48 kHz (``soxr.ResampleStream(48000, 16000, 1, quality="HQ")``,
 measured on this project's 2-core CI machine), i.e. 0.03 % of the block's real-time budget,

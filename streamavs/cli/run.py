@@ -74,11 +74,12 @@ class _Sinks:
     """The --show window, the --record video and the periodic status line, fed each Result.
 
     Drawing, showing and encoding run in a SinkWorker thread behind a bounded queue, so they never
-    take the engine's frame time; when they fall behind, overlay frames are dropped and counted
-    (``overlay_dropped``), never pipeline frames. The status line is printed from the loop (cheap).
+    take the engine's frame time; when they fall behind a live source, overlay frames are dropped
+    and counted (``overlay_dropped``), never pipeline frames. A file run as fast as possible waits
+    for the recorder instead, so its recording has every frame. The status line is printed from the loop (cheap).
     """
 
-    def __init__(self, stack: ExitStack, show: bool, record: Optional[Path], interval_s: float) -> None:
+    def __init__(self, stack: ExitStack, show: bool, record: Optional[Path], interval_s: float, live: bool) -> None:
         from streamavs.overlay import OverlayRecorder, OverlayWindow
         from streamavs.pipeline.worker import SinkWorker
 
@@ -90,6 +91,7 @@ class _Sinks:
         self.pipeline = None
         self.interval_s = interval_s
         self._next_status = time.monotonic() + interval_s
+        self.live = live  # live: drop overlay frames when behind; a file as fast as possible: wait, lose none
         # Closing runs in reverse: the worker finishes the queued frames, then the recording is closed.
         stack.callback(self._close_recorder)
         self.worker = stack.enter_context(SinkWorker(self._draw, maxsize=8, name="overlay")) \
@@ -119,7 +121,8 @@ class _Sinks:
     def __call__(self, result) -> None:
         if self.worker is not None:  # copies: the frame ring reuses its buffers
             self.worker.submit((result.pair.frame.image.copy(), np.array(result.mask_prob, copy=True),
-                                result.sounding, result.uncertainty, result.gated, result.pair.frame.t_ns))
+                                result.sounding, result.uncertainty, result.gated, result.pair.frame.t_ns),
+                               block=not self.live)
         now = time.monotonic()
         if self.pipeline is not None and now >= self._next_status:
             self._next_status = now + self.interval_s
@@ -215,7 +218,8 @@ def register(app: typer.Typer) -> None:
         capture = _build_capture(input_, camera, mic, synthetic, realtime)
         address = publish or DEFAULT_ADDRESS
         with ExitStack() as stack:
-            sinks = _Sinks(stack, show, record, status_interval)
+            live = realtime if realtime is not None else not (input_ and not _is_url(input_))
+            sinks = _Sinks(stack, show, record, status_interval, live)
             publisher = stack.enter_context(
                 Publisher(address, allow_remote=publish is not None and not is_loopback(address), curve_secret_key=curve_secret)
             )

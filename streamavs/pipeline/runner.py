@@ -8,7 +8,8 @@ errors, which the loop re-raises (with the original as cause) as soon as it sees
 
 The pipeline owns the engine's temporal feature cache (``engine.initial_cache()`` at start,
 each output's cache fed back). Per-stage timings and counters live in :attr:`Pipeline.stats`
-and travel in every message header (``stage_ms``, ``dropped``, ``audio_overflows``).
+and travel in every message header (``stage_ms``, ``dropped``, ``audio_overflows``), with the
+frame's actual audio window (``audio_window``) and, when part of it was zeros, ``audio_padded``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from streamavs.audio import LogMel
-from streamavs.buffers import Pair, Pairer
+from streamavs.pairing import Pair, Pairer
 from streamavs.clock import now_ns, wall_time
 from streamavs.errors import InputError
 from streamavs.pipeline.capture import Capture
@@ -40,7 +41,9 @@ class PipelineConfig:
     gate: empty the published mask when the sounding score is below the engine manifest's
         ``thresholds.gate`` (off by default).
     encoding: wire encoding of the mask: "u8", "bits", "png" or "rle".
-    max_audio_wait_s: how long the pairer waits for the audio that ends at a frame.
+    max_audio_wait_s: the longest a frame waits for audio, which it does only when less than the
+        frame time minus one audio block has arrived (streamavs.pairing.Pairer); when the wait runs
+        out, the window ends at the frame with its missing tail zeros (``audio_padded``).
     poll_s: the loop wakes at least this often (stop requests and source errors are seen then).
     cv2_threads: OpenCV threads for resizing (set in start(); 1 avoids fighting the engine).
     blas_threads: numpy's OpenBLAS threads, process-wide (set in start(); None leaves them):
@@ -50,7 +53,7 @@ class PipelineConfig:
     rate_hz: float | None = None
     gate: bool = False
     encoding: str = "u8"
-    max_audio_wait_s: float = 0.2
+    max_audio_wait_s: float = 0.1
     poll_s: float = 0.05
     cv2_threads: int = 1
     blas_threads: int | None = 1
@@ -286,19 +289,13 @@ class Pipeline:
             sounding=sounding, uncertainty=uncertainty, engine=self._engine_id, backend=self.engine.backend,
             stage_ms={k: round(v, 3) for k, v in header_ms.items()}, dropped=snap_dropped,
             audio_overflows=snap_overflows, encoding=self.config.encoding, threshold=self._threshold,
+            audio_padded=pair.padded > 0,
         )  # fmt: skip
         t4 = now_ns()
         ms["publish"] = (t4 - t3) / 1e6
         ms["total"] = (t4 - start_ns) / 1e6
         self.stats.count_published()
-        self.stats.record_frame(ms, time.perf_counter(), audio_gap=self._real_gap(pair))
+        # Padding before the stream's first sample is the stream starting, not lost audio.
+        self.stats.record_frame(ms, time.perf_counter(), audio_gap=pair.missed > 0, audio_waited=pair.waited)
         if self.on_result is not None:
             self.on_result(Result(pair, mask, uncertainty, sounding, gated, seq, ms))
-
-    def _real_gap(self, pair: Pair) -> bool:
-        """An audio gap other than the stream's first second (before the first sample there is
-        nothing to miss: that is silence before the stream, not lost audio)."""
-        if not pair.audio_gap:
-            return False
-        end = self.capture.audio.sample_at(pair.window_ns[1])
-        return end - self._pairer.window_samples >= 0

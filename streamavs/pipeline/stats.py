@@ -3,9 +3,9 @@
 Stages, in milliseconds per processed frame:
 
 * ``capture``: from the frame's capture stamp to the moment the pairer handed it over
-  (queueing + waiting for the audio that ends at the frame). For files processed as fast as
-  possible the stamps come from PTS, not the wall clock, so this stage measures the pairer's
-  own wait only (see :attr:`StageTimer.capture_from_stamp`).
+  (queueing + any wait for audio, which happens only when less than the frame time minus one
+  audio block had arrived). For files processed as fast as possible the stamps come from PTS,
+  not the wall clock, so this stage measures the pairer's own wait only.
 * ``preprocess``: resize the frame to the engine's size + the log-mel example.
 * ``inference``: one engine call.
 * ``postprocess``: probability -> published mask (sounding gate).
@@ -13,7 +13,10 @@ Stages, in milliseconds per processed frame:
 * ``total``: capture stamp (or pairer hand-over) to the end of publish.
 
 Counters are cumulative: frames processed, frames dropped (by the frame ring and by the
-`rate_hz` limiter), audio gaps (windows with missing samples), audio overflows, reconnects.
+`rate_hz` limiter), audio gaps (frames whose window misses audio after the stream's first
+sample: lost, late, not yet started or already ended; zeros before the first sample are the
+stream's start, not a gap), audio waits (frames the pairer had to wait for audio), audio
+overflows, reconnects.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class StatsSnapshot:
     rate_skipped: int
     elapsed_s: float
     fps: float
+    audio_waits: int = 0
     stages_ms: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -55,7 +59,7 @@ class StatsSnapshot:
             f"frames {self.frames}  published {self.published}  in {self.elapsed_s:.1f} s  ({self.fps:.1f} fps)",
             f"dropped {self.dropped}  audio gaps {self.audio_gaps}  audio overflows {self.audio_overflows}"
             f"  reconnects {self.reconnects}"
-            f"  skipped for --rate {self.rate_skipped}",
+            f"  skipped for --rate {self.rate_skipped}  audio waits {self.audio_waits}",
         ]
         if self.stages_ms:
             lines.append(f"{'stage ms':<12}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}")
@@ -76,6 +80,7 @@ class PipelineStats:
         self.frames = 0
         self.dropped = 0
         self.audio_gaps = 0
+        self.audio_waits = 0
         self.audio_overflows = 0
         self.reconnects = 0
         self.published = 0
@@ -83,14 +88,18 @@ class PipelineStats:
         self._t_first: float | None = None  # perf_counter seconds of the first processed frame
         self._t_last: float | None = None
 
-    def record_frame(self, stage_ms: dict[str, float], t_done: float, audio_gap: bool) -> None:
-        """Account one processed frame: its stage durations (ms) and completion time (perf_counter s)."""
+    def record_frame(
+        self, stage_ms: dict[str, float], t_done: float, audio_gap: bool, audio_waited: bool = False
+    ) -> None:
+        """Account one processed frame: its stage durations (ms), completion time (perf_counter s),
+        whether its window missed audio (an audio gap) and whether the pairer waited for audio."""
         with self._lock:
             for stage, ms in stage_ms.items():
                 self._samples[stage].append(float(ms))
             self._last = dict(stage_ms)
             self.frames += 1
             self.audio_gaps += bool(audio_gap)
+            self.audio_waits += bool(audio_waited)
             if self._t_first is None:
                 self._t_first = t_done
             self._t_last = t_done
@@ -132,5 +141,6 @@ class PipelineStats:
             return StatsSnapshot(
                 frames=self.frames, dropped=self.dropped, audio_gaps=self.audio_gaps,
                 audio_overflows=self.audio_overflows, reconnects=self.reconnects, published=self.published,
-                rate_skipped=self.rate_skipped, elapsed_s=span, fps=fps, stages_ms=stages,
+                rate_skipped=self.rate_skipped, elapsed_s=span, fps=fps, audio_waits=self.audio_waits,
+                stages_ms=stages,
             )  # fmt: skip

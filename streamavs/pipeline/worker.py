@@ -1,8 +1,9 @@
 """A consumer thread behind a bounded queue: slow side work (drawing, video encoding) off the frame loop.
 
-The pipeline loop must never wait for an overlay to be drawn or a video frame to be encoded:
+A live pipeline loop must never wait for an overlay to be drawn or a video frame to be encoded:
 :meth:`SinkWorker.submit` hands the item over without blocking and, when the worker is behind
-by `maxsize` items, drops it and counts it (``dropped``). An exception in the worker is stored and
+by `maxsize` items, drops it and counts it (``dropped``). A run that is not live (a file as fast
+as possible) submits with ``block=True`` and loses nothing. An exception in the worker is stored and
 re-raised by the next :meth:`submit` and by :meth:`close` (threads never swallow errors).
 """
 
@@ -54,13 +55,16 @@ class SinkWorker:
             error, self._error = self._error, None
             raise error
 
-    def submit(self, item: Any) -> bool:
-        """Queue `item`; False (and counted in ``dropped``) when the worker is `maxsize` items behind."""
+    def submit(self, item: Any, block: bool = False) -> bool:
+        """Queue `item`; False (and counted in ``dropped``) when the worker is `maxsize` items behind.
+
+        block=True waits for room instead (a file processed as fast as possible loses nothing).
+        """
         self._raise_stored()
         if self._closed:
             raise RuntimeError("this SinkWorker is closed")  # programming error
         try:
-            self._queue.put_nowait(item)
+            self._queue.put(item, block=block)
             return True
         except queue.Full:
             self.dropped += 1
