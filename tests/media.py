@@ -190,3 +190,33 @@ def write_asoundrc(home: Path, infile: Path, rate: int) -> Path:
     path = Path(home) / ".asoundrc"
     path.write_text(ASOUNDRC.format(infile=infile, rate=rate))
     return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_and_subscribe(args: list[str]) -> tuple[list, int, str]:
+    """`python -m streamavs run ARGS --publish ADDR` with a Subscriber connected first: (messages, exit code, stderr)."""
+    import sys
+
+    from streamavs.publish import Subscriber
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    msgs = []
+    with Subscriber(address) as sub:  # connects first; the run binds
+        proc = subprocess.Popen([sys.executable, "-m", "streamavs", "run", *args, "--publish", address],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while True:
+            msg = sub.recv(timeout=0.5)
+            if msg is not None:
+                msgs.append(msg)
+            elif proc.poll() is not None:
+                break
+        _, err = proc.communicate(timeout=30)
+    return msgs, proc.returncode, err

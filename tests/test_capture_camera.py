@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 
 import numpy as np
 import pytest
-from media import make_video
+from media import free_port, make_video
 
 from streamavs.capture.camera import CameraSource
 from streamavs.errors import SourceError
 
 SERVED_FPS = 15
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_mjpeg(ffmpeg: str, port: int) -> subprocess.Popen:

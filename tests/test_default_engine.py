@@ -9,9 +9,7 @@ empty while nothing sounds and segment the source once it does.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +18,13 @@ import pytest
 import streamavs.engines
 from streamavs.engine.base import SYNTHETIC_ENGINE
 
+from media import run_and_subscribe
+
 MANIFEST = Path(streamavs.engines.__file__).resolve().parent / f"{SYNTHETIC_ENGINE}.json"
 pytestmark = pytest.mark.skipif(not MANIFEST.is_file(), reason="the synthetic engine is not in streamavs/engines/")
 
 SECONDS, SOUND_STARTS, FPS = 8, 3.0, 10
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -47,21 +42,8 @@ def demo_mp4(tmp_path_factory, ffmpeg) -> Path:
 
 
 def test_run_input_file_empty_before_the_sound_and_segmented_after(demo_mp4):
-    from streamavs.publish import Subscriber
-
-    address = f"tcp://127.0.0.1:{_free_port()}"
-    msgs = []
-    with Subscriber(address) as sub:  # connects first; the run binds
-        proc = subprocess.Popen([sys.executable, "-m", "streamavs", "run", "--input", str(demo_mp4), "--fast",
-                                 "--engine", SYNTHETIC_ENGINE, "--publish", address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        while True:
-            msg = sub.recv(timeout=0.5)
-            if msg is not None:
-                msgs.append(msg)
-            elif proc.poll() is not None:
-                break
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err[-2000:]
+    msgs, code, err = run_and_subscribe(["--input", str(demo_mp4), "--fast", "--engine", SYNTHETIC_ENGINE])
+    assert code == 0, err[-2000:]
 
     n = SECONDS * FPS
     assert [m.seq for m in msgs] == list(range(n)), "one message per frame, none lost"
