@@ -23,6 +23,7 @@ from streamavs.protocol import HEARTBEAT_PREFIX, MASK_PREFIX, check_stream_name,
 from streamavs.transport import (  # noqa: F401  (re-exported: one import path for users)
     DEFAULT_ADDRESS,
     _next_port_hint,
+    check_port,
     generate_curve_keys,
     is_loopback,
     load_curve_key,
@@ -67,7 +68,7 @@ class Publisher:
                 self._sock.curve_secretkey = secret
                 self._sock.curve_server = True
             try:
-                self._sock.bind(address)
+                self._sock.bind(check_port(address))
             except zmq.ZMQError as exc:
                 if exc.errno == zmq.EADDRINUSE:
                     raise InputError(

@@ -33,7 +33,7 @@ from streamavs.protocol import (
     check_stream_name,
     decode_message,
 )
-from streamavs.transport import DEFAULT_ADDRESS, load_curve_key
+from streamavs.transport import DEFAULT_ADDRESS, check_port, load_curve_key
 
 ON_PROTOCOL_ERROR = ("skip", "raise")
 MAX_TRACKED_TOPICS = 1024  # seq counters kept per session; the oldest is forgotten beyond this
@@ -169,7 +169,7 @@ class Subscriber:
             )
         if not isinstance(limits, DecodeLimits):
             raise InputError(f"limits must be a streamavs.protocol.DecodeLimits, got {type(limits).__name__}")
-        self.address = address
+        self.address = check_port(address)  # before any socket exists
         self._limits, self._raise_errors = limits, on_protocol_error == "raise"
         self._topics = [MASK_PREFIX + (check_stream_name(stream) if stream else ""), HEARTBEAT_PREFIX]
         self._stream = stream

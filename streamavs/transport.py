@@ -31,6 +31,20 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+def check_port(address: str) -> str:
+    """`address` unchanged, or InputError when a tcp:// port is not 1..65535 or "*" (libzmq would wrap 99999 to 34463)."""
+    scheme, _, rest = address.partition("://")
+    if scheme != "tcp":
+        return address
+    port = rest.rpartition(":")[2]
+    if port != "*" and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise InputError(
+            f"the port of {address!r} must be a number in 1..65535 or * (any free port), got {port!r}; "
+            "e.g. tcp://127.0.0.1:5555"
+        )
+    return address
+
+
 def _next_port_hint(address: str) -> str:
     host, _, port = address.partition("://")[2].rpartition(":")
     nxt = int(port) + 1 if port.isdigit() else 5556

@@ -201,6 +201,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SLOW_JOINER_MAX = 3  # messages a subscriber may miss while its subscription reaches a publisher that just bound
+
+
+def assert_every_frame_arrived(msgs: list, n: int) -> None:
+    """Messages 0..n-1 in order, none lost, except that the first few may precede the subscription.
+
+    ZeroMQ PUB/SUB: the run binds after the subscriber connects, and the subscription reaches the
+    publisher a moment later (the "slow joiner"); messages sent before that are not queued for it.
+    """
+    seqs = [m.seq for m in msgs]
+    assert seqs and seqs[0] <= SLOW_JOINER_MAX, f"first message seq {seqs[:1]}"
+    assert seqs == list(range(seqs[0], n)), "one message per frame, in order, none lost"
+
+
 def run_and_subscribe(args: list[str]) -> tuple[list, int, str]:
     """`python -m streamavs run ARGS --publish ADDR` with a Subscriber connected first: (messages, exit code, stderr)."""
     import sys

@@ -383,3 +383,15 @@ def test_an_os_error_is_one_line(capsys, monkeypatch, tmp_path):
         f"streamavs: error: [Errno 13] Permission denied: '{tmp_path / 'd'}'; check the path, its permissions "
         "and free space"
     )
+
+
+def test_a_port_out_of_range_is_one_line_instead_of_a_wrapped_port():
+    """libzmq wraps tcp://...:99999 to port 34463; StreamAVS refuses it."""
+    from streamavs.errors import InputError
+    from streamavs.publish import Publisher, Subscriber
+
+    for bad in ("tcp://127.0.0.1:99999", "tcp://127.0.0.1:0", "tcp://127.0.0.1:http"):
+        with pytest.raises(InputError, match="1..65535 or \\*"):
+            Publisher(bad)
+        with pytest.raises(InputError, match="1..65535 or \\*"):
+            Subscriber(bad)

@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 from streamavs.audio import LogMel  # noqa: E402
 from streamavs.errors import ConfigError, DataError, InputError  # noqa: E402
 from streamavs.training.negatives import (  # noqa: E402
-    AVSBENCH_MS3_GROUPS, AVSBENCH_S4_GROUPS, FORBIDDEN_OFFSCREEN, GROUPS, NOISE_TYPES, NoiseConfig, OffscreenBank,
+    AVSBENCH_MS3_GROUPS, AVSBENCH_S4_GROUPS, FORBIDDEN_OFFSCREEN, GROUPS, NOISE_TYPES, PAPER_GROUPS, NoiseConfig, OffscreenBank,
     allowed_offscreen_groups, canonical_group, draw_noise, make_noise, rms_dbfs, silence,
 )
 
@@ -102,21 +102,24 @@ def test_training_noise_never_uses_eval_types():
 
 def test_category_tables():
     assert len(AVSBENCH_S4_GROUPS) == 23
-    assert set(AVSBENCH_S4_GROUPS.values()) == set(GROUPS)
+    assert set(AVSBENCH_S4_GROUPS.values()) == set(PAPER_GROUPS) and set(GROUPS) == {*PAPER_GROUPS, "nature"}
     assert AVSBENCH_S4_GROUPS["male_speech"] == "human" and AVSBENCH_S4_GROUPS["horse_clip-clop"] == "animal"
-    assert set(AVSBENCH_MS3_GROUPS.values()) == set(GROUPS) and "background" not in AVSBENCH_MS3_GROUPS
+    assert set(AVSBENCH_MS3_GROUPS.values()) == set(PAPER_GROUPS) and "background" not in AVSBENCH_MS3_GROUPS
     assert canonical_group("voice") == "human" and canonical_group("machine") == "device"
     with pytest.raises(InputError, match="unknown category group"):
         canonical_group("weather")
 
 
 def test_allowed_groups_follow_the_paper():
-    assert allowed_offscreen_groups(["music"]) == ["animal", "device"]
-    assert allowed_offscreen_groups(["human"]) == ["animal", "device"]
-    assert allowed_offscreen_groups(["animal"]) == ["music", "device"]
-    assert allowed_offscreen_groups(["device"]) == ["music", "human", "animal"]
+    assert allowed_offscreen_groups(["music"], PAPER_GROUPS) == ["animal", "device"]
+    assert allowed_offscreen_groups(["human"], PAPER_GROUPS) == ["animal", "device"]
+    assert allowed_offscreen_groups(["animal"], PAPER_GROUPS) == ["music", "device"]
+    assert allowed_offscreen_groups(["device"], PAPER_GROUPS) == ["music", "human", "animal"]
     assert allowed_offscreen_groups(["voice"], ["music", "voice", "animal", "machine"]) == ["animal", "machine"]
-    assert allowed_offscreen_groups(["music", "animal", "device"]) == []
+    assert allowed_offscreen_groups(["music", "animal", "device"], PAPER_GROUPS) == []
+    # "nature" (rain, storms: no object) may be off-screen sound for any scene without it.
+    assert allowed_offscreen_groups(["music"]) == ["animal", "device", "nature"]
+    assert allowed_offscreen_groups(["nature", "animal"]) == ["music", "device"]
 
 
 def test_bank_draws_never_same_group_nor_forbidden_pair():

@@ -229,6 +229,7 @@ def test_file_whose_audio_ends_early_runs_at_full_speed_with_later_frames_padded
     assert snap.audio_gaps == gaps == n - 26  # every frame after the one at 1.0 s
 
 
+@pytest.mark.slow  # real-time pace / two processes: runs in the slow CI step
 def test_file_whose_audio_starts_late_keeps_real_time_pace_with_early_frames_as_gaps(media, tiny_engine):
     late, late_results, late_msgs, counters, _ = run_file(media["starts_at_2s"], tiny_engine, realtime=True)
     full, *_ = run_file(media["full"], tiny_engine, realtime=True)

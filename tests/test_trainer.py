@@ -84,6 +84,7 @@ def test_train_evaluates_and_resumes_from_the_saved_step(tmp_path):
     assert final["optimizer"]["param_groups"][0]["lr"] == pytest.approx(cfg.optim.lr * cfg.optim.lr_final_scale)
 
 
+@pytest.mark.slow  # real-time pace / two processes: runs in the slow CI step
 def test_ddp_two_cpu_processes(tmp_path):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     assert torchrun, "torchrun comes with torch"

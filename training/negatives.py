@@ -27,7 +27,7 @@ import numpy as np
 from streamavs.errors import ConfigError, DataError, InputError
 
 __all__ = [
-    "SAMPLE_RATE", "GROUPS", "AVSBENCH_S4_GROUPS", "AVSBENCH_MS3_GROUPS", "FORBIDDEN_OFFSCREEN",
+    "SAMPLE_RATE", "GROUPS", "PAPER_GROUPS", "AVSBENCH_S4_GROUPS", "AVSBENCH_MS3_GROUPS", "FORBIDDEN_OFFSCREEN",
     "NOISE_TYPES", "NoiseConfig", "rms_dbfs", "silence", "make_noise", "canonical_group",
     "allowed_offscreen_groups", "OffscreenBank", "OffscreenDraw", "draw_noise", "fit_length",
 ]
@@ -36,9 +36,10 @@ SAMPLE_RATE = 16000
 MAX_NOISE_DBFS = -15.0  # loudest noise level; with peaks <= _CREST x RMS it stays below full scale
 _CREST = 5.0
 
-# Canonical category groups of AVSBench-Robust (Table 1), plus "nature" (rain, storms) for the
+# Canonical category groups of AVSBench-Robust (Table 1), then "nature" (rain, storms): the
 # real-media benchmark's sounds that come from no object.
-GROUPS: tuple[str, ...] = ("music", "human", "animal", "device", "nature")
+PAPER_GROUPS: tuple[str, ...] = ("music", "human", "animal", "device")
+GROUPS: tuple[str, ...] = (*PAPER_GROUPS, "nature")
 _ALIASES = {"voice": "human", "machine": "device", "vehicle": "device"}
 
 # The 23 AVSBench S4 categories (folder names) and their group.

@@ -173,7 +173,8 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         engine: Annotated[
-            Optional[str], typer.Option(help="Engine: a .json manifest, .onnx, .ep, .pt, or a shipped engine name.")
+            Optional[str], typer.Option(help="Engine: a .json manifest, .onnx, .ep, .pt, or a shipped engine name "
+                                             "(default: streamavs-real-lite; with --synthetic streamavs-synthetic-lite).")
         ] = None,
         backend: Annotated[str, typer.Option(help=f"Engine backend: {', '.join(_BACKENDS)}.")] = "auto",
         threads: Annotated[Optional[int], typer.Option(help="Engine threads (default: the backend's).", min=1)] = None,
@@ -211,6 +212,7 @@ def register(app: typer.Typer) -> None:
 
         from streamavs.audio import LogMelParams
         from streamavs.engine import default_engine, load_engine
+        from streamavs.engine.base import SYNTHETIC_ENGINE
         from streamavs.pipeline import Pipeline, PipelineConfig
         from streamavs.publish import DEFAULT_ADDRESS, Publisher, is_loopback
 
@@ -226,7 +228,9 @@ def register(app: typer.Typer) -> None:
             options = {"audio_params": LogMelParams()}
             if threads is not None:
                 options["threads"] = threads
-            eng = stack.enter_context(load_engine(engine or default_engine(), backend=backend, **options))
+            if engine is None:  # the procedural scene's own engine; everything else: the default (real-object) engine
+                engine = SYNTHETIC_ENGINE if synthetic else default_engine()
+            eng = stack.enter_context(load_engine(engine, backend=backend, **options))
             pipeline = stack.enter_context(Pipeline(capture, eng, publisher, config, on_result=sinks))
             sinks.pipeline = pipeline
             sinks.fps = rate or capture.fps or 25.0
