@@ -4,15 +4,8 @@ The full specification, written for clients in any language, is docs/protocol.md
 
 - ``topic``: ASCII ``mask.<stream>`` or ``hb.<stream>`` (heartbeat, empty payload).
 - ``header``: UTF-8 JSON object (``schema`` "streamavs.mask", ``v`` 1, ``session``, ``seq`` ...).
-- ``payload``: the (H, W) mask in the header's ``encoding``:
-
-  ``u8``   probabilities rounded to 0..255, row-major, H*W bytes.
-  ``bits`` binary mask packed 8 pixels a byte, row-major, first pixel in the most significant
-           bit (``np.packbits`` big bit order), ceil(H*W/8) bytes, padding bits zero.
-  ``png``  8-bit grayscale PNG of the *binary* mask times 255 (pixels are 0 or 255).
-  ``rle``  COCO uncompressed RLE of the binary mask: run lengths over the column-major
-           (Fortran-order) pixels, alternating background/foreground and starting with a
-           background run (0 when the first pixel is foreground), as uint32 little-endian.
+- ``payload``: the (H, W) mask in the header's ``encoding`` (``u8``, ``bits``, ``png`` or
+  ``rle``; their byte layouts and decode limits are in :mod:`streamavs.protocol_payload`).
 
 Binary encodings mark a pixel foreground when ``probability >= threshold``. Payload codecs
 live in streamavs.protocol_payload and the decoder limits (DecodeLimits: largest mask, header

@@ -234,3 +234,20 @@ def run_and_subscribe(args: list[str]) -> tuple[list, int, str]:
                 break
         _, err = proc.communicate(timeout=30)
     return msgs, proc.returncode, err
+
+
+def connected_pair(**pub_options):
+    """A publisher on a free loopback port and a subscriber that has already received from it
+    (PUB/SUB drops messages sent before the subscription is in place)."""
+    import time
+
+    from streamavs.publish import Publisher, Subscriber
+
+    pub = Publisher("tcp://127.0.0.1:*", sndhwm=100_000, **pub_options)
+    sub = Subscriber(pub.address, rcvhwm=100_000)
+    deadline = time.monotonic() + 5
+    while sub.stats().heartbeats == 0:
+        assert time.monotonic() < deadline, "subscriber never connected"
+        pub.heartbeat(force=True)
+        sub.recv(timeout=0.02)
+    return pub, sub

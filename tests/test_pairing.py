@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media import make_partial_audio
+from media import connected_pair, make_partial_audio
 
 from streamavs.buffers import AudioRing, FrameRing, VideoFrame
 from streamavs.pairing import Pairer
 from streamavs.errors import ProtocolError
 from streamavs.pipeline import Pipeline, media_capture
 from streamavs.protocol import ENCODINGS, decode_message, encode_message
-from streamavs.publish import Publisher, Subscriber
+from streamavs.publish import Publisher
 
 SR = 16000
 BLOCK = 320  # 20 ms, a typical microphone block
@@ -159,16 +159,6 @@ def load(path: Path):
     return load_engine(path, audio_params=LogMelParams(), threads=1)
 
 
-def connected_pair() -> tuple[Publisher, Subscriber]:
-    """A publisher on a free loopback port and a subscriber that already receives from it."""
-    pub = Publisher("tcp://127.0.0.1:*", sndhwm=100_000)
-    sub = Subscriber(pub.address, rcvhwm=100_000)
-    deadline = time.monotonic() + 5
-    while sub.stats().heartbeats == 0:
-        assert time.monotonic() < deadline, "subscriber never connected"
-        pub.heartbeat(force=True)
-        sub.recv(timeout=0.02)
-    return pub, sub
 
 
 def run_file(path: Path, engine: Path, realtime: bool):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media import count_video_frames, make_mp4_tone
+from media import connected_pair, count_video_frames, make_mp4_tone
 
 from streamavs.buffers import AudioRing, FrameRing, VideoFrame
 from streamavs.capture.base import Source
@@ -38,17 +38,6 @@ def load(path: Path):
     return load_engine(path, audio_params=LogMelParams(), threads=1)
 
 
-def connected_pair(**pub_options) -> tuple[Publisher, Subscriber]:
-    """A publisher on a free loopback port and a subscriber that has already received from it
-    (PUB/SUB drops messages sent before the subscription is in place)."""
-    pub = Publisher("tcp://127.0.0.1:*", sndhwm=100_000, **pub_options)
-    sub = Subscriber(pub.address, rcvhwm=100_000)
-    deadline = time.monotonic() + 5
-    while sub.stats().heartbeats == 0:
-        assert time.monotonic() < deadline, "subscriber never connected"
-        pub.heartbeat(force=True)
-        sub.recv(timeout=0.02)
-    return pub, sub
 
 
 def drain(sub: Subscriber) -> list:
