@@ -395,3 +395,14 @@ def test_a_port_out_of_range_is_one_line_instead_of_a_wrapped_port():
             Publisher(bad)
         with pytest.raises(InputError, match="1..65535 or \\*"):
             Subscriber(bad)
+
+
+def test_data_synth_refuses_to_mix_frame_sizes_in_one_dataset(tmp_path):
+    from streamavs.cli import main
+
+    out = tmp_path / "synth"
+    assert main(["data", "synth", "--out", str(out), "--count", "1", "--image-size", "64", "--seconds", "2"]) == 0
+    proc = subprocess.run([sys.executable, "-m", "streamavs", "data", "synth", "--out", str(out), "--count", "1",
+                           "--image-size", "96", "--seconds", "2"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "already holds clips with image_size 64" in proc.stderr and "--image-size 64" in proc.stderr

@@ -107,6 +107,11 @@ class MicrophoneSource(Source):
         except (ValueError, sd.PortAudioError) as exc:
             devices = input_devices()
             listing = "; ".join(devices) if devices else "none (is a microphone connected? check: arecord -l)"
+            if self.device is None:  # PortAudio says "Error querying device -1": there is no default input
+                raise SourceError(
+                    f"this machine has no default audio input device; input devices: {listing}; pass --mic "
+                    "NAME or --mic INDEX, or run on a file (--input FILE) or the procedural scene (--synthetic)"
+                ) from exc
             raise SourceError(
                 f"no audio input device matches {self.device!r} ({exc}); available input devices: "
                 f"{listing}; pass --mic NAME or --mic INDEX"

@@ -125,6 +125,22 @@ def _update_info(out_dir: Path, run: dict, bank: ObjectBank) -> None:
     path.write_text(json.dumps(info, indent=1) + "\n")
 
 
+def _check_same_frames(out_dir: Path, config: SceneConfig) -> None:
+    """InputError when `out_dir` already holds clips of another frame size or length (one dataset, one shape)."""
+    path = out_dir / INFO_FILE
+    if not path.is_file():
+        return
+    for run in json.loads(path.read_text()).get("runs", []):
+        old = run.get("config", {})
+        for key in ("image_size", "seconds"):
+            if key in old and old[key] != getattr(config, key):
+                flag = key.replace("_", "-")
+                raise InputError(
+                    f"{out_dir} already holds clips with {key} {old[key]}, and these would have {getattr(config, key)}; "
+                    f"a dataset has one frame size and clip length: write to another --out, or pass --{flag} {old[key]}"
+                )
+
+
 def write_avsbench(out_dir: str | Path, split: str, count: int, config: SceneConfig = SceneConfig(),
                    first_index: int = 0, progress: bool = True, bank: ObjectBank = PROCEDURAL) -> list[str]:
     """Generate clips `first_index .. first_index + count - 1` of `split` from `bank` and write them under `out_dir`.
@@ -142,6 +158,7 @@ def write_avsbench(out_dir: str | Path, split: str, count: int, config: SceneCon
     if not isinstance(config, SceneConfig):
         raise InputError(f"config must be a SceneConfig, got {type(config).__name__}")
     out = Path(out_dir)
+    _check_same_frames(out, config)
     root = out / (S4_ROOT if config.setting == "single" else MS3_ROOT)
     root.mkdir(parents=True, exist_ok=True)
     names, rows, records, seeds = [], [], [], []
