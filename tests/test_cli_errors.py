@@ -406,3 +406,16 @@ def test_data_synth_refuses_to_mix_frame_sizes_in_one_dataset(tmp_path):
                            "--image-size", "96", "--seconds", "2"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "already holds clips with image_size 64" in proc.stderr and "--image-size 64" in proc.stderr
+
+
+def test_a_run_that_fails_before_any_checkpoint_leaves_no_folder(tmp_path):
+    """A temporal recipe whose segmenter checkpoint does not exist fails at start-up: no empty run folder stays."""
+    pytest.importorskip("torch", reason="streamavs train needs the train extra")
+    recipe = tmp_path / "t.toml"
+    recipe.write_text('name = "t"\n[model]\ninit_checkpoint = "nope/best.pt"\n[data]\nimage_size = 64\n'
+                      '[loss]\n[optim]\n[eval]\n[temporal]\n')
+    run_dir = tmp_path / "runs" / "t"
+    proc = subprocess.run([sys.executable, "-m", "streamavs", "train", "-c", str(recipe), "--out", str(run_dir)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "nope/best.pt" in proc.stderr
+    assert not run_dir.exists()

@@ -17,6 +17,14 @@ SetOption = Annotated[
 ]
 
 
+def _drop_if_empty(run_dir: Path, new_folder: bool) -> None:
+    """A run that failed before writing any checkpoint leaves no folder behind (only one it created)."""
+    import shutil
+
+    if new_folder and run_dir.is_dir() and not any(run_dir.rglob("*.pt")):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
@@ -34,14 +42,19 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config, parse_set(set_ or []))  # checked before torch is imported: fails in a second
         require("torch", "train", "streamavs train")
         run_dir = out or Path("runs") / cfg.name
-        if cfg.temporal is not None:
-            from streamavs.training.temporal_trainer import train_temporal
+        new_folder = not run_dir.exists()
+        try:
+            if cfg.temporal is not None:
+                from streamavs.training.temporal_trainer import train_temporal
 
-            table = train_temporal(cfg, run_dir, device=device)
-        else:
-            from streamavs.training.trainer import train as run
+                table = train_temporal(cfg, run_dir, device=device)
+            else:
+                from streamavs.training.trainer import train as run
 
-            table = run(cfg, run_dir, resume=resume, max_steps=max_steps, device=device)
+                table = run(cfg, run_dir, resume=resume, max_steps=max_steps, device=device)
+        except BaseException:
+            _drop_if_empty(run_dir, new_folder)
+            raise
         if table:
             from streamavs.training.evaluate import format_table
 
