@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -419,3 +420,20 @@ def test_a_run_that_fails_before_any_checkpoint_leaves_no_folder(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "nope/best.pt" in proc.stderr
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_subscribe_stopped_by_a_signal_prints_its_final_counters(sig):
+    from media import free_port
+
+    proc = subprocess.Popen([sys.executable, "-m", "streamavs", "subscribe", f"tcp://127.0.0.1:{free_port()}",
+                             "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc.stdout.readline()  # the first status line: it is receiving
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "stopped by a signal" in err and "Traceback" not in err
+    assert "final: masks 0" in out

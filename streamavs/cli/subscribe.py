@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -76,6 +77,10 @@ def _save(directory: Path, msg) -> None:
     (directory / f"{msg.stream}-{session}-{msg.seq:08d}.png").write_bytes(encode_png(_to_u8(msg.mask)))
 
 
+def _interrupt(signum, _frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM behaves like Ctrl-C: the receive loop ends and the final line prints
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def subscribe(
@@ -117,13 +122,20 @@ def register(app: typer.Typer) -> None:
             address, stream=stream, latest_only=latest_only, curve_server_key=curve_server_key, limits=limits,
             on_protocol_error="skip" if tolerate else "raise",
         )  # fmt: skip
-        with sub:
-            try:
-                _receive(sub, count, duration, start, interval, save, window)
-            except ProtocolError:
-                typer.echo("final: " + _format(sub.stats()))
-                raise
-            stats = sub.stats()
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            with sub:
+                try:
+                    _receive(sub, count, duration, start, interval, save, window)
+                except ProtocolError:
+                    typer.echo("final: " + _format(sub.stats()))
+                    raise
+                except KeyboardInterrupt:  # SIGINT or SIGTERM: stop receiving, still print the final counters
+                    typer.echo("streamavs subscribe: stopped by a signal", err=True)
+                stats = sub.stats()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         typer.echo("final: " + _format(stats))
         if stats.last_protocol_error is not None:
             typer.echo(f"last protocol error: {stats.last_protocol_error}", err=True)
