@@ -437,3 +437,21 @@ def test_subscribe_stopped_by_a_signal_prints_its_final_counters(sig):
             proc.kill()
     assert "stopped by a signal" in err and "Traceback" not in err
     assert "final: masks 0" in out
+
+
+def test_subscribe_with_a_wrong_curve_key_says_what_to_check(tmp_path):
+    """A publisher with CurveZMQ and a subscriber holding another server key: nothing arrives, and the CLI says why it may be."""
+    from media import free_port
+    from streamavs.publish import Publisher, generate_curve_keys
+
+    _, secret = generate_curve_keys(tmp_path / "server")
+    other_public, _ = generate_curve_keys(tmp_path / "other")
+    with Publisher(f"tcp://127.0.0.1:{free_port()}", curve_secret_key=secret) as pub:
+        proc = subprocess.Popen([sys.executable, "-m", "streamavs", "subscribe", pub.address, "--duration", "1.5",
+                                 "--curve-server-key", str(other_public)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while proc.poll() is None:
+            pub.heartbeat(force=True)
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=20)
+    assert "no masks received" in err and "not the publisher's public key" in err and "Traceback" not in err

@@ -140,7 +140,11 @@ def register(app: typer.Typer) -> None:
         if stats.last_protocol_error is not None:
             typer.echo(f"last protocol error: {stats.last_protocol_error}", err=True)
         if stats.received == 0:
-            typer.echo(f"no masks received; is a publisher running at {address}?", err=True)
+            hint = ""
+            if curve_server_key is not None and stats.heartbeats == 0:  # CurveZMQ fails silently on a wrong key
+                hint = (" With --curve-server-key, nothing arrives when the key is not the publisher's public key "
+                        "(the .key file beside the secret given to `run --curve-secret`) or the publisher does not use CurveZMQ.")
+            typer.echo(f"no masks received; is a publisher running at {address}?{hint}", err=True)
 
 
 def _receive(sub, count, duration, start, interval, save, window) -> None:
