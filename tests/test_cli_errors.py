@@ -455,3 +455,19 @@ def test_subscribe_with_a_wrong_curve_key_says_what_to_check(tmp_path):
             time.sleep(0.05)
         out, err = proc.communicate(timeout=20)
     assert "no masks received" in err and "not the publisher's public key" in err and "Traceback" not in err
+
+
+def test_run_that_ends_in_an_error_prints_its_counters_first(tmp_path, tiny_engine, ffmpeg):
+    """A truncated MP4 fails part-way through decoding: the counters up to the failure come before the error line."""
+    mp4 = tmp_path / "whole.mp4"  # faststart: the index is at the front, so the cut file opens and fails later
+    subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-f", "lavfi",
+                    "-i", "sine=frequency=440:sample_rate=44100", "-t", "3", "-c:v", "libx264", "-c:a", "aac",
+                    "-movflags", "+faststart", str(mp4)], check=True)
+    truncated = tmp_path / "truncated.mp4"
+    data = mp4.read_bytes()
+    truncated.write_bytes(data[: int(len(data) * 0.6)])
+    proc = subprocess.run([sys.executable, "-m", "streamavs", "run", "--input", str(truncated), "--fast", "--engine",
+                           str(tiny_engine), "--publish", "tcp://127.0.0.1:*"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "final (error):" in proc.stdout and "published" in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1].startswith("streamavs: error:")

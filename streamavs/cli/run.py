@@ -27,7 +27,7 @@ import numpy as np
 import typer
 
 from streamavs.cli.checks import output_file
-from streamavs.errors import InputError
+from streamavs.errors import InputError, StreamAVSError
 
 _BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 _ENCODINGS = ("u8", "bits", "png", "rle")
@@ -240,7 +240,11 @@ def register(app: typer.Typer) -> None:
                 f"streamavs: {capture.description} -> {publisher.address}  engine {eng.name} ({eng.backend})",
                 err=True,
             )
-            snapshot = pipeline.run(frames=frames, seconds=duration)
+            try:
+                snapshot = pipeline.run(frames=frames, seconds=duration)
+            except StreamAVSError:  # the one-line error follows; the counters up to it come first
+                typer.echo(f"final (error):\n{pipeline.stats.snapshot().summary()}")
+                raise
             reason = "end of stream" if pipeline.ended else "stopped"
         typer.echo(f"final ({reason}):\n{snapshot.summary()}")
         if record is not None:
