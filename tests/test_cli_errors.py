@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -458,7 +459,8 @@ def test_subscribe_with_a_wrong_curve_key_says_what_to_check(tmp_path):
 
 
 def test_run_that_ends_in_an_error_prints_its_counters_first(tmp_path, tiny_engine, ffmpeg):
-    """A truncated MP4 fails part-way through decoding: the counters up to the failure come before the error line."""
+    """A truncated MP4 fails part-way through decoding: every frame decoded before the failure is processed,
+    and the counters come before the error line."""
     mp4 = tmp_path / "whole.mp4"  # faststart: the index is at the front, so the cut file opens and fails later
     subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-f", "lavfi",
                     "-i", "sine=frequency=440:sample_rate=44100", "-t", "3", "-c:v", "libx264", "-c:a", "aac",
@@ -469,5 +471,8 @@ def test_run_that_ends_in_an_error_prints_its_counters_first(tmp_path, tiny_engi
     proc = subprocess.run([sys.executable, "-m", "streamavs", "run", "--input", str(truncated), "--fast", "--engine",
                            str(tiny_engine), "--publish", "tcp://127.0.0.1:*"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "final (error):" in proc.stdout and "published" in proc.stdout
-    assert proc.stderr.strip().splitlines()[-1].startswith("streamavs: error:")
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("streamavs: error:")
+    decoded = int(re.search(r"failed after (\d+) frames", last).group(1))
+    assert decoded > 10 and "final (error):" in proc.stdout
+    assert f"frames {decoded}  published {decoded}" in proc.stdout  # every decodable frame ran before the error

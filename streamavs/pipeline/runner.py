@@ -220,7 +220,8 @@ class Pipeline:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            self.capture.check()
+            if not (self.capture.ended and len(self.capture.frames)):  # frames decoded before a failure still run
+                self.capture.check()
             t_wait = now_ns()
             pair = self._pairer.next_pair(timeout=self.config.poll_s)
             if pair is None:
