@@ -476,3 +476,17 @@ def test_run_that_ends_in_an_error_prints_its_counters_first(tmp_path, tiny_engi
     decoded = int(re.search(r"failed after (\d+) frames", last).group(1))
     assert decoded > 10 and "final (error):" in proc.stdout
     assert f"frames {decoded}  published {decoded}" in proc.stdout  # every decodable frame ran before the error
+
+
+def test_an_audio_file_with_cover_art_is_not_taken_for_a_video(tmp_path, tiny_engine, ffmpeg):
+    """An MP3 whose only picture is its cover art gave one mask for 5 s of audio; now one line says what to do."""
+    cover, mp3 = tmp_path / "cover.png", tmp_path / "song.mp3"
+    subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=1", "-frames:v", "1",
+                    str(cover)], check=True, timeout=60)
+    subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=5",
+                    "-i", str(cover), "-map", "0", "-map", "1", "-c:a", "libmp3lame", "-c:v", "mjpeg",
+                    "-disposition:v", "attached_pic", str(mp3)], check=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "streamavs", "run", "--input", str(mp3), "--fast", "--engine",
+                           str(tiny_engine), "--publish", "tcp://127.0.0.1:*"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "holds a still picture (cover art) but no video track" in proc.stderr and "ffmpeg -loop 1" in proc.stderr

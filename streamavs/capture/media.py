@@ -113,8 +113,16 @@ class MediaSource(Source):
                 "(check it with: ffprobe FILE)"
             ) from exc
         c = self._container
-        if not c.streams.video:
+        videos = [s for s in c.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+        if not videos:
+            cover_art = bool(c.streams.video)  # e.g. an MP3 with cover art: one still picture, not a video
             self._release()
+            if cover_art:
+                raise SourceError(
+                    f"'{path}' holds a still picture (cover art) but no video track; StreamAVS needs video "
+                    "with audio: make a video of the picture, e.g. ffmpeg -loop 1 -i cover.jpg -i FILE -shortest "
+                    "-c:v libx264 -pix_fmt yuv420p -c:a aac out.mp4"
+                )
             raise SourceError(
                 f"'{path}' has no video track; StreamAVS needs video with audio: use a video file "
                 "(check the tracks with: ffprobe FILE)"
@@ -125,7 +133,7 @@ class MediaSource(Source):
                 f"'{path}' has no audio track; StreamAVS segments the objects that make the sound "
                 "and needs audio: use a file with an audio track (check with: ffprobe FILE)"
             )
-        self._vstream = c.streams.video[0]
+        self._vstream = videos[0]
         self._astream = c.streams.audio[0] if c.streams.audio else None
         for stream in (self._vstream, self._astream):
             if stream is not None and stream.codec_context is None:  # FFmpeg has no decoder for it
