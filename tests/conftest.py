@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,18 @@ def real_media() -> Path:
         pytest.skip("no fetched real media and no apt-get to fetch them (a Debian/Ubuntu machine runs these tests)")
     fetch_media(root, progress=lambda _: None)
     return root
+
+
+@pytest.fixture(scope="session")
+def c_subscriber(tmp_path_factory) -> Path:
+    """tests/c/subscriber.c compiled against libzmq (a client that is not Python)."""
+    gcc, pkg_config = shutil.which("gcc"), shutil.which("pkg-config")
+    if gcc is None or pkg_config is None:
+        pytest.skip("the C subscriber needs gcc and pkg-config: apt-get install gcc pkg-config libzmq3-dev")
+    flags = subprocess.run([pkg_config, "--cflags", "--libs", "libzmq"], capture_output=True, text=True)
+    if flags.returncode != 0:
+        pytest.skip("the C subscriber needs libzmq's headers: apt-get install libzmq3-dev")
+    exe = tmp_path_factory.mktemp("c") / "subscriber"
+    src = Path(__file__).parent / "c" / "subscriber.c"
+    subprocess.run([gcc, "-O2", "-Wall", "-o", str(exe), str(src), *shlex.split(flags.stdout)], check=True)
+    return exe

@@ -251,3 +251,19 @@ def connected_pair(**pub_options):
         pub.heartbeat(force=True)
         sub.recv(timeout=0.02)
     return pub, sub
+
+
+def start_c_subscriber(cmd: list[str], pub):
+    """Start the C subscriber `cmd` and heartbeat `pub` until it prints "ready" (it has subscribed)."""
+    import select
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not select.select([proc.stdout], [], [], 0.02)[0]:
+        if time.monotonic() >= deadline or proc.poll() is not None:
+            proc.kill()
+            raise AssertionError("C subscriber never got a heartbeat")
+        pub.heartbeat(force=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc

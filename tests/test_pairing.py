@@ -10,17 +10,13 @@ window positions; the only timing bound is generous (4x real time).
 
 from __future__ import annotations
 
-import select
-import shlex
-import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from media import connected_pair, make_partial_audio
+from media import connected_pair, make_partial_audio, start_c_subscriber
 
 from streamavs.buffers import AudioRing, FrameRing, VideoFrame
 from streamavs.pairing import Pairer
@@ -266,22 +262,10 @@ def test_audio_padded_is_an_optional_header_key():
         decode_message(frames)
 
 
-def test_the_c_client_ignores_audio_padded(tmp_path):
-    gcc, pkg_config = shutil.which("gcc"), shutil.which("pkg-config")
-    flags = subprocess.run([pkg_config or "false", "--cflags", "--libs", "libzmq"], capture_output=True, text=True)
-    if gcc is None or flags.returncode != 0:
-        pytest.skip("the C subscriber needs gcc, pkg-config and libzmq3-dev")
-    exe = tmp_path / "subscriber"
-    src = Path(__file__).parent / "c" / "subscriber.c"
-    subprocess.run([gcc, "-O2", "-o", str(exe), str(src), *shlex.split(flags.stdout)], check=True)
+def test_the_c_client_ignores_audio_padded(c_subscriber):
     with Publisher("tcp://127.0.0.1:*") as pub:
-        proc = subprocess.Popen([str(exe), pub.address, str(len(ENCODINGS)), "5000"], stdout=subprocess.PIPE, text=True)
+        proc = start_c_subscriber([str(c_subscriber), pub.address, str(len(ENCODINGS)), "5000"], pub)
         try:
-            deadline = time.monotonic() + 10
-            while not select.select([proc.stdout], [], [], 0.02)[0]:
-                assert time.monotonic() < deadline and proc.poll() is None, "C subscriber never got a heartbeat"
-                pub.heartbeat(force=True)
-            assert proc.stdout.readline().strip() == "ready"
             for enc in ENCODINGS:
                 pub.publish(
                     np.full((3, 5), 0.75, np.float32), t_capture=10.0, audio_window=(9.0, 10.0), sounding=0.5,

@@ -7,17 +7,15 @@ import itertools
 import os
 import re
 import resource
-import select
-import shlex
-import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import zmq
+
+from media import start_c_subscriber
 
 from streamavs.errors import InputError, ProtocolError
 from streamavs.protocol import ENCODINGS, decode_png, encode_heartbeat, encode_mask, encode_message
@@ -304,20 +302,6 @@ def test_heartbeat_schedule_and_idempotent_close():
 
 
 # ------------------------------------------------------------------------------ C client
-@pytest.fixture(scope="module")
-def c_subscriber(tmp_path_factory) -> Path:
-    gcc, pkg_config = shutil.which("gcc"), shutil.which("pkg-config")
-    if gcc is None or pkg_config is None:
-        pytest.skip("the C subscriber needs gcc and pkg-config: apt-get install gcc pkg-config libzmq3-dev")
-    flags = subprocess.run([pkg_config, "--cflags", "--libs", "libzmq"], capture_output=True, text=True)
-    if flags.returncode != 0:
-        pytest.skip("the C subscriber needs libzmq's headers: apt-get install libzmq3-dev")
-    exe = tmp_path_factory.mktemp("c") / "subscriber"
-    src = Path(__file__).parent / "c" / "subscriber.c"
-    subprocess.run([gcc, "-O2", "-Wall", "-o", str(exe), str(src), *shlex.split(flags.stdout)], check=True)
-    return exe
-
-
 def _c_expectation(prob: np.ndarray, enc: str) -> str:
     h, w = prob.shape
     if enc == "u8":
@@ -340,13 +324,8 @@ def test_c_subscriber_decodes_every_encoding(c_subscriber):
     sent = [(prob, enc) for prob in masks for enc in ENCODINGS]
     with Publisher(ANY_PORT) as pub:
         cmd = [str(c_subscriber), pub.address, str(len(sent)), "5000"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        proc = start_c_subscriber(cmd, pub)
         try:
-            deadline = time.monotonic() + 10
-            while not select.select([proc.stdout], [], [], 0.02)[0]:
-                assert time.monotonic() < deadline and proc.poll() is None, "C subscriber never got a heartbeat"
-                pub.heartbeat(force=True)
-            assert proc.stdout.readline().strip() == "ready"
             seqs = [_publish(pub, prob, enc) for prob, enc in sent]
             out, _ = proc.communicate(timeout=20)
         finally:
