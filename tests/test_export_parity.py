@@ -33,6 +33,7 @@ def _checkpoint(path: Path, name: str, size: int, window: int | None, dim: int =
         temporal = TemporalStage(TemporalConfig(in_channels=seg.fused_channels, window=window, dim=dim, heads=4))
         with torch.no_grad():  # random init leaves alpha ~ softplus(0) + 1: push it around so uncertainty varies
             temporal.alpha_head.bias.normal_(0, 2.0)
+            temporal.delta_head.weight.normal_(0, 0.5)  # zero at init (the identity): let history change the output
     model = StreamingSegmenter(seg, temporal).eval()
     metrics = {"positive": {"miou": 0.5, "fscore": 0.6}, "global": {"g_miou": 0.4}}
     save_streaming_checkpoint(path, model, {"metrics": metrics})
@@ -147,7 +148,7 @@ def test_avs_lite_224_with_temporal_exports_within_tolerance(tmp_path):
     result = export_engine(ckpt, "onnx", tmp_path / "engines", n_check=20, threads=1)
     diffs = result.max_abs_diff
     assert all(diffs[k] <= TOL for k in ("mask_prob", "uncertainty", "sounding")), diffs
-    assert result.manifest.cache_shape == (1, 4, 33, 56, 56)
+    assert result.manifest.cache_shape == (1, 4, 32 + 3, 56, 56)
     print(f"avs_lite 224 export + 20-frame parity: {time.perf_counter() - t0:.1f} s, diffs {diffs}")
 
 

@@ -9,12 +9,25 @@ from streamavs.errors import ConfigError
 from streamavs.model.temporal import TemporalConfig, TemporalStage, dirichlet_uncertainty
 
 
-def _run_stream(stage: TemporalStage, fused: torch.Tensor):
+def _inputs(b: int, length: int, c: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random stage inputs: fused (B, L, C, h, w), frame logits (B, L, 1, h, w), sounding logits (B, L)."""
+    return torch.randn(b, length, c, h, w), 3 * torch.randn(b, length, 1, h, w), 3 * torch.randn(b, length)
+
+
+def _randomise_delta(stage: TemporalStage) -> None:
+    """The delta head starts at zero (identity); give it weights so the stage does something."""
+    with torch.no_grad():
+        stage.delta_head.weight.normal_(0, 0.5)
+        stage.delta_head.bias.normal_(0, 0.5)
+
+
+def _run_stream(stage: TemporalStage, inputs):
+    fused, logits, sounding = inputs
     b, length, c, h, w = fused.shape
     cache = torch.zeros(b, *stage.config.cache_shape(h, w))
     outs = []
     for i in range(length):
-        out, cache = stage.step(fused[:, i], cache)
+        out, cache = stage.step(fused[:, i], logits[:, i], sounding[:, i], cache)
         outs.append(out)
     return outs, cache
 
@@ -24,15 +37,16 @@ def _run_stream(stage: TemporalStage, fused: torch.Tensor):
 def test_streaming_equals_causal_batch(window, uncertainty):
     torch.manual_seed(0)
     stage = TemporalStage(TemporalConfig(in_channels=12, window=window, dim=16, heads=4, uncertainty=uncertainty)).eval()
-    fused = torch.randn(2, 8, 12, 7, 9)  # (B, L, C, h, w): longer than the window
+    _randomise_delta(stage)
+    inputs = _inputs(2, 8, 12, 7, 9)  # longer than the window
     with torch.no_grad():
-        batch = stage.forward_clip(fused)
-        stream, cache = _run_stream(stage, fused)
+        batch = stage.forward_clip(*inputs)
+        stream, cache = _run_stream(stage, inputs)
     for i, out in enumerate(stream):
         for name in ("mask_logits", "mask_prob", "uncertainty"):
             diff = (getattr(out, name) - getattr(batch, name)[:, i]).abs().max().item()
             assert diff <= 1e-5, f"frame {i} {name} differs by {diff}"
-    assert cache.shape == (2, window - 1, 17, 7, 9)
+    assert cache.shape == (2, window - 1, 16 + 3, 7, 9)
     if window > 1:
         assert torch.all(cache[:, :, -1] == 1)  # after 8 frames every slot holds a real frame
 
@@ -40,11 +54,13 @@ def test_streaming_equals_causal_batch(window, uncertainty):
 def test_frames_never_attend_to_the_future():
     torch.manual_seed(1)
     stage = TemporalStage(TemporalConfig(in_channels=8, window=4, dim=8, heads=2)).eval()
-    fused = torch.randn(1, 6, 8, 5, 5)
-    changed = fused.clone()
-    changed[:, 4:] = torch.randn_like(changed[:, 4:])  # alter the last two frames only
+    _randomise_delta(stage)
+    inputs = _inputs(1, 6, 8, 5, 5)
+    changed = tuple(x.clone() for x in inputs)
+    for x in changed:
+        x[:, 4:] = torch.randn_like(x[:, 4:])  # alter the last two frames only
     with torch.no_grad():
-        a, b = stage.forward_clip(fused), stage.forward_clip(changed)
+        a, b = stage.forward_clip(*inputs), stage.forward_clip(*changed)
     assert torch.allclose(a.mask_prob[:, :4], b.mask_prob[:, :4], atol=1e-6)
     assert not torch.allclose(a.mask_prob[:, 4:], b.mask_prob[:, 4:])
 
@@ -53,10 +69,11 @@ def test_first_frame_ignores_the_empty_cache_contents():
     """Invalid (zero) slots are masked: stream start behaves as a clip of one frame."""
     torch.manual_seed(2)
     stage = TemporalStage(TemporalConfig(in_channels=8, window=5, dim=8, heads=2)).eval()
-    fused = torch.randn(1, 8, 4, 4)
+    _randomise_delta(stage)
+    fused, logits, sounding = _inputs(1, 1, 8, 4, 4)
     with torch.no_grad():
-        out, _ = stage.step(fused, torch.zeros(1, 4, 9, 4, 4))
-        one = TemporalStage.forward_clip(stage, fused.unsqueeze(1))
+        out, _ = stage.step(fused[:, 0], logits[:, 0], sounding[:, 0], torch.zeros(1, 4, 8 + 3, 4, 4))
+        one = stage.forward_clip(fused, logits, sounding)
     assert torch.allclose(out.mask_prob, one.mask_prob[:, 0], atol=1e-6)
 
 
@@ -71,15 +88,43 @@ def test_dirichlet_uncertainty_is_normalised_eq10():
     assert dirichlet_uncertainty(confident).item() < 1e-2
 
 
-def test_reduced_probability_is_bounded():
+def test_outputs_are_bounded_and_the_uncertainty_gates_the_correction():
     torch.manual_seed(3)
     stage = TemporalStage(TemporalConfig(in_channels=4, window=2, dim=8, heads=2))
+    _randomise_delta(stage)
+    fused, logits, sounding = _inputs(1, 1, 4, 6, 6)
     with torch.no_grad():
         for p in stage.parameters():
             p.mul_(50)  # extreme weights: the output must stay a probability
-        out, _ = stage.step(torch.randn(1, 4, 6, 6) * 10, torch.zeros(1, 1, 9, 6, 6))
+        out, _ = stage.step(fused[:, 0] * 10, logits[:, 0], sounding[:, 0], torch.zeros(1, 1, 8 + 3, 6, 6))
     assert out.mask_prob.min() >= 0 and out.mask_prob.max() <= 1
     assert out.uncertainty.min() > 0 and out.uncertainty.max() <= 1
+    assert (out.mask_logits - logits[:, 0]).abs().max() > 1.0  # the correction is on
+    with torch.no_grad():  # no evidence anywhere (u = 1): the frame's own logit passes through untouched
+        stage.alpha_head.weight.zero_()
+        stage.alpha_head.bias.fill_(-30.0)
+        out, _ = stage.step(fused[:, 0] * 10, logits[:, 0], sounding[:, 0], torch.zeros(1, 1, 8 + 3, 6, 6))
+    assert out.uncertainty.min() > 0.999
+    assert (out.mask_logits - logits[:, 0]).abs().max() < 1e-3 * (1 + logits.abs().max())
+
+
+@pytest.mark.parametrize("uncertainty", [True, False])
+def test_an_untrained_stage_is_the_frame_only_model(uncertainty):
+    """The delta head starts at zero: step 0 of training is exactly frame-only, to the bit."""
+    torch.manual_seed(4)
+    stage = TemporalStage(TemporalConfig(in_channels=6, window=3, dim=8, heads=2, uncertainty=uncertainty)).eval()
+    inputs = _inputs(2, 5, 6, 4, 4)
+    with torch.no_grad():
+        batch = stage.forward_clip(*inputs)
+        stream, _ = _run_stream(stage, inputs)
+    assert torch.equal(batch.mask_logits, inputs[1])
+    for i, out in enumerate(stream):
+        assert torch.equal(out.mask_logits, inputs[1][:, i])
+
+
+def test_first_stage_checkpoints_are_refused_with_the_fix():
+    with pytest.raises(ConfigError, match="retrain the stage"):
+        TemporalConfig.from_dict({"in_channels": 4, "window": 5, "dim": 32, "heads": 4, "uncertainty": True})
 
 
 def test_config_errors_name_the_problem():

@@ -238,6 +238,7 @@ class TemporalSection:
     heads: int = 4
     uncertainty: bool = True
     edl_weight: float = 0.5  # evidential loss on the Dirichlet parameters
+    transition_weight: float = 3.0  # loss weight of frames where the sounding state changed (starts, stops)
     clip_negative_share: float = 0.3  # share of clip-seconds given negative audio
 
 

@@ -11,18 +11,23 @@ Data: synthetic clips whose objects start and stop sounding between seconds
 (silence / off-screen / noise through the same front end). Targets are the per-second sounding
 masks at the fused map's resolution (1/4 of the input).
 
-Loss (see :func:`temporal_loss`): BCE + soft IoU on the confidence-reduced probability
-``sigma(m) * (1 - u)``, plus an evidential loss on the Dirichlet parameters. Training only
-through the reduced probability would give the uncertainty head a signal only where the target
-is foreground (on background, raising u is free), so u could learn "not foreground" instead of
-"unsure". The evidential loss (Sensoy et al. 2018: type-II likelihood plus a KL term that removes
-evidence for the wrong class) asks for evidence for the right class at every pixel and
-penalises misleading evidence, so the head keeps evidence low exactly where the features
-cannot tell silent from sounding: where the cached past and the current audio disagree.
+Loss (see :func:`temporal_loss`): BCE + soft IoU on the stage's output ``sigmoid(m_frame +
+(1 - u) delta)``, each frame weighted by ``transition_weight`` when the sounding state changed
+at it (a start or a stop: the frames the stage must not delay), plus an evidential loss on the
+Dirichlet parameters. Through the output alone the uncertainty would only learn "where the
+correction helps"; the evidential loss (Sensoy et al. 2018: type-II likelihood plus a KL term
+that removes evidence for the wrong class) asks for evidence for the right class at every pixel
+and penalises misleading evidence, so the head keeps evidence low exactly where the features
+cannot tell silent from sounding: where the cached past and the current audio disagree. That
+is where the gate lets the frame's own mask through.
+
+The stage starts as the identity (frame-only); the checkpoint keeps the epoch with the lowest
+validation loss, and the log's epoch 0 is the frame-only model on the same validation clips.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -38,11 +43,14 @@ from streamavs.pipeline.threads import limit_blas_threads
 from streamavs.training.config import TemporalSection, TrainConfig
 
 
-def soft_iou_loss(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - (2 sum(p y) + 1) / (sum p + sum y + 1) per map; defined (and > 0 for p > 0) on empty targets."""
+def soft_iou_loss(prob: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """1 - (2 sum(p y) + 1) / (sum p + sum y + 1) per map; defined (and > 0 for p > 0) on empty targets.
+
+    prob, target: (N, ...); weight: (N,) per-map weights with mean 1, or None."""
     dims = tuple(range(1, prob.dim()))
     inter = (prob * target).sum(dims)
-    return (1.0 - (2.0 * inter + 1.0) / (prob.sum(dims) + target.sum(dims) + 1.0)).mean()
+    per_map = 1.0 - (2.0 * inter + 1.0) / (prob.sum(dims) + target.sum(dims) + 1.0)  # (N,)
+    return (per_map if weight is None else per_map * weight).mean()
 
 
 def evidential_loss(alpha: torch.Tensor, target: torch.Tensor, kl_weight: float) -> torch.Tensor:
@@ -61,41 +69,62 @@ def evidential_loss(alpha: torch.Tensor, target: torch.Tensor, kl_weight: float)
     return (nll + kl_weight * kl).mean()
 
 
+def transition_weights(target: torch.Tensor, weight: float) -> torch.Tensor:
+    """Per-frame loss weights (B, L): `weight` where the sounding state changed against the
+    previous frame (the target's foreground appeared or vanished), 1 elsewhere and at frame 0.
+
+    target: (B, L, 1, h, w) in {0, 1}."""
+    present = target.flatten(2).amax(dim=2) > 0.5  # (B, L)
+    changed = torch.zeros_like(present)
+    changed[:, 1:] = present[:, 1:] != present[:, :-1]
+    return 1.0 + (weight - 1.0) * changed.float()
+
+
 def temporal_loss(out: TemporalOutput, target: torch.Tensor, section: TemporalSection,
                   kl_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
     """out: stacked over time (B, L, ...); target: (B, L, 1, h, w)."""
     b, length = target.shape[:2]
     flat = lambda x: x.reshape(b * length, *x.shape[2:])  # noqa: E731  (B*L, C, h, w)
     y = flat(target)
+    w = transition_weights(target, section.transition_weight).reshape(b * length)  # (B*L,)
+    w = w / w.mean()
+    logits = flat(out.mask_logits)
+    bce = (F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
+    iou = soft_iou_loss(torch.sigmoid(logits), y, w)
     if out.alpha is None:
-        bce = F.binary_cross_entropy_with_logits(flat(out.mask_logits), y)
-        iou = soft_iou_loss(torch.sigmoid(flat(out.mask_logits)), y)
         return bce + iou, {"bce": bce.item(), "iou": iou.item()}
-    p = flat(out.mask_prob).clamp(1e-6, 1.0 - 1e-6)
-    bce = F.binary_cross_entropy(p, y)
-    iou = soft_iou_loss(p, y)
     edl = evidential_loss(flat(out.alpha), y, kl_weight)
     return bce + iou + section.edl_weight * edl, {"bce": bce.item(), "iou": iou.item(), "edl": edl.item()}
 
 
 @torch.no_grad()
 def cache_features(segmenter, clips, batch_clips: int = 4, progress: bool = True) -> dict[str, torch.Tensor]:
-    """Run the frozen segmenter over every clip once: fused maps (float16) and 1/4-res targets."""
+    """Run the frozen segmenter over every clip once: the stage's inputs and 1/4-res targets.
+
+    Returns {"fused": (N, L, C, h, w) float16, "frame_logits": (N, L, 1, h, w) float32 (the mask
+    head on the full-precision map), "sounding_logit": (N, L), "target": (N, L, 1, h, w)}."""
     from tqdm import tqdm
 
     from streamavs.training.data import collate
 
     segmenter.eval()
-    fused, targets = [], []
+    fused, logits, sounding, targets = [], [], [], []
     for start in tqdm(range(0, len(clips), batch_clips), desc="caching features", disable=not progress, unit="batch"):
         batch = collate([clips[i] for i in range(start, min(start + batch_clips, len(clips)))])
         b, length = batch["frame"].shape[:2]
         out = segmenter(batch["frame"].flatten(0, 1), batch["log_mel"].flatten(0, 1))
         h, w = out.fused.shape[-2:]
         fused.append(out.fused.reshape(b, length, *out.fused.shape[1:]).half())  # (B, L, C, h, w)
+        logits.append(segmenter.mask_head(out.fused).reshape(b, length, 1, h, w))
+        sounding.append(out.sounding_logit.reshape(b, length))
         small = F.interpolate(batch["mask"].flatten(0, 1), size=(h, w), mode="area")  # (B*L, 1, h, w)
         targets.append((small > 0.5).float().reshape(b, length, 1, h, w))
-    return {"fused": torch.cat(fused), "target": torch.cat(targets)}
+    return {"fused": torch.cat(fused), "frame_logits": torch.cat(logits), "sounding_logit": torch.cat(sounding),
+            "target": torch.cat(targets)}
+
+
+def _run_stage(stage: TemporalStage, cache: dict[str, torch.Tensor], idx) -> TemporalOutput:
+    return stage.forward_clip(cache["fused"][idx].float(), cache["frame_logits"][idx], cache["sounding_logit"][idx])
 
 
 def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto", progress: bool = True) -> dict:
@@ -141,7 +170,9 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
     log = (out / "log.jsonl").open("a")
     log.write(json.dumps({"event": "start", "config": cfg.to_dict(), "cache_seconds": cache_s}) + "\n")
     generator = torch.Generator().manual_seed(cfg.seed)
-    history = []
+    history = [{"epoch": 0, **_validate(stage, val, section)}]  # the identity: frame-only on the same clips
+    log.write(json.dumps({"event": "eval", **history[0]}) + "\n")
+    best = (history[0]["val_loss"], 0, copy.deepcopy(stage.state_dict()))
     for epoch in range(cfg.optim.epochs):
         stage.train()
         kl_weight = min(1.0, (epoch + 1) / max(1, cfg.optim.epochs // 2))  # annealed, as in EDL
@@ -150,7 +181,7 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
                    disable=not progress, unit="step")
         for start in bar:
             idx = order[start:start + cfg.optim.batch_size]
-            result = stage.forward_clip(train["fused"][idx].float())
+            result = _run_stage(stage, train, idx)
             loss, parts = temporal_loss(result, train["target"][idx], section, kl_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -161,13 +192,18 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
         history.append({"epoch": epoch + 1, **val_metrics})
         log.write(json.dumps({"event": "eval", "epoch": epoch + 1, **val_metrics}) + "\n")
         log.flush()
+        if val_metrics["val_loss"] < best[0]:
+            best = (val_metrics["val_loss"], epoch + 1, copy.deepcopy(stage.state_dict()))
+    log.write(json.dumps({"event": "best", "epoch": best[1], "val_loss": best[0]}) + "\n")
     log.close()
+    stage.load_state_dict(best[2])
     model = StreamingSegmenter(segmenter, stage).eval()
     save_streaming_checkpoint(out / "temporal.pt", model, {
         "train_config": cfg.to_dict(),
         "segmenter_checkpoint": str(cfg.model.init_checkpoint),
         "metrics": seg_extra.get("metrics", {}),
         "temporal_history": history,
+        "temporal_best_epoch": best[1],
     })
     return {}
 
@@ -183,8 +219,9 @@ def _validate(stage: TemporalStage, val: dict[str, torch.Tensor], section: Tempo
     meter = TemporalMeter()
     losses = []
     for start in range(0, val["fused"].shape[0], 8):
-        fused, target = val["fused"][start:start + 8].float(), val["target"][start:start + 8]
-        out = stage.forward_clip(fused)
+        idx = slice(start, start + 8)
+        target = val["target"][idx]
+        out = _run_stage(stage, val, idx)
         losses.append(temporal_loss(out, target, section, 1.0)[0].item())
         gt = target[:, :, 0].numpy() > 0.5  # (B, L, h, w)
         prob = out.mask_prob[:, :, 0].numpy()

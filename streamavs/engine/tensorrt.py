@@ -53,7 +53,6 @@ def CastingStreaming(streaming, dtype):  # noqa: N802 - a class factory: torch i
     import copy
 
     import torch
-    import torch.nn.functional as F
     from torch import nn
 
     class _Casting(nn.Module):
@@ -63,18 +62,9 @@ def CastingStreaming(streaming, dtype):  # noqa: N802 - a class factory: torch i
             self.dtype = dtype
 
         def forward(self, frame: torch.Tensor, log_mel: torch.Tensor, feature_cache: torch.Tensor):
-            seg, temporal = self.inner.segmenter, self.inner.temporal
             x = frame.permute(0, 3, 1, 2).to(self.dtype) / 255.0  # (1, 3, H, W) in [0, 1]
-            out = seg(x, log_mel.to(self.dtype))
-            sounding = torch.sigmoid(out.sounding_logit).float()  # (1,)
-            if temporal is None:
-                prob = torch.sigmoid(out.mask_logits).float()
-                return prob, torch.zeros_like(prob), sounding, feature_cache
-            t_out, new_cache = temporal.step(out.fused, feature_cache.to(self.dtype))
-            size = (x.shape[2], x.shape[3])
-            prob = F.interpolate(t_out.mask_prob, size=size, mode="bilinear", align_corners=False)
-            unc = F.interpolate(t_out.uncertainty, size=size, mode="bilinear", align_corners=False)
-            return prob.float(), unc.float(), sounding, new_cache.float()
+            outs = self.inner.forward_float(x, log_mel.to(self.dtype), feature_cache.to(self.dtype))
+            return tuple(t.float() for t in outs)
 
     return _Casting().eval()
 

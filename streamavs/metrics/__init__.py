@@ -6,11 +6,14 @@
 - :mod:`.meters`: streaming ``SegmentationMeter`` and ``RobustMeter`` (mIoU and F in
   percent, rates as fractions).
 - :mod:`.temporal`: ``transition_flags`` and the streaming ``TemporalMeter``.
+- :mod:`.calibration`: ``ErrorDetectionMeter`` (AUROC of an uncertainty for mask errors) and
+  ``CalibrationMeter`` (expected calibration error).
 
 Per-frame IoU averaging is the only IoU here; dataset-level IoU (sum of intersections
 over sum of unions) inflates results and must never be mixed into these tables.
 """
 
+from streamavs.metrics.calibration import CalibrationMeter, ErrorDetectionMeter
 from streamavs.metrics.frame import (
     BETA2,
     NUM_THRESHOLDS,
@@ -38,6 +41,8 @@ from streamavs.metrics.temporal import TemporalMeter, transition_flags
 __all__ = [
     "BETA2",
     "CONDITIONS",
+    "CalibrationMeter",
+    "ErrorDetectionMeter",
     "FSCORE_MODES",
     "NEGATIVE_CONDITIONS",
     "NUM_THRESHOLDS",

@@ -53,14 +53,20 @@ class StreamingSegmenter(nn.Module):
 
     def forward(self, frame: torch.Tensor, log_mel: torch.Tensor, feature_cache: torch.Tensor):
         x = frame.permute(0, 3, 1, 2).float() / 255.0  # (1, 3, H, W) in [0, 1]
+        return self.forward_float(x, log_mel, feature_cache)
+
+    def forward_float(self, x: torch.Tensor, log_mel: torch.Tensor, feature_cache: torch.Tensor):
+        """The same function on an image already in [0, 1], (1, 3, H, W) in the model's dtype
+        (the TensorRT wrapper casts before calling it)."""
         out = self.segmenter(x, log_mel)
         sounding = torch.sigmoid(out.sounding_logit)  # (1,)
         if self.temporal is None:
             prob = torch.sigmoid(out.mask_logits)
             return prob, torch.zeros_like(prob), sounding, feature_cache
-        t_out, new_cache = self.temporal.step(out.fused, feature_cache)
+        frame_logits = self.segmenter.mask_head(out.fused)  # (1, 1, h, w): the frame-only logit before upsampling
+        t_out, new_cache = self.temporal.step(out.fused, frame_logits, out.sounding_logit, feature_cache)
         size = (x.shape[2], x.shape[3])
-        prob = F.interpolate(t_out.mask_prob, size=size, mode="bilinear", align_corners=False)
+        prob = torch.sigmoid(F.interpolate(t_out.mask_logits, size=size, mode="bilinear", align_corners=False))
         unc = F.interpolate(t_out.uncertainty, size=size, mode="bilinear", align_corners=False)
         return prob, unc, sounding, new_cache
 
