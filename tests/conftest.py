@@ -38,39 +38,32 @@ def ffmpeg() -> str:
 def _build_tiny_engine(directory: Path) -> Path:
     """An untrained 64x64 avs_lite + temporal (T=3) engine as ONNX + manifest; returns the manifest.
 
-    Made once per session (the folder is shared by the test modules). It uses the TorchScript
-    ONNX exporter directly (~3 s) instead of streamavs.training.export.export_engine (dynamo +
-    parity, ~30 s on this CPU); the runtime checks the manifest and hash on every load.
+    Made once per session (the folder is shared by the test modules) the way production makes
+    engines: a streaming checkpoint through streamavs.training.export.export_engine (the dynamo
+    exporter, onnx.checker, then a 3-frame parity check against PyTorch eager through the
+    runtime's own loader). About 7 s on an idle 2-core CPU and 15 s beside two CPU-bound
+    processes (the TorchScript exporter took 2 s and 9 s). The 20-frame parity check of
+    production exports is covered by tests/test_export_parity.py.
     """
     manifest_path = directory / "tiny.json"
     if manifest_path.is_file():
         return manifest_path
     torch = pytest.importorskip("torch", reason="building the test engine needs torch (the train extra)")
-    from streamavs.engine.manifest import file_sha256, write_manifest
-    from streamavs.engine.torch import streaming_manifest
+    pytest.importorskip("onnx", reason="building the test engine needs onnx (the train extra)")
     from streamavs.model.registry import create_model
-    from streamavs.model.streaming import INPUT_NAMES, OUTPUT_NAMES, StreamingSegmenter
+    from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
     from streamavs.model.temporal import TemporalConfig, TemporalStage
+    from streamavs.training.export import export_engine
 
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     segmenter = create_model("avs_lite", image_size=64, backbone_pretrained=False)
     temporal = TemporalStage(TemporalConfig(in_channels=segmenter.config.decoder_channels, window=3, dim=8, heads=2))
-    model = StreamingSegmenter(segmenter, temporal).eval()
-    example = (torch.zeros(1, 64, 64, 3, dtype=torch.uint8), torch.zeros(1, 1, 96, 64), model.initial_cache())
-    onnx_path = directory / "tiny.onnx"
-    with torch.no_grad():
-        torch.onnx.export(
-            model, example, str(onnx_path), opset_version=17, dynamo=False,
-            input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-        )  # fmt: skip
-    manifest = streaming_manifest(
-        model, {}, name="tiny", backend="onnx", model_file=onnx_path.name, sha256=file_sha256(onnx_path),
-        export={"exporter": "torchscript (test fixture, no parity check)"},
-    )  # fmt: skip
-    write_manifest(manifest, manifest_path)
+    checkpoint = directory / "tiny.pt"
+    save_streaming_checkpoint(checkpoint, StreamingSegmenter(segmenter, temporal).eval(), {})
+    result = export_engine(checkpoint, "onnx", directory, name="tiny", n_check=3, threads=1)
+    assert result.manifest_path == manifest_path
     return manifest_path
-
 
 
 @pytest.fixture(scope="session")
