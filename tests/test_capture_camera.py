@@ -47,7 +47,9 @@ def test_camera_on_a_file_plays_all_frames_at_its_rate(tmp_path, ffmpeg):
     assert cam.eof and cam.counters()["frames"] == 20
     assert frames[0].image.shape == (120, 160, 3) and frames[0].image.dtype == np.uint8
     assert all(b.t_ns > a.t_ns for a, b in zip(frames, frames[1:]))
-    assert fps is not None and abs(fps - 20) < 3
+    # Paced on an absolute schedule from the first frame: never faster than the file's 20 fps; a
+    # loaded machine only makes frames late, so the lower bound is generous.
+    assert fps is not None and 10 < fps < 21
 
 
 def test_no_camera_names_input_and_synthetic():
@@ -62,7 +64,7 @@ def test_live_mjpeg_stream_rate_and_reconnect(ffmpeg):
     server = serve_mjpeg(ffmpeg, port)
     cam = None
     try:
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10
         while cam is None:  # the server needs a moment to listen
             try:
                 cam = CameraSource(url, reconnect_attempts=8, max_backoff_s=0.5).start()
@@ -70,8 +72,11 @@ def test_live_mjpeg_stream_rate_and_reconnect(ffmpeg):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        assert wait_for(lambda: cam.counters()["frames"] >= 25, 5, cam)
-        assert abs(cam.fps - SERVED_FPS) < 2.5
+        # The waits return as soon as the condition holds; their bounds are generous for a loaded machine.
+        assert wait_for(lambda: cam.counters()["frames"] >= 25, 15, cam)
+        # The rate the reader measures is the server's pace; a loaded machine can stall ffmpeg -re
+        # and then deliver a burst, so the band is wide (a reader that lost or duplicated frames is far outside it).
+        assert SERVED_FPS - 5 < cam.fps < SERVED_FPS + 5
         assert cam.frames.latest().image.shape == (240, 320, 3)
 
         server.kill()  # the stream goes away ...
@@ -79,13 +84,15 @@ def test_live_mjpeg_stream_rate_and_reconnect(ffmpeg):
         time.sleep(0.3)
         server = serve_mjpeg(ffmpeg, port)  # ... and comes back on the same port
         before = cam.counters()["frames"]
-        assert wait_for(lambda: cam.counters()["reconnects"] >= 1, 6, cam)
-        assert wait_for(lambda: cam.counters()["frames"] >= before + 10, 4, cam)
+        assert wait_for(lambda: cam.counters()["reconnects"] >= 1, 15, cam)
+        assert wait_for(lambda: cam.counters()["frames"] >= before + 10, 15, cam)
         cam.check()
+
+        cam.close()  # while the stream is still being served: the reader must not stay blocked in it
+        assert wait_for(lambda: cam.eof, 10), "the capture thread did not end after close()"
+        assert cam.error is None
     finally:
         if cam is not None:
-            t0 = time.monotonic()
-            cam.close()
-            assert time.monotonic() - t0 < 1.5
+            cam.close()  # idempotent; here only when an assert above failed
         server.kill()
         server.wait()

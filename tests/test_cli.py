@@ -9,9 +9,18 @@ from streamavs.cli import main
 
 
 def test_help_lists_commands(capsys):
+    import re
+
+    import typer
+
+    from streamavs.cli.app import build_app
+
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert "version" in out
+    listed = set(re.findall(r"^\W*([a-z][a-z-]*)\s{2,}\S", out.split("Commands")[1], flags=re.M))
+    registered = set(typer.main.get_command(build_app()).commands)
+    assert listed == registered  # every registered command is listed, with its help, and nothing else
+    assert {"run", "subscribe", "engines", "export", "train", "eval", "data", "bench", "version"} <= registered
 
 
 def test_unknown_command_exits_non_zero():
