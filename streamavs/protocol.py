@@ -2,7 +2,9 @@
 
 The full specification, written for clients in any language, is docs/protocol.md. In short:
 
-- ``topic``: ASCII ``mask.<stream>`` or ``hb.<stream>`` (heartbeat, empty payload).
+- ``topic``: ASCII ``mask.<stream>`` or ``hb.<stream>`` (heartbeat, empty payload); optionally
+  ``frame.<stream>`` (a JPEG preview frame, :mod:`streamavs.protocol_frame`), which v1 clients
+  never subscribe to.
 - ``header``: UTF-8 JSON object (``schema`` "streamavs.mask", ``v`` 1, ``session``, ``seq`` ...).
 - ``payload``: the (H, W) mask in the header's ``encoding`` (``u8``, ``bits``, ``png`` or
   ``rle``; their byte layouts and decode limits are in :mod:`streamavs.protocol_payload`).
@@ -18,12 +20,21 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from streamavs.errors import InputError, ProtocolError
+from streamavs.protocol_frame import (  # noqa: F401  (re-exported)
+    FRAME_ENCODING,
+    FRAME_PREFIX,
+    FRAME_SCHEMA,
+    FrameMessage,
+    check_jpeg,
+    check_quality,
+    encode_jpeg,
+)
 from streamavs.protocol_limits import DEFAULT_LIMITS, MAX_UINT, DecodeLimits  # noqa: F401  (re-exported)
 from streamavs.protocol_payload import (  # noqa: F401  (re-exported: one import path for users)
     ENCODINGS,
@@ -50,6 +61,7 @@ MASK_KEYS = HEARTBEAT_KEYS + (
     "t_capture", "audio_window", "shape", "encoding", "sounding", "uncertainty",
     "engine", "backend", "stage_ms", "dropped", "audio_overflows",
 )  # fmt: skip
+FRAME_KEYS = HEARTBEAT_KEYS + ("t_capture", "shape", "encoding", "quality")
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: identity comparison (a field is an ndarray)
@@ -78,6 +90,7 @@ class MaskMessage:
     mask: np.ndarray
     threshold: float | None = None  # optional header key: the threshold of binary encodings
     audio_padded: bool = False  # optional header key: part of the audio window was zeros
+    payload: bytes = field(default=b"", repr=False)  # the mask as it arrived, in `encoding` (decoders set it)
 
     @property
     def topic(self) -> str:
@@ -172,6 +185,37 @@ def encode_heartbeat(*, stream: str, session: str, seq: int, t_publish: float) -
     return [(HEARTBEAT_PREFIX + stream).encode("ascii"), _dumps(header), b""]
 
 
+def encode_frame(
+    jpeg: bytes,
+    *,
+    stream: str,
+    session: str,
+    seq: int,
+    t_capture: float,
+    t_publish: float,
+    shape: tuple[int, int],
+    quality: int,
+    index: int | None = None,
+) -> list[bytes]:
+    """Build the frames ``[topic, header, jpeg]`` of one preview frame (topic ``frame.<stream>``).
+
+    `shape` is the JPEG's (H, W); `t_capture` the same number as the frame's mask message."""
+    check_stream_name(stream)
+    h, w = (int(v) for v in shape)
+    header = {
+        "schema": FRAME_SCHEMA, "v": VERSION, "session": session, "seq": int(seq), "stream": stream,
+        "t_capture": float(t_capture), "t_publish": float(t_publish), "shape": [h, w],
+        "encoding": FRAME_ENCODING, "quality": check_quality(quality),
+    }  # fmt: skip
+    if index is not None:
+        header["index"] = int(index)
+    try:
+        head = _dumps(header)
+    except ValueError as exc:
+        raise InputError(f"frame message times must be finite numbers: {exc}") from exc
+    return [(FRAME_PREFIX + stream).encode("ascii"), head, bytes(jpeg)]
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -239,14 +283,18 @@ def _parse_header(frames: Sequence[Any], limits: DecodeLimits) -> tuple[str, dic
     header = limits.load_header(head_b)
     if not isinstance(header, dict):
         raise ProtocolError(f"the header must be a JSON object, got {type(header).__name__}")
-    if not topic.startswith((HEARTBEAT_PREFIX, MASK_PREFIX)):
-        raise ProtocolError(f"topic must start with 'mask.' or 'hb.', got {topic[:80]!r}")
-    keys = HEARTBEAT_KEYS if topic.startswith(HEARTBEAT_PREFIX) else MASK_KEYS
+    prefix = next((p for p in (MASK_PREFIX, HEARTBEAT_PREFIX, FRAME_PREFIX) if topic.startswith(p)), None)
+    if prefix is None:
+        raise ProtocolError(
+            f"topic must start with 'mask.' or 'hb.' (or 'frame.', a preview frame), got {topic[:80]!r}"
+        )
+    keys = {MASK_PREFIX: MASK_KEYS, HEARTBEAT_PREFIX: HEARTBEAT_KEYS, FRAME_PREFIX: FRAME_KEYS}[prefix]
     missing = [k for k in keys if k not in header]
     if missing:
         raise ProtocolError(f"header of {topic[:80]!r} lacks required key(s): {', '.join(missing)}")
-    if header["schema"] != SCHEMA:
-        raise ProtocolError(f"header schema must be {SCHEMA!r}, got {repr(header['schema'])[:80]}")
+    schema = FRAME_SCHEMA if prefix == FRAME_PREFIX else SCHEMA
+    if header["schema"] != schema:
+        raise ProtocolError(f"header schema must be {schema!r}, got {repr(header['schema'])[:80]}")
     version = header["v"]
     if type(version) is not int or version != VERSION:  # bool is an int in Python, not in v1
         raise ProtocolError(
@@ -256,8 +304,10 @@ def _parse_header(frames: Sequence[Any], limits: DecodeLimits) -> tuple[str, dic
     return topic, header, payload
 
 
-def decode_message(frames: Sequence[bytes], limits: DecodeLimits = DEFAULT_LIMITS) -> MaskMessage | Heartbeat:
-    """Decode and validate the frames of one message.
+def decode_message(
+    frames: Sequence[bytes], limits: DecodeLimits = DEFAULT_LIMITS
+) -> MaskMessage | Heartbeat | FrameMessage:
+    """Decode and validate the frames of one message (a mask, a heartbeat or a preview frame).
 
     Raises ProtocolError naming what is wrong, and never another exception, for any frames: a
     message over `limits` (mask pixels, header bytes, JSON depth) is rejected before the
@@ -266,10 +316,12 @@ def decode_message(frames: Sequence[bytes], limits: DecodeLimits = DEFAULT_LIMIT
     topic, header, payload = _parse_header(frames, limits)
     is_hb = topic.startswith(HEARTBEAT_PREFIX)
     stream = _field(header, "stream", "stream")
-    if topic != (HEARTBEAT_PREFIX if is_hb else MASK_PREFIX) + stream:
+    if topic.partition(".")[2] != stream:
         raise ProtocolError(f"topic {topic[:80]!r} does not match header stream {stream!r}")
     session, seq = _field(header, "session", "str"), _field(header, "seq", "uint")
     t_publish = float(_field(header, "t_publish", "number"))
+    if topic.startswith(FRAME_PREFIX):
+        return _decode_frame(header, payload, stream, session, seq, t_publish, limits)
     if is_hb:
         if payload:
             raise ProtocolError(f"a heartbeat has an empty payload, got {len(payload)} bytes")
@@ -290,4 +342,23 @@ def decode_message(frames: Sequence[bytes], limits: DecodeLimits = DEFAULT_LIMIT
         stage_ms={str(k): float(v) for k, v in _field(header, "stage_ms", "ms").items()},
         dropped=_field(header, "dropped", "uint"), audio_overflows=_field(header, "audio_overflows", "uint"),
         mask=decode_mask(payload, encoding, shape, limits), threshold=threshold, audio_padded=audio_padded,
+        payload=payload,
+    )  # fmt: skip
+
+
+def _decode_frame(
+    header: dict, payload: bytes, stream: str, session: str, seq: int, t_publish: float, limits: DecodeLimits
+) -> FrameMessage:
+    """The FrameMessage of a ``frame.<stream>`` message whose common keys were checked."""
+    if header["encoding"] != FRAME_ENCODING:
+        raise ProtocolError(f"a frame's encoding must be {FRAME_ENCODING!r}, got {repr(header['encoding'])[:40]}")
+    quality = _field(header, "quality", "uint")
+    if not 1 <= quality <= 100:
+        raise ProtocolError(f"header key 'quality' must be in 1..100, got {quality}")
+    shape = check_shape(header["shape"], limits)
+    check_jpeg(payload, shape)
+    index = _field(header, "index", "uint") if "index" in header else None
+    return FrameMessage(
+        stream=stream, session=session, seq=seq, t_capture=float(_field(header, "t_capture", "number")),
+        t_publish=t_publish, shape=shape, quality=quality, jpeg=payload, index=index,
     )  # fmt: skip

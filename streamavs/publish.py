@@ -19,7 +19,15 @@ import numpy as np
 import zmq
 
 from streamavs.errors import InputError
-from streamavs.protocol import HEARTBEAT_PREFIX, MASK_PREFIX, check_stream_name, encode_heartbeat, encode_message
+from streamavs.protocol import (
+    FRAME_PREFIX,
+    HEARTBEAT_PREFIX,
+    MASK_PREFIX,
+    check_stream_name,
+    encode_frame,
+    encode_heartbeat,
+    encode_message,
+)
 from streamavs.transport import (  # noqa: F401  (re-exported: one import path for users)
     DEFAULT_ADDRESS,
     _next_port_hint,
@@ -136,6 +144,24 @@ class Publisher:
         )  # fmt: skip
         self._send(frames)
         self._seq[topic] = seq + 1  # only a message that was sent consumes a seq
+        return seq
+
+    def publish_frame(
+        self, jpeg: bytes, *, shape: tuple[int, int], t_capture: float, quality: int, index: int | None = None
+    ) -> int:
+        """Send one JPEG preview frame on ``frame.<stream>`` (an addition to v1 that v1 clients
+        never subscribe to); returns its seq, counted on its own topic.
+
+        `shape` is the JPEG's (H, W); `t_capture` must be the number sent with the frame's mask
+        (viewers pair the two by equality). Frames are dropped like masks past SNDHWM.
+        """
+        topic = FRAME_PREFIX + self.stream
+        seq = self._seq.get(topic, 0)
+        self._send(encode_frame(
+            jpeg, stream=self.stream, session=self.session, seq=seq, t_capture=t_capture,
+            t_publish=time.time(), shape=shape, quality=quality, index=index,
+        ))  # fmt: skip
+        self._seq[topic] = seq + 1
         return seq
 
     def close(self) -> None:

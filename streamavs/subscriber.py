@@ -4,6 +4,11 @@ Threading: the latest-only mode runs one receive thread that owns its socket; th
 touches that socket, and an unexpected exception in the thread is re-raised by the consumer's
 recv() (every call: the thread has stopped).
 
+Preview frames: ``frames=True`` also subscribes to ``frame.<stream>`` (JPEG previews, an addition
+to v1); they are checked, counted (``stats().frames``) and returned by :meth:`Subscriber.recv_any`,
+which hands over every message in arrival order (plain mode only); :meth:`Subscriber.recv` still
+returns masks only.
+
 Malformed messages: the publisher side is not trusted. A message that breaks protocol v1 or the
 subscriber's DecodeLimits is a ProtocolError that is counted (``stats().protocol_errors``, the
 text of the last one in ``stats().last_protocol_error``) and skipped, in both modes, so one bad
@@ -25,6 +30,8 @@ import zmq
 from streamavs.errors import InputError, ProtocolError
 from streamavs.protocol import (
     DEFAULT_LIMITS,
+    FRAME_PREFIX,
+    FrameMessage,
     HEARTBEAT_PREFIX,
     MASK_PREFIX,
     DecodeLimits,
@@ -55,6 +62,7 @@ class SubscriberStats:
     latency_publish_ms: dict[str, float]  # now - t_publish
     protocol_errors: int  # malformed messages rejected (ProtocolError), skipped or raised
     last_protocol_error: str | None  # the text of the last of them
+    frames: int = 0  # preview frames received (frames=True)
 
 
 def _percentiles(samples: deque) -> dict[str, float]:
@@ -72,7 +80,7 @@ class _Tracker:
         self.lock = threading.Lock()
         self.session: str | None = None
         self.last_seq: dict[str, int] = {}
-        self.received = self.heartbeats = self.gaps = self.lost = self.restarts = self.superseded = 0
+        self.received = self.heartbeats = self.frames = self.gaps = self.lost = self.restarts = self.superseded = 0
         self.protocol_errors = 0
         self.last_protocol_error: str | None = None
         self.arrivals: deque = deque(maxlen=window)
@@ -80,10 +88,11 @@ class _Tracker:
         self.lat_capture: deque = deque(maxlen=window)
         self.lat_publish: deque = deque(maxlen=window)
 
-    def update(self, msg: MaskMessage | Heartbeat, now: float, mono: float) -> None:
+    def update(self, msg: MaskMessage | Heartbeat | FrameMessage, now: float, mono: float) -> None:
         """Account a decoded message; raises ProtocolError when its seq goes backwards."""
         is_mask = isinstance(msg, MaskMessage)
-        topic = (MASK_PREFIX if is_mask else HEARTBEAT_PREFIX) + msg.stream
+        is_frame = isinstance(msg, FrameMessage)
+        topic = (MASK_PREFIX if is_mask else FRAME_PREFIX if is_frame else HEARTBEAT_PREFIX) + msg.stream
         with self.lock:
             if msg.session != self.session:
                 self.restarts += self.session is not None
@@ -99,6 +108,9 @@ class _Tracker:
                     f"seq went backwards on {topic} within session {msg.session}: {last} then {msg.seq} "
                     "(the message is skipped; later messages are compared with its seq)"
                 )
+            if is_frame:
+                self.frames += 1
+                return
             if not is_mask:
                 self.heartbeats += 1
                 return
@@ -131,6 +143,7 @@ class _Tracker:
                 latency_capture_ms=_percentiles(self.lat_capture),
                 latency_publish_ms=_percentiles(self.lat_publish),
                 protocol_errors=self.protocol_errors, last_protocol_error=self.last_protocol_error,
+                frames=self.frames,
             )  # fmt: skip
 
 
@@ -150,6 +163,9 @@ class Subscriber:
     ``"skip"`` (default): it is dropped and `recv` goes on waiting for a valid mask.
     ``"raise"``: `recv` raises its ProtocolError, once; the following `recv` goes on (in
     latest-only mode, errors that arrive while one is waiting to be raised are only counted).
+
+    `frames`: also receive the JPEG preview frames (``frame.<stream>``), through
+    :meth:`recv_any`; plain mode only.
     """
 
     def __init__(
@@ -162,7 +178,13 @@ class Subscriber:
         rcvhwm: int = 1000,
         limits: DecodeLimits = DEFAULT_LIMITS,
         on_protocol_error: str = "skip",
+        frames: bool = False,
     ) -> None:
+        if frames and latest_only:
+            raise InputError(
+                "frames=True needs the plain mode (latest_only=False): recv_any() hands over masks, frames "
+                "and heartbeats in order; keep the newest of each yourself"
+            )
         if on_protocol_error not in ON_PROTOCOL_ERROR:
             raise InputError(
                 f"on_protocol_error must be one of {', '.join(ON_PROTOCOL_ERROR)}, got {on_protocol_error!r}"
@@ -172,6 +194,8 @@ class Subscriber:
         self.address = check_port(address)  # before any socket exists
         self._limits, self._raise_errors = limits, on_protocol_error == "raise"
         self._topics = [MASK_PREFIX + (check_stream_name(stream) if stream else ""), HEARTBEAT_PREFIX]
+        if frames:
+            self._topics.append(FRAME_PREFIX + (stream or ""))
         self._stream = stream
         self._curve = None if curve_server_key is None else load_curve_key(curve_server_key, secret=False)[0]
         self._rcvhwm = int(rcvhwm)
@@ -219,7 +243,7 @@ class Subscriber:
             ) from exc
         return sock
 
-    def _take(self, sock: zmq.Socket) -> MaskMessage | Heartbeat | None:
+    def _take(self, sock: zmq.Socket) -> MaskMessage | Heartbeat | FrameMessage | None:
         """Receive and account one message (socket must be readable); None if filtered out.
 
         Raises ProtocolError for a malformed message, after counting it.
@@ -301,6 +325,29 @@ class Subscriber:
                     raise
                 continue
             if isinstance(msg, MaskMessage):
+                return msg
+
+    def recv_any(self, timeout: float | None = None) -> MaskMessage | FrameMessage | Heartbeat | None:
+        """The next message of any kind in arrival order (plain mode), or None after `timeout` seconds.
+
+        Every message is accounted as by :meth:`recv`; malformed ones are skipped or raised the same way.
+        """
+        if self._closed:
+            raise InputError("this Subscriber is closed; create a new one to receive again")
+        if self._thread is not None:
+            raise InputError("recv_any() needs the plain mode; this Subscriber is latest-only: use recv()")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not self._sock.poll(left):
+                return None
+            try:
+                msg = self._take(self._sock)
+            except ProtocolError:  # counted by _take
+                if self._raise_errors:
+                    raise
+                continue
+            if msg is not None:
                 return msg
 
     def stats(self) -> SubscriberStats:

@@ -3,16 +3,18 @@
 * :mod:`~streamavs.pipeline.capture`: the sources and rings a run reads (file, live, synthetic).
 * :mod:`~streamavs.pipeline.runner`: :class:`Pipeline`, the loop, and its config.
 * :mod:`~streamavs.pipeline.stats`: per-stage timings and counters.
+* :mod:`~streamavs.pipeline.preview`: JPEG preview frames for viewers, encoded off the loop.
 
 Importing this package starts nothing and imports no heavy module beyond numpy.
 """
 
 from streamavs.pipeline.capture import Capture, live_capture, media_capture, synthetic_capture
+from streamavs.pipeline.preview import PreviewConfig
 from streamavs.pipeline.runner import Pipeline, PipelineConfig, Result, preprocess_frame
 from streamavs.pipeline.stats import STAGES, PipelineStats, StatsSnapshot
 
 __all__ = [
     "Capture", "media_capture", "live_capture", "synthetic_capture",
-    "Pipeline", "PipelineConfig", "Result", "preprocess_frame",
+    "Pipeline", "PipelineConfig", "PreviewConfig", "Result", "preprocess_frame",
     "STAGES", "PipelineStats", "StatsSnapshot",
 ]  # fmt: skip

@@ -10,6 +10,10 @@ The pipeline owns the engine's temporal feature cache (``engine.initial_cache()`
 each output's cache fed back). Per-stage timings and counters live in :attr:`Pipeline.stats`
 and travel in every message header (``stage_ms``, ``dropped``, ``audio_overflows``), with the
 frame's actual audio window (``audio_window``) and, when part of it was zeros, ``audio_padded``.
+
+With ``PipelineConfig(preview=PreviewConfig(fps))`` the loop also sends downscaled JPEG copies of
+some frames on ``frame.<stream>`` for viewers; they are encoded in their own thread and sent
+after the frame's mask (:mod:`streamavs.pipeline.preview`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from streamavs.pairing import Pair, Pairer
 from streamavs.clock import now_ns, wall_time
 from streamavs.errors import InputError
 from streamavs.pipeline.capture import Capture
+from streamavs.pipeline.preview import FramePreview, PreviewConfig
 from streamavs.pipeline.stats import PipelineStats, StatsSnapshot
 from streamavs.pipeline.threads import limit_blas_threads
 from streamavs.protocol import ENCODINGS
@@ -48,6 +53,7 @@ class PipelineConfig:
     cv2_threads: OpenCV threads for resizing (set in start(); 1 avoids fighting the engine).
     blas_threads: numpy's OpenBLAS threads, process-wide (set in start(); None leaves them):
         the default OpenBLAS pool made one log-mel example 70x slower on a busy 2-core CPU.
+    preview: also publish downscaled JPEG preview frames at this rate (None: no previews).
     """
 
     rate_hz: float | None = None
@@ -57,6 +63,7 @@ class PipelineConfig:
     poll_s: float = 0.05
     cv2_threads: int = 1
     blas_threads: int | None = 1
+    preview: PreviewConfig | None = None
 
     def __post_init__(self) -> None:
         if self.rate_hz is not None and not self.rate_hz > 0:
@@ -141,6 +148,7 @@ class Pipeline:
         self._next_due: int | None = None  # rate limiter: stream time (ns) of the next frame to process
         self._period_ns = None if config.rate_hz is None else int(round(1e9 / config.rate_hz))
         self._stream_ended = False
+        self._preview: FramePreview | None = None  # started in start(): it owns a thread
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Pipeline":
@@ -154,6 +162,8 @@ class Pipeline:
         cv2.setNumThreads(int(self.config.cv2_threads))
         if self.config.blas_threads is not None:
             limit_blas_threads(self.config.blas_threads)
+        if self.config.preview is not None:
+            self._preview = FramePreview(self.config.preview)
         self.capture.start()
         self._started = True
         return self
@@ -175,7 +185,11 @@ class Pipeline:
             try:
                 self.engine.close()
             finally:
-                self.publisher.close()
+                try:
+                    if self._preview is not None:
+                        self._preview.close()
+                finally:
+                    self.publisher.close()
 
     def __enter__(self) -> "Pipeline":
         try:
@@ -209,6 +223,7 @@ class Pipeline:
         target = None if frames is None else self.stats.frames + frames
         try:
             self._loop(target, deadline)
+            self._send_previews(flush=True)  # the last frame's preview follows its mask
         finally:
             self._stop = False  # a stop request ends one run (it may come before the run starts)
         self._update_counters()
@@ -216,6 +231,7 @@ class Pipeline:
 
     def _loop(self, target: int | None, deadline: float | None) -> None:
         while not self._stop:
+            self._send_previews()
             if target is not None and self.stats.frames >= target:
                 break
             if deadline is not None and time.monotonic() >= deadline:
@@ -246,6 +262,16 @@ class Pipeline:
         nxt = (self._next_due or t_ns) + self._period_ns
         self._next_due = nxt if nxt > t_ns else t_ns + self._period_ns
         return True
+
+    def _send_previews(self, flush: bool = False) -> None:
+        """Send the preview frames encoded since the last call (flush: wait for the one in the encoder)."""
+        if self._preview is None:
+            return
+        frames = self._preview.flush() if flush else self._preview.take()
+        for f in frames:
+            self.publisher.publish_frame(f.jpeg, shape=f.shape, t_capture=f.t_capture,
+                                         quality=self._preview.config.quality, index=f.index)
+        self.stats.count_previews(sent=len(frames), dropped=self._preview.dropped)
 
     def _update_counters(self) -> None:
         c = self.capture.counters()
@@ -298,5 +324,7 @@ class Pipeline:
         self.stats.count_published()
         # Padding before the stream's first sample is the stream starting, not lost audio.
         self.stats.record_frame(ms, time.perf_counter(), audio_gap=pair.missed > 0, audio_waited=pair.waited)
+        if self._preview is not None:  # after the mask: a copy, and the encoder's thread does the rest
+            self._preview.offer(pair.frame)
         if self.on_result is not None:
             self.on_result(Result(pair, mask, uncertainty, sounding, gated, seq, ms))

@@ -16,7 +16,8 @@ Counters are cumulative: frames processed, frames dropped (by the frame ring and
 `rate_hz` limiter), audio gaps (frames whose window misses audio after the stream's first
 sample: lost, late, not yet started or already ended; zeros before the first sample are the
 stream's start, not a gap), audio waits (frames the pairer had to wait for audio), audio
-overflows, reconnects.
+overflows, reconnects; with preview frames on, the previews sent and those dropped because
+the JPEG encoder was still busy (never a pipeline frame).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class StatsSnapshot:
     fps: float
     audio_waits: int = 0
     stages_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    previews: int = 0  # preview frames sent (PipelineConfig.preview)
+    previews_dropped: int = 0  # preview frames dropped: the encoder was still busy
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict."""
@@ -61,6 +64,8 @@ class StatsSnapshot:
             f"  reconnects {self.reconnects}"
             f"  skipped for --rate {self.rate_skipped}  audio waits {self.audio_waits}",
         ]
+        if self.previews or self.previews_dropped:
+            lines.append(f"preview frames {self.previews}  dropped {self.previews_dropped} (encoder busy)")
         if self.stages_ms:
             lines.append(f"{'stage ms':<12}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}")
             for stage in STAGES:
@@ -85,6 +90,8 @@ class PipelineStats:
         self.reconnects = 0
         self.published = 0
         self.rate_skipped = 0
+        self.previews = 0
+        self.previews_dropped = 0
         self._t_first: float | None = None  # perf_counter seconds of the first processed frame
         self._t_last: float | None = None
 
@@ -112,6 +119,12 @@ class PipelineStats:
         """A frame skipped on purpose by the rate limiter (not a drop)."""
         with self._lock:
             self.rate_skipped += 1
+
+    def count_previews(self, *, sent: int, dropped: int) -> None:
+        """Add `sent` preview frames; `dropped` is the encoder's cumulative count."""
+        with self._lock:
+            self.previews += int(sent)
+            self.previews_dropped = max(self.previews_dropped, int(dropped))
 
     def set_source_counters(self, *, dropped: int, audio_overflows: int, reconnects: int) -> None:
         """Update the cumulative counters that the sources and rings own (monotonic: never lowered)."""
@@ -142,5 +155,5 @@ class PipelineStats:
                 frames=self.frames, dropped=self.dropped, audio_gaps=self.audio_gaps,
                 audio_overflows=self.audio_overflows, reconnects=self.reconnects, published=self.published,
                 rate_skipped=self.rate_skipped, elapsed_s=span, fps=fps, audio_waits=self.audio_waits,
-                stages_ms=stages,
+                stages_ms=stages, previews=self.previews, previews_dropped=self.previews_dropped,
             )  # fmt: skip

@@ -41,19 +41,31 @@ class SinkWorker:
         while True:
             item = self._queue.get()
             if item is _STOP:
+                self._queue.task_done()
                 return
-            if self._error is not None:
-                continue  # drain without handling after a failure
             try:
-                self._handle(item)
-                self.handled += 1
+                if self._error is None:  # after a failure: drain without handling
+                    self._handle(item)
+                    self.handled += 1
             except BaseException as exc:  # noqa: BLE001 - stored and re-raised in the producer
                 self._error = exc
+            finally:
+                self._queue.task_done()
 
     def _raise_stored(self) -> None:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
+
+    def check(self) -> None:
+        """Re-raise the worker's stored error, if any (as the next submit would)."""
+        self._raise_stored()
+
+    def wait_idle(self) -> None:
+        """Block until every submitted item is handled (the worker is then idle); re-raise its error."""
+        if not self._closed:
+            self._queue.join()
+        self._raise_stored()
 
     def submit(self, item: Any, block: bool = False) -> bool:
         """Queue `item`; False (and counted in ``dropped``) when the worker is `maxsize` items behind.
