@@ -37,7 +37,7 @@ PERFECT = OBJ.astype(np.float32)
 F_ALL_FG = 1.3 * 0.25 / (0.075 + 1.0)
 
 
-# ---------------------------------------------------------------- worked examples (REFERENCE §2)
+# ---------------------------------------------------------------- worked examples (docs/metrics.md)
 
 
 def test_table2_worked_example_baseline():

@@ -1,6 +1,6 @@
 """AVSBench S4 and MS3 on disk -> sample dicts (numpy), plus the `collate` the trainer uses.
 
-Layout (REFERENCE.md §3), under `root`::
+Layout (docs/datasets.md), under `root`::
 
     Single-source/s4_meta_data.csv            name, start_time, category, split (by position)
     Single-source/s4_data/audio_wav/{split}/{category}/{name}.wav

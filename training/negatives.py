@@ -4,7 +4,7 @@ Every negative is a float32 mono waveform at 16 kHz, nominally in [-1, 1], that 
 through the SAME front end as positive audio (:func:`streamavs.audio.prepare_waveform` +
 :class:`streamavs.audio.LogMel`). The published AVSBench-Robust code featurised negatives with
 a different pipeline than positives, so a model could tell them apart by preprocessing
-artefacts alone (REFERENCE.md §4); nothing here returns features.
+artefacts alone (docs/reference.md §4); nothing here returns features.
 
 Levels are RMS in dBFS: ``20*log10(rms)`` with full scale 1.0, so a full-scale square wave is
 0 dBFS and a full-scale sine -3.01 dBFS. Noise levels are exact (the waveform is rescaled to

@@ -1,4 +1,4 @@
-"""Segmentation, robustness and temporal metrics (REFERENCE.md section 2), numpy only.
+"""Segmentation, robustness and temporal metrics (docs/metrics.md), numpy only.
 
 - :mod:`.frame`: per-frame IoU / FPR / FDR and F-measure curves, one-shot set and
   AVSBench-compatible F-scores (fractions).

@@ -1,4 +1,4 @@
-"""Per-frame segmentation metrics (REFERENCE.md section 2), numpy only.
+"""Per-frame segmentation metrics (docs/metrics.md), numpy only.
 
 Layout and units shared by every function here:
 

@@ -1,4 +1,4 @@
-"""Temporal metrics for the causal temporal stage (REFERENCE.md section 5).
+"""Temporal metrics for the causal temporal stage (docs/metrics.md; the stage: docs/reference.md §6).
 
 The temporal stage exists for objects whose sounding state changes from one second to
 the next, so it is measured where that happens and by how much masks flicker:

@@ -7,7 +7,7 @@ audio embedding, both free of data-dependent control flow (ONNX opset 17 friendl
   in "dot" mode whose keys come from the audio embedding tiled over the map), computed in
   closed form for one frame.
 * :class:`SigmoidCrossAttention` - CAVP-style visual-query cross-attention with a sigmoid in
-  place of the softmax, ``u_v + Attn(u_v, u_a, u_a)`` (REFERENCE.md section 6); cheap enough
+  place of the softmax, ``u_v + Attn(u_v, u_a, u_a)`` (docs/reference.md §7); cheap enough
   for the real-time model.
 """
 

@@ -1,6 +1,6 @@
 """Clip generation: objects placed, moved, painted and made to sound, with per-second ground truth.
 
-Timing follows AVSBench (REFERENCE.md section 1): a clip of T seconds has T frames; frame t
+Timing follows AVSBench (docs/reference.md §1): a clip of T seconds has T frames; frame t
 shows the scene at the END of second t (time t + 1 s) and is paired with the audio of
 [t, t + 1) s. Objects move linearly over the clip, so positions at any time are exact.
 """
@@ -205,7 +205,7 @@ def _mix(rng: np.random.Generator, cfg: SceneConfig, objects: list[_Object], is_
     for i in np.flatnonzero(is_source):
         obj = objects[i]
         x = bank.sound(obj.look, rng, float(seconds), sr).astype(np.float64) * _gate(states[:, i], sr, fade)
-        if cfg.stereo:  # alpha = c_x / W, linear in time because the motion is (REFERENCE.md section 6)
+        if cfg.stereo:  # alpha = c_x / W, linear in time because the motion is (docs/reference.md §7)
             alpha = (obj.start[0] + (obj.end[0] - obj.start[0]) * time_s / seconds) / size
             out[:, 0] += (1.0 - alpha) * x
             out[:, 1] += alpha * x
