@@ -14,9 +14,9 @@ if command -v apt-get >/dev/null 2>&1; then
     $sudo apt-get update -qq
     # libportaudio2: microphone (sounddevice); alsa-utils: ALSA tools and the file-plugin test
     # microphone; ffmpeg: demo/test media and the MJPEG test camera; libzmq3-dev, gcc,
-    # pkg-config: the C subscriber test.
+    # pkg-config: the C subscriber test; chromium: the browser test of the viewer (streamavs view).
     $sudo apt-get install -y -qq --no-install-recommends \
-        libportaudio2 alsa-utils ffmpeg libzmq3-dev gcc pkg-config python3-venv >/dev/null
+        libportaudio2 alsa-utils ffmpeg libzmq3-dev gcc pkg-config python3-venv chromium >/dev/null
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

@@ -38,6 +38,7 @@ def build_app() -> typer.Typer:
     from streamavs.cli import run
     from streamavs.cli import data
     from streamavs.cli import subscribe
+    from streamavs.cli import view
     from streamavs.cli import engines
     from streamavs.cli import export
     from streamavs.cli import bench
@@ -47,6 +48,7 @@ def build_app() -> typer.Typer:
     run.register(app)
     data.register(app)
     subscribe.register(app)
+    view.register(app)
     engines.register(app)
     export.register(app)
     bench.register(app)

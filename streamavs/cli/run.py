@@ -11,12 +11,18 @@ plays it like a camera (frames the engine cannot keep up with are dropped and co
 
 Ctrl-C (SIGINT) or SIGTERM stops within a second and prints the final counters; a second
 Ctrl-C aborts at once.
+
+``--preview-fps N`` also publishes downscaled JPEG frames (topic ``frame.<stream>``) for viewers;
+``--view PORT`` starts ``streamavs view`` on http://127.0.0.1:PORT in a process of its own (so
+the browser side never takes the pipeline's CPU time or GIL), with previews at 10 fps unless
+--preview-fps says otherwise.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from contextlib import ExitStack
@@ -136,6 +142,43 @@ class _Sinks:
             )
 
 
+def _local_address(address: str) -> str:
+    """The address a viewer on this machine connects to: a wildcard host becomes 127.0.0.1."""
+    scheme, _, rest = address.partition("://")
+    host, _, port = rest.rpartition(":")
+    if scheme == "tcp" and host.strip("[]") in ("0.0.0.0", "*", "::"):
+        return f"tcp://127.0.0.1:{port}"
+    return address
+
+
+def _curve_public(secret_file: Optional[Path]) -> Optional[str]:
+    """The Z85 public key of the publisher's CurveZMQ secret key file (None without one)."""
+    if secret_file is None:
+        return None
+    from streamavs.publish import load_curve_key
+
+    return load_curve_key(secret_file, secret=True)[0].decode("ascii")
+
+
+def _start_viewer(stack: ExitStack, address: str, port: int, curve_public: Optional[str]) -> None:
+    """`streamavs view ADDRESS --port PORT` as a child process, stopped (SIGTERM) when the run ends."""
+    cmd = [sys.executable, "-m", "streamavs", "view", address, "--port", str(port)]
+    if curve_public is not None:
+        cmd += ["--curve-server-key", curve_public]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=sys.stderr)  # its URL goes with our status lines
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    stack.callback(stop)
+
+
 def _install_signal_handlers(pipeline) -> dict:
     """First SIGINT/SIGTERM: stop the pipeline (final counters still print); second: abort."""
     previous = {}
@@ -196,6 +239,16 @@ def register(app: typer.Typer) -> None:
         frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.", min=1)] = None,
         no_audio: Annotated[bool, typer.Option("--no-audio", help="Not supported: the segmentation needs audio.")] = False,
         status_interval: Annotated[float, typer.Option(help="Seconds between status lines on stderr.", min=0.1)] = 5.0,
+        preview_fps: Annotated[
+            Optional[float],
+            typer.Option(help="Also publish downscaled JPEG frames at this rate (topic frame.<stream>) for viewers.",
+                         min=0.001),
+        ] = None,
+        view: Annotated[
+            Optional[int],
+            typer.Option(help="Serve the live browser view on http://127.0.0.1:PORT (streamavs view; previews at "
+                              "10 fps unless --preview-fps).", min=1, max=65535, metavar="PORT"),
+        ] = None,
     ) -> None:
         """Segment what makes the sound (camera + microphone, a file, or --synthetic) and publish the masks."""
         if no_audio:
@@ -213,10 +266,13 @@ def register(app: typer.Typer) -> None:
         from streamavs.audio import LogMelParams
         from streamavs.engine import default_engine, load_engine
         from streamavs.engine.base import SYNTHETIC_ENGINE
-        from streamavs.pipeline import Pipeline, PipelineConfig
+        from streamavs.pipeline import Pipeline, PipelineConfig, PreviewConfig
         from streamavs.publish import DEFAULT_ADDRESS, Publisher, is_loopback
 
-        config = PipelineConfig(rate_hz=rate, gate=gate, encoding=encoding)
+        if view is not None and preview_fps is None:
+            preview_fps = 10.0
+        preview = PreviewConfig(fps=preview_fps) if preview_fps is not None else None
+        config = PipelineConfig(rate_hz=rate, gate=gate, encoding=encoding, preview=preview)
         capture = _build_capture(input_, camera, mic, synthetic, realtime)
         address = publish or DEFAULT_ADDRESS
         with ExitStack() as stack:
@@ -240,6 +296,8 @@ def register(app: typer.Typer) -> None:
                 f"streamavs: {capture.description} -> {publisher.address}  engine {eng.name} ({eng.backend})",
                 err=True,
             )
+            if view is not None:
+                _start_viewer(stack, _local_address(publisher.address), view, _curve_public(curve_secret))
             try:
                 snapshot = pipeline.run(frames=frames, seconds=duration)
             except StreamAVSError:  # the one-line error follows; the counters up to it come first
