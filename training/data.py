@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DistributedSampler, Sampler
 
+from streamavs.datasets.conditions import NegativeMix, NegativeTraining, RobustTestSet
 from streamavs.errors import ConfigError
 from streamavs.training.avsbench import collate
-from streamavs.training.conditions import NegativeMix, NegativeTraining, RobustTestSet
 from streamavs.training.config import DataSection, TrainConfig
 
 __all__ = ["build_datasets", "build_sampler", "negative_mix", "scene_config", "collate"]
@@ -45,14 +45,14 @@ def build_datasets(cfg: TrainConfig) -> tuple[torch.utils.data.Dataset, torch.ut
     data = cfg.data
     mix = negative_mix(data)
     if data.kind == "synthetic":
-        from streamavs.training.synthetic_data import SyntheticFrames, synthetic_test_set
+        from streamavs.datasets.synthetic import SyntheticFrames, synthetic_test_set
 
         scenes = scene_config(data)
         train = SyntheticFrames("train", data.train_clips, scenes, mix=mix if mix.share > 0 else None,
                                 seed=cfg.seed, cache_clips=8)
         return train, synthetic_test_set("val", data.val_clips, scenes, seed=cfg.seed)
     if data.kind == "real":
-        from streamavs.training.real_data import real_frames, real_test_set
+        from streamavs.datasets.real import real_frames, real_test_set
 
         scenes = scene_config(data)
         train = real_frames("train", data.train_clips, scenes, data.media, mix=mix if mix.share > 0 else None,
@@ -72,7 +72,8 @@ def build_sampler(dataset, world_size: int, rank: int, seed: int) -> Sampler:
 
     One process on the synthetic set: ClipWindowSampler, which generates each clip once per
     epoch instead of once per second. Otherwise DistributedSampler (one shard per process)."""
-    from streamavs.training.synthetic_data import ClipWindowSampler, SyntheticFrames
+    from streamavs.datasets.synthetic import SyntheticFrames
+    from streamavs.training.synthetic_data import ClipWindowSampler
 
     if world_size == 1 and isinstance(dataset, SyntheticFrames):
         return ClipWindowSampler(dataset, window=8, seed=seed)
