@@ -1,10 +1,13 @@
 """Accuracy under the four audio conditions: the paper's Table 2, as a table, JSON and plots.
 
-The evaluation itself is ``streamavs.training.evaluate_cli.evaluate_path`` (the same code as
-``streamavs eval``): a checkpoint or an engine over a four-condition test set (positive /
-silence / noise / off-screen audio), giving the robust table with the similarity gate off and
-on, and the similarity scores of positive and negative pairs. This module lays that result out:
+This is ``streamavs eval`` (``streamavs bench accuracy`` is its alias): :func:`main_command`
+evaluates an engine or a checkpoint over a four-condition test set (positive / silence /
+noise / off-screen audio), giving the robust table with the similarity gate off and on. An
+engine runs in the numpy loop of :mod:`streamavs.evaluation` (no torch); a .pt checkpoint's
+segmenter runs in torch (``streamavs.training.evaluate_cli``) and also gives the similarity
+scores of positive and negative pairs. This module lays the result out:
 
+* the text table of :func:`streamavs.evaluation.format_table`, gate off and on;
 * :func:`print_table`: one line per gate setting, columns as in the robust-AVS paper's
   Table 2: positive mIoU/F | silence, noise, off-screen mIoU/F/FPR | G-mIoU, G-F, G-FPR.
 * :func:`plot_conditions`: mIoU, F and FPR per condition, gate off and on side by side.
@@ -36,18 +39,23 @@ GATES = (("gate_off", "gate off"), ("gate_on", "gate on"))
 SIM_BINS = np.linspace(-1.0, 1.0, 41)  # cosine similarity lies in [-1, 1]
 
 
-def evaluate(path: str | Path, data: str = "synthetic-single", clips: int = 80, fscore_mode: str = "set") -> dict[str, Any]:
-    """Evaluate a checkpoint (.pt), an engine (.json/.onnx) or an engine name with ``evaluate_path``
-    (which says what it expected when `path` is none of these).
+def evaluate(path: str | Path, data: str = "synthetic-single", clips: int = 80, fscore_mode: str = "set",
+             *, engine: bool = False, progress: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Evaluate a .pt checkpoint in torch, or an engine (.json/.onnx, an engine name; any path
+    when `engine` is True) in the numpy loop, which needs no torch.
 
     Returns ``{"gate_off": table, "gate_on": table, "similarity": {"positive": [...], "negative": [...]}}``.
     """
     if clips < 1:
         raise InputError(f"--clips must be a positive number of test clips, got {clips}")
-    require("torch", "train", "streamavs bench accuracy")
-    from streamavs.training.evaluate_cli import evaluate_path
+    if Path(path).suffix == ".pt" and not engine:
+        require("torch", "train", f"evaluating the checkpoint {path} (an exported engine needs no torch: --engine)")
+        from streamavs.training.evaluate_cli import evaluate_checkpoint
 
-    return evaluate_path(path, data, clips=clips, fscore_mode=fscore_mode)
+        return evaluate_checkpoint(path, data, clips=clips, fscore_mode=fscore_mode, progress=progress)
+    from streamavs.evaluation import evaluate_engine_path
+
+    return evaluate_engine_path(path, data, clips=clips, fscore_mode=fscore_mode, progress=progress)
 
 
 def similarity_summary(scores: Mapping[str, list[float]]) -> dict[str, Any]:
@@ -79,7 +87,7 @@ def accuracy_report(result: Mapping[str, Any], source: str, data: str, clips: in
                     command: str | None = None) -> dict[str, Any]:  # fmt: skip
     """The JSON report: command, machine, date, what was evaluated, both tables, similarity summary."""
     return make_report(
-        "accuracy", command or command_line(program="streamavs bench accuracy"),
+        "accuracy", command or command_line(program="streamavs eval"),
         evaluated=str(source), data=data, clips=clips, fscore_mode=fscore_mode,
         units={"miou": "percent", "fscore": "percent", "fpr": "fraction", "g_miou": "percent", "g_f": "percent",
                "g_fpr": "fraction"},
@@ -176,12 +184,17 @@ def write_plots(result: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
 
 def main_command(
     path: Path, data: str, clips: int, fscore_mode: str = "set", json_out: Path | None = None,
-    plots: Path | None = None, command: str | None = None,
+    plots: Path | None = None, command: str | None = None, *, engine: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """Evaluate, print the table, write JSON and plots; returns the report."""
-    result = evaluate(path, data, clips, fscore_mode)
+    """`streamavs eval`: evaluate (see :func:`evaluate`), print the tables, write JSON and plots;
+    returns the report."""
+    from streamavs.evaluation import format_table
+
+    result = evaluate(path, data, clips, fscore_mode, engine=engine)
     report = accuracy_report(result, str(path), data, clips, fscore_mode, command)
-    print_table(result, title=f"{path.name} on {data} ({clips} clips, F mode {fscore_mode})")
+    for gate, label in GATES:
+        print(f"similarity {label}:")
+        print(format_table(result[gate]))
     if json_out is not None:
         print(f"wrote {write_json(report, json_out)}")
     if plots is not None:

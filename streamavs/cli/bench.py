@@ -1,4 +1,4 @@
-"""`streamavs bench latency` and `streamavs bench accuracy`: thin shells over streamavs.bench."""
+"""`streamavs bench latency` (a thin shell over streamavs.bench) and `streamavs bench accuracy` (an alias of `streamavs eval`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from streamavs.cli.checks import output_dir, output_file
+from streamavs.cli.checks import output_file
+from streamavs.cli.train import (
+    CheckpointOption, ClipsOption, DataOption, EngineOption, FscoreOption, JsonOutOption, PlotsOption, evaluate_command,
+)  # fmt: skip
 from streamavs.errors import InputError
 
 bench_app = typer.Typer(help="Benchmarks: latency of the live pipeline, accuracy under four audio conditions.",
@@ -72,25 +75,16 @@ def latency(
 
 @bench_app.command("accuracy")
 def accuracy(
-    engine: Annotated[Optional[Path], typer.Option(help="An engine: .json manifest, .onnx or a name from `streamavs engines`.")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="A .pt checkpoint.")] = None,
-    data: Annotated[str, typer.Option(help="synthetic-single | synthetic-multi | real-test | real-test_seen_rec | real-test_heldout_rec | real-test_novel | real-unseen_offscreen | avsbench_s4:ROOT | avsbench_ms3:ROOT")] = "synthetic-single",
-    clips: Annotated[int, typer.Option(help="Synthetic: number of test clips (x5 seconds).", min=1)] = 80,
-    fscore_mode: Annotated[str, typer.Option(help="set (batch-independent) | avsbench")] = "set",
-    json_out: JsonOption = None,
-    plots: Annotated[Optional[Path], typer.Option(help="Folder for conditions.png and similarity.png.")] = None,
+    engine: EngineOption = None,
+    checkpoint: CheckpointOption = None,
+    data: DataOption = "synthetic-single",
+    clips: ClipsOption = 80,
+    fscore_mode: FscoreOption = "set",
+    json_out: JsonOutOption = None,
+    plots: PlotsOption = None,
 ) -> None:
-    """The robust table (paper Table 2) with the similarity gate off and on, with plots."""
-    if (engine is None) == (checkpoint is None):
-        raise InputError("give exactly one of --engine PATH or --checkpoint PATH")
-    if fscore_mode not in ("set", "avsbench"):
-        raise InputError(f"--fscore-mode must be 'set' or 'avsbench', got {fscore_mode!r}")
-    output_file(json_out, "--json", example="accuracy.json")
-    output_dir(plots, "--plots", example="plots")
-    from streamavs.bench.accuracy import main_command
-
-    main_command(engine or checkpoint, data, clips, fscore_mode, json_out=json_out, plots=plots,
-                 command=_command("accuracy"))  # fmt: skip
+    """Same as `streamavs eval` (kept as an alias): the robust table with the gate off and on."""
+    evaluate_command(engine, checkpoint, data, clips, fscore_mode, json_out, plots, program="streamavs bench accuracy")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,20 +1,36 @@
-"""`streamavs train` and `streamavs eval` (need the `train` extra)."""
+"""`streamavs train` (needs the `train` extra) and `streamavs eval` (an engine needs no torch; a .pt checkpoint does)."""
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from streamavs.cli.checks import output_dir, output_file
+from streamavs.datasets.specs import DATA_SPECS
 from streamavs.errors import require
 
 SetOption = Annotated[
     Optional[list[str]],
     typer.Option("--set", help="Override a recipe value: section.key=value (TOML literal). Repeatable."),
 ]
+
+# Shared by `streamavs eval` and its alias `streamavs bench accuracy`.
+EngineOption = Annotated[Optional[Path], typer.Option(
+    "--engine", help="An engine: a .json manifest, an .onnx beside its manifest, or a name from `streamavs engines`. "
+                     "Runs without torch.")]  # fmt: skip
+CheckpointOption = Annotated[Optional[Path], typer.Option(
+    "--checkpoint", help="A .pt checkpoint from `streamavs train`: its segmenter in torch (needs the train extra), "
+                         "with the similarity scores. An engine given here is evaluated as with --engine.")]  # fmt: skip
+DataOption = Annotated[str, typer.Option(help=f"A test set: {' | '.join(DATA_SPECS)} (real-*: the media of "
+                                               "`streamavs data fetch`; avsbench_*: the train extra).")]
+ClipsOption = Annotated[int, typer.Option(help="Number of test clips (x5 seconds; AVSBench: the whole split).", min=1)]
+FscoreOption = Annotated[str, typer.Option(help="set (batch-independent) | avsbench")]
+JsonOutOption = Annotated[Optional[Path], typer.Option(
+    "--out", "--json", help="Write the report (tables, command, machine, date) as JSON here.")]  # fmt: skip
+PlotsOption = Annotated[Optional[Path], typer.Option(help="Folder for conditions.png and similarity.png (train extra).")]
 
 
 def _drop_if_empty(run_dir: Path, new_folder: bool) -> None:
@@ -63,23 +79,39 @@ def register(app: typer.Typer) -> None:
 
     @app.command("eval")
     def eval_(
-        checkpoint: Annotated[Path, typer.Option("--checkpoint", help="A .pt checkpoint or an engine (.onnx).")],
-        data: Annotated[str, typer.Option(help="synthetic-single | synthetic-multi | real-test | real-test_seen_rec | real-test_heldout_rec | real-test_novel | real-unseen_offscreen | avsbench_s4:ROOT | avsbench_ms3:ROOT")] = "synthetic-single",
-        clips: Annotated[int, typer.Option(help="Synthetic: number of test clips (x5 seconds).")] = 80,
-        out: Annotated[Optional[Path], typer.Option(help="Write the tables as JSON here.")] = None,
-        fscore_mode: Annotated[str, typer.Option(help="set (batch-independent) | avsbench")] = "set",
+        engine: EngineOption = None,
+        checkpoint: CheckpointOption = None,
+        data: DataOption = "synthetic-single",
+        clips: ClipsOption = 80,
+        fscore_mode: FscoreOption = "set",
+        out: JsonOutOption = None,
+        plots: PlotsOption = None,
     ) -> None:
         """Print the robust table (paper Table 2) with the similarity gate off and on."""
-        output_file(out, "--out", example="eval.json")
-        require("torch", "train", "streamavs eval")
-        from streamavs.training.evaluate import format_table
-        from streamavs.training.evaluate_cli import evaluate_path
+        evaluate_command(engine, checkpoint, data, clips, fscore_mode, out, plots, program="streamavs eval")
 
-        result = evaluate_path(checkpoint, data, clips=clips, fscore_mode=fscore_mode)
-        for gate in ("gate_off", "gate_on"):
-            typer.echo(f"similarity gate {'off' if gate == 'gate_off' else 'on'}:")
-            typer.echo(format_table(result[gate]))
-        if out:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps({k: v for k, v in result.items() if k != "similarity"}, indent=2))
-            typer.echo(f"wrote {out}")
+
+def evaluate_command(engine: Path | None, checkpoint: Path | None, data: str, clips: int, fscore_mode: str,
+                     out: Path | None, plots: Path | None, *, program: str) -> None:  # fmt: skip
+    """Check the options (before any work), then evaluate and report (streamavs.bench.accuracy)."""
+    from streamavs.datasets.specs import check_spec
+    from streamavs.errors import InputError
+    from streamavs.metrics.meters import FSCORE_MODES
+
+    if (engine is None) == (checkpoint is None):
+        raise InputError("give exactly one of --engine PATH or --checkpoint PATH (e.g. --engine streamavs-real-lite)")
+    if fscore_mode not in FSCORE_MODES:
+        raise InputError(f"--fscore-mode must be one of {' | '.join(FSCORE_MODES)}, got {fscore_mode!r}")
+    check_spec(data)
+    output_file(out, "--out", example="eval.json")
+    output_dir(plots, "--plots", example="plots")
+    if plots is not None:
+        require("matplotlib", "train", "--plots")
+    from streamavs.bench.accuracy import main_command
+    from streamavs.bench.report import command_line
+
+    args = sys.argv[1:]
+    words = program.split()[1:]  # sys.argv holds `eval ...` or `bench accuracy ...` under the entry point
+    command = command_line(args[len(words):] if args[: len(words)] == words else args, program=program)
+    main_command(engine or checkpoint, data, clips, fscore_mode, json_out=out, plots=plots, command=command,
+                 engine=engine is not None)  # fmt: skip
