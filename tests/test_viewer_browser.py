@@ -165,7 +165,7 @@ async def browse(url: str, port: int, start_run, profile: Path) -> dict:
                     "document.getElementById('state').dataset.state === 'unreachable' && "
                     "document.getElementById('state').textContent", 30, "the unreachable state")
                 out["series"] = await cdp.js("window.streamavsViewer.plotSeries()")  # the whole run by now
-                out["fps"] = (await cdp.js("window.streamavsViewer.snapshot()"))["drawn"]
+                out["drawn"] = (await cdp.js("window.streamavsViewer.snapshot()"))["drawn"]
                 await cdp.call("Runtime.evaluate", expression="1")  # collect the last events
                 out["requests"] = [e["params"]["request"]["url"] for e in cdp.events
                                    if e.get("method") == "Network.requestWillBeSent"]
@@ -230,6 +230,9 @@ def test_the_page_shows_the_mask_after_the_sound_starts_and_the_sounding_score_r
     left_row, right_row = sounding_line_heights(got["after_shot"][y : y + ph, x : x + pw])
     assert right_row < left_row - 0.2 * ph, f"the drawn sounding line: left row {left_row}, right row {right_row}"
 
+    print(f"viewer check: tint over the dog before {tints['before']:.3f} after {tints['after']:.3f}; sounding "
+          f"before {quiet.mean():.2f} after {barking.mean():.2f}; plot line rows {left_row:.0f} -> {right_row:.0f} "
+          f"of {ph}; views drawn {got['drawn']} of {len(got['series'])} masks")
     origin_url = f"http://127.0.0.1:{port}/"
     assert got["requests"] and all(u.startswith(origin_url) or u.startswith("data:") for u in got["requests"]), got["requests"]
     assert got["sockets"] == [f"ws://127.0.0.1:{port}/ws?token="]

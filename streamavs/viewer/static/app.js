@@ -118,7 +118,8 @@ async function drawPending() {
 
 // Show the canvas as large as its box allows, whole (aspect kept, not taller than the window).
 function fitVideo() {
-  const box = video.parentElement.clientWidth;
+  const wide = window.innerWidth >= 900; // the panel sits beside the video, else below it
+  const box = Math.min(720, wide ? window.innerWidth - 560 : window.innerWidth - 32);
   const room = Math.max(120, window.innerHeight - video.getBoundingClientRect().top - 40);
   const scale = Math.min(box / video.width, room / video.height);
   video.style.width = `${Math.floor(video.width * scale)}px`;
