@@ -10,9 +10,7 @@ import re
 import struct
 import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
 
 import aiohttp
 import numpy as np

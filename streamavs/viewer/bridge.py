@@ -86,13 +86,17 @@ class Bridge:
             items = list(self._pending)
             self._pending.clear()
             self._scheduled = False
-        for kind, value, mono in items:
-            if kind == "msg":
-                self.hub.on_message(value, mono)
-            elif kind == "stats":
-                self.hub.sub_stats = value
-            else:
-                self.hub.error = value
+        try:
+            for kind, value, mono in items:
+                if kind == "msg":
+                    self.hub.on_message(value, mono)
+                elif kind == "stats":
+                    self.hub.sub_stats = value
+                else:
+                    self.hub.error = value
+        except Exception as exc:  # noqa: BLE001 - a bug in the hub: shown on the page, re-raised by close()
+            self.error = self.error or exc
+            self.hub.error = f"{type(exc).__name__}: {exc}"
 
     def close(self) -> None:
         """Stop and join the thread; re-raise its error, if it died of one. Idempotent."""

@@ -35,6 +35,7 @@ __all__ = ["ViewerConfig", "StreamHub", "ClientSlot", "pack_view", "STATES"]
 # Page states, in the order they win when several apply.
 STATES = ("unreachable", "waiting", "restarted", "no_masks", "no_frames", "live")
 _RECENT_MASKS = 64  # masks kept to pair a frame that arrives after its mask
+_MAX_POINTS = 20_000  # plot points kept at most (30 s at 660 masks a second)
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,8 @@ class StreamHub:
         self.session: str | None = None
         self.engine: dict[str, str] | None = None
         self.backend: str | None = None
-        self.points: deque[tuple[int, float, float, float]] = deque()  # (id, t_capture, sounding, uncertainty)
+        # (id, t_capture, sounding, uncertainty); the cap holds even if a publisher's clock jumps back
+        self.points: deque[tuple[int, float, float, float]] = deque(maxlen=_MAX_POINTS)
         self._next_point = 0
         self._recent: OrderedDict[float, MaskMessage] = OrderedDict()  # t_capture -> mask
         self.last_message: float | None = None  # monotonic s of the last message of any kind
@@ -215,7 +217,8 @@ class StreamHub:
         if st is not None:
             msg.update({
                 "rate_hz": round(st.rate_hz, 2), "gaps": st.gaps, "lost": st.lost, "restarts": st.restarts,
-                "protocol_errors": st.protocol_errors, "latency_ms": {k: round(v, 1) for k, v in st.latency_capture_ms.items()},
+                "protocol_errors": st.protocol_errors,
+                "latency_ms": {k: round(v, 1) for k, v in st.latency_capture_ms.items()},
             })  # fmt: skip
         return json.dumps(msg, separators=(",", ":"), allow_nan=False)
 

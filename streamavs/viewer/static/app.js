@@ -48,7 +48,7 @@ function connect() {
 }
 
 function onText(msg) {
-  if (msg.type === "hello") { page.historyS = msg.history_s; return; }
+  if (msg.type === "hello") { page.historyS = msg.history_s; page.points = []; return; } // a new socket resends the plot
   if (msg.type !== "status") return;
   if (msg.session !== page.session) { page.points = []; page.session = msg.session; }
   for (const p of msg.points) page.points.push(p);
