@@ -284,3 +284,13 @@ def test_run_view_serves_the_page_with_frames_and_stops_it_at_the_end(tmp_path, 
     assert asyncio.run(stats()) is None, "the viewer stops with the run"
     preview = next(line for line in out.splitlines() if line.startswith("preview frames"))
     assert int(preview.split()[2]) > 0
+
+
+def test_a_taken_port_or_a_bad_address_is_a_one_line_error():
+    from streamavs.errors import InputError
+
+    with ViewerServer(ViewerConfig("tcp://127.0.0.1:1"), port=0) as first:
+        with pytest.raises(InputError, match=rf"cannot serve the viewer on 127.0.0.1:{first.port}: .*--port {first.port + 1}"):
+            ViewerServer(ViewerConfig("tcp://127.0.0.1:1"), port=first.port).start()
+    with pytest.raises(InputError, match="cannot connect to the mask stream at foo.*tcp://127.0.0.1:5555"):
+        ViewerServer(ViewerConfig("foo"), port=0).start()
