@@ -21,6 +21,15 @@ frame with :meth:`AudioRing.fill`, so the pairer pairs it at once and reports th
 padded; at the end of the file the ring is finished before the last frames are handed over.
 Where the header says nothing, the end of the file is the only sign. Audio that still arrives
 for a time already filled (a wrong header) is dropped and counted (``audio_dropped``).
+
+URLs that stall: opening fails when connecting and reading the header, or then probing the
+streams, takes longer than ``open_timeout_s``; decoding fails when one read gets no data for
+``read_timeout_s`` (FFmpeg's interrupt callback, set by PyAV's ``timeout``). A failure
+part-way through (a stall, a truncated file) still hands over every frame decoded before it:
+the audio ring is finished first, so frames waiting for their audio go with silence. From a
+URL, a packet that fails to decode (damaged in transit; MPEG-TS hands over the cut packet when
+a read stalls) is skipped and counted (``decode_errors``) unless one stream fails
+``_MAX_DECODE_ERRORS`` times in a row; from a file it is an error.
 """
 
 from __future__ import annotations
@@ -35,12 +44,16 @@ from streamavs.audio import to_mono
 from streamavs.buffers import AudioRing, FrameRing, VideoFrame
 from streamavs.capture.base import Source
 from streamavs.clock import now_ns, wall_time
-from streamavs.errors import SourceError
+from streamavs.errors import InputError, SourceError
 
-__all__ = ["MediaSource"]
+__all__ = ["MediaSource", "URL_OPEN_TIMEOUT_S", "URL_READ_TIMEOUT_S"]
+
+URL_OPEN_TIMEOUT_S = 10.0  # a URL that sends nothing usable this long while opening fails
+URL_READ_TIMEOUT_S = 5.0  # a URL that sends no data this long during one read (mid-stream) fails
 
 _MAX_PENDING = 512  # lossless: frames held while their audio has not been decoded yet
 _LATE_START_S = 0.1  # audio that starts this much after the stream starts late (less: codec delay)
+_MAX_DECODE_ERRORS = 25  # URLs: packets of one stream in a row that may fail to decode before it is an error
 
 
 def _is_url(path: str) -> bool:
@@ -76,9 +89,18 @@ class MediaSource(Source):
         frames: FrameRing | None = None,
         audio: AudioRing | None = None,
         require_audio: bool = True,
+        open_timeout_s: float = URL_OPEN_TIMEOUT_S,
+        read_timeout_s: float = URL_READ_TIMEOUT_S,
     ) -> None:
         super().__init__()
+        if not (open_timeout_s > 0 and read_timeout_s > 0):
+            raise InputError(
+                f"URL timeouts must be > 0 seconds, got open_timeout_s={open_timeout_s!r} and read_timeout_s="
+                f"{read_timeout_s!r}; leave them out for {URL_OPEN_TIMEOUT_S:g} s and {URL_READ_TIMEOUT_S:g} s"
+            )
         self.path = str(path_or_url)
+        self.open_timeout_s = float(open_timeout_s)  # URLs only: files are never interrupted
+        self.read_timeout_s = float(read_timeout_s)
         self.realtime = realtime
         self.lossless = lossless
         self.require_audio = require_audio
@@ -90,7 +112,9 @@ class MediaSource(Source):
         self._container: Any = None
         self._vstream: Any = None
         self._astream: Any = None
-        self._counters.update({"audio_samples": 0, "audio_filled": 0, "audio_dropped": 0, "pts_fixes": 0})
+        self._counters.update(
+            {"audio_samples": 0, "audio_filled": 0, "audio_dropped": 0, "pts_fixes": 0, "decode_errors": 0}
+        )
 
     # -- caller thread -------------------------------------------------------------------
     def _open(self) -> None:
@@ -104,9 +128,14 @@ class MediaSource(Source):
             )
         try:
             if _is_url(path):
-                self._container = av.open(path, timeout=(10.0, 5.0))
+                self._container = av.open(path, timeout=(self.open_timeout_s, self.read_timeout_s))
             else:
                 self._container = av.open(path)
+        except av.error.ExitError as exc:  # the timeout interrupted FFmpeg: nothing came back in time
+            raise SourceError(
+                f"no answer from '{path}' within {self.open_timeout_s:g} s: the host did not answer, or the server "
+                f"accepted the connection but sent no media; check the address and that it plays: ffprobe '{path}'"
+            ) from exc
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise SourceError(
                 f"cannot open '{path}' as media ({exc}); expected a file or URL that FFmpeg can read "
@@ -169,26 +198,57 @@ class MediaSource(Source):
         self._resampler = None  # av.AudioResampler to planar float at the source rate
         self._soxr: Any = None
         self._soxr_rate = 0
+        self._failed_in_row: dict[int, int] = {}  # stream index -> packets in a row that failed to decode
         streams = [s for s in (self._vstream, self._astream) if s is not None]
         try:
             for packet in c.demux(*streams):
                 if self._stop.is_set():
                     return
-                for frame in packet.decode():
+                for frame in self._decode(packet):
                     if isinstance(frame, av.VideoFrame):
                         self._on_video(frame)
                     else:
                         self._on_audio(frame)
                     if self._stop.is_set():
                         return
-            self._flush_audio()
-            self.audio.finish()  # no audio will come any more: the last frames must not wait for it
-            self._flush_pending(force=True)
         except av.error.FFmpegError as exc:
+            if self._stop.is_set():
+                return  # closed while a read was blocked: not a failure
+            self._finish_stream()  # the frames decoded before the failure still reach the consumer
+            if isinstance(exc, av.error.ExitError) and _is_url(self.path):  # a read got no data in time
+                raise SourceError(
+                    f"'{self.path}' stopped sending: no data for {self.read_timeout_s:g} s after {self._index} "
+                    "frames; the stream stalled: check the network and the server (ffprobe "
+                    f"'{self.path}'); the frames before it were processed"
+                ) from exc
             raise SourceError(
                 f"decoding '{self.path}' failed after {self._index} frames ({exc}); the file may be "
                 "truncated or use a codec this FFmpeg cannot decode: re-encode it with ffmpeg"
             ) from exc
+        self._finish_stream()
+
+    def _decode(self, packet: Any) -> list:
+        """The packet's frames; a URL's packet that fails to decode is skipped and counted (see the module doc)."""
+        import av
+
+        index = packet.stream.index
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError:
+            in_row = self._failed_in_row.get(index, 0) + 1
+            if not _is_url(self.path) or in_row > _MAX_DECODE_ERRORS:
+                raise
+            self._failed_in_row[index] = in_row
+            self._count("decode_errors")
+            return []
+        self._failed_in_row[index] = 0
+        return frames
+
+    def _finish_stream(self) -> None:
+        """No audio will come any more: finish the ring and hand over the frames still waiting for it."""
+        self._flush_audio()
+        self.audio.finish()  # the last frames must not wait for audio
+        self._flush_pending(force=True)
 
     def _clock(self, time_s: float) -> int:
         if self._start_s is None:
@@ -329,7 +389,8 @@ class MediaSource(Source):
     def counters(self) -> dict[str, int]:
         """frames (decoded), drops (frame ring), audio_samples (16 kHz, decoded), audio_filled (16 kHz
         samples of silence for times without audio), audio_dropped (decoded samples that came for a
-        time already filled), pts_fixes, reconnects, overflows."""
+        time already filled), pts_fixes, decode_errors (URL packets skipped because they failed to
+        decode), reconnects, overflows."""
         out = super().counters()
         out["drops"] = self.frames.drops
         return out
