@@ -139,7 +139,7 @@ class _SubscriberThread:
 
 
 def _capture(config: LatencyConfig):
-    from streamavs.pipeline import media_capture, synthetic_capture
+    from streamavs.capture.builders import media_capture, synthetic_capture
 
     _check_source(config.source)
     if config.source == "synthetic":

@@ -21,7 +21,8 @@ from media import connected_pair, make_partial_audio, start_c_subscriber
 from streamavs.buffers import AudioRing, FrameRing, VideoFrame
 from streamavs.pairing import Pairer
 from streamavs.errors import ProtocolError
-from streamavs.pipeline import Pipeline, media_capture
+from streamavs.capture.builders import media_capture
+from streamavs.pipeline import Pipeline
 from streamavs.protocol import ENCODINGS, decode_message, encode_message
 from streamavs.publish import Publisher
 

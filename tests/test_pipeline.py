@@ -14,9 +14,10 @@ from media import connected_pair, count_video_frames, make_mp4_tone
 
 from streamavs.buffers import AudioRing, FrameRing, VideoFrame
 from streamavs.capture.base import Source
+from streamavs.capture.builders import Capture, media_capture, synthetic_capture
 from streamavs.clock import now_ns, wall_time
 from streamavs.errors import InputError, SourceError
-from streamavs.pipeline import Capture, Pipeline, PipelineConfig, media_capture, preprocess_frame, synthetic_capture
+from streamavs.pipeline import Pipeline, PipelineConfig, preprocess_frame
 from streamavs.publish import Publisher, Subscriber
 
 FPS, SECONDS, ONSET_S = 25, 3.0, 1.0

@@ -59,7 +59,7 @@ def _check_input(input_: Optional[str]) -> None:
 
 def _build_capture(input_: Optional[str], camera: Optional[str], mic: Optional[str], synthetic: bool, realtime: Optional[bool]):
     """Choose the capture from the options; raises InputError on conflicting options."""
-    from streamavs.pipeline import live_capture, media_capture, synthetic_capture
+    from streamavs.capture.builders import live_capture, media_capture, synthetic_capture
 
     if input_ is not None and synthetic:
         raise InputError("--input and --synthetic both name an input; give one of them")

@@ -1,6 +1,5 @@
 """The live pipeline: sources -> pairer -> preprocess -> engine -> postprocess -> publisher.
 
-* :mod:`~streamavs.pipeline.capture`: the sources and rings a run reads (file, live, synthetic).
 * :mod:`~streamavs.pipeline.runner`: :class:`Pipeline`, the loop, and its config.
 * :mod:`~streamavs.pipeline.stats`: per-stage timings and counters.
 * :mod:`~streamavs.pipeline.preview`: JPEG preview frames for viewers, encoded off the loop.
@@ -8,13 +7,11 @@
 Importing this package starts nothing and imports no heavy module beyond numpy.
 """
 
-from streamavs.pipeline.capture import Capture, live_capture, media_capture, synthetic_capture
 from streamavs.pipeline.preview import PreviewConfig
 from streamavs.pipeline.runner import Pipeline, PipelineConfig, Result, preprocess_frame
 from streamavs.pipeline.stats import STAGES, PipelineStats, StatsSnapshot
 
 __all__ = [
-    "Capture", "media_capture", "live_capture", "synthetic_capture",
     "Pipeline", "PipelineConfig", "PreviewConfig", "Result", "preprocess_frame",
     "STAGES", "PipelineStats", "StatsSnapshot",
 ]  # fmt: skip

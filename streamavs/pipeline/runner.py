@@ -25,10 +25,10 @@ from typing import Any, Callable
 import numpy as np
 
 from streamavs.audio import LogMel
+from streamavs.capture.builders import Capture
 from streamavs.pairing import Pair, Pairer
 from streamavs.clock import now_ns, wall_time
 from streamavs.errors import InputError
-from streamavs.pipeline.capture import Capture
 from streamavs.pipeline.preview import FramePreview, PreviewConfig
 from streamavs.pipeline.stats import PipelineStats, StatsSnapshot
 from streamavs.pipeline.threads import limit_blas_threads

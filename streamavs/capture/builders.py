@@ -1,4 +1,4 @@
-"""What the pipeline reads from: capture sources and the two rings they fill.
+"""Capture builders: the sources a run reads (file, live, synthetic) and the two rings they fill.
 
 A :class:`Capture` bundles the running sources with the :class:`FrameRing` and
 :class:`AudioRing` they write into, and says how the pairer must read them:
