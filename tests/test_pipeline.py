@@ -294,11 +294,3 @@ def test_trained_engine_masks_are_empty_when_nothing_sounds_and_not_when_somethi
     assert fpr and iou, "the synthetic clips should hold frames with and without a sounding object"
     assert float(np.mean(fpr)) < 0.05
     assert float(np.mean(iou)) > 0.3
-
-
-def test_blas_threads_are_limited_through_the_loaded_library():
-    from streamavs.pipeline.threads import _loaded_openblas, limit_blas_threads
-
-    if not _loaded_openblas():  # numpy (imported above) has loaded its BLAS by now
-        pytest.skip("numpy here does not use OpenBLAS")
-    assert limit_blas_threads(1) == _loaded_openblas()

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from streamavs.errors import ConfigError
 from streamavs.model.checkpoint import save_checkpoint
-from streamavs.pipeline.threads import limit_blas_threads
+from streamavs.threads import limit_blas_threads
 from streamavs.training.config import TrainConfig, lr_factor
 from streamavs.training.distributed import World, close_world, init_world
 

@@ -31,8 +31,8 @@ from streamavs.clock import now_ns, wall_time
 from streamavs.errors import InputError
 from streamavs.pipeline.preview import FramePreview, PreviewConfig
 from streamavs.pipeline.stats import PipelineStats, StatsSnapshot
-from streamavs.pipeline.threads import limit_blas_threads
 from streamavs.protocol import ENCODINGS
+from streamavs.threads import limit_blas_threads
 
 __all__ = ["PipelineConfig", "Result", "Pipeline", "preprocess_frame"]
 
