@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 import pytest
+from blocking import InThread
 
 from streamavs.buffers import AudioRing, FrameRing, VideoFrame
 from streamavs.pairing import Pairer
@@ -106,12 +106,13 @@ def test_frame_ring_keeps_newest_and_counts_drops():
 def test_frame_ring_backpressure_blocks_until_taken():
     ring = FrameRing(capacity=1)
     ring.push(frame(1, 0))
-    assert ring.push(frame(2, 1), block=True, timeout=0.05) is False
-    threading.Timer(0.05, lambda: ring.take(newest=False)).start()
-    t0 = time.monotonic()
-    assert ring.push(frame(3, 2), block=True, timeout=2.0) is True
-    assert 0.03 < time.monotonic() - t0 < 1.0
-    assert ring.drops == 0
+    assert ring.push(frame(2, 1), block=True, timeout=0.05) is False  # nobody takes: it gives up
+    pusher = InThread(ring.push, frame(3, 2), True, 30.0)
+    pusher.wait_until_blocked_in(FrameRing.push)  # fails at once if the push returned instead of waiting
+    assert ring.pushed == 1 and ring.latest().index == 0  # nothing was overwritten while it waits
+    assert ring.take(newest=False).index == 0
+    assert pusher.result() is True  # the take made room
+    assert ring.latest().index == 2 and ring.pushed == 2 and ring.drops == 0
 
 
 def test_out_of_order_frames_raise_input_error():
@@ -151,24 +152,24 @@ def test_pairer_takes_newest_frame_with_audio_ending_at_it():
 def test_pairer_waits_for_audio_then_reports_gap():
     frames, audio = FrameRing(), AudioRing(capacity_s=4.0)
     _fill_audio(audio, 2 * 10**9)
-    pairer = Pairer(frames, audio, max_wait_s=0.15)
+    pairer = Pairer(frames, audio, max_wait_s=30.0)
 
-    # Audio reaching the frame arrives 50 ms later: the pairer waits for it.
+    # Audio reaching the frame arrives while the pairer waits for it: the pair uses it.
     frames.push(frame(2_100_000_000, 0))
-    threading.Timer(0.05, _fill_audio, (audio, 2_200_000_000)).start()
-    t0 = time.monotonic()
-    pair = pairer.next_pair(timeout=1)
-    waited = time.monotonic() - t0
-    assert 0.04 < waited < 0.15
-    assert not pair.audio_gap
-    assert abs(pair.audio[-1] - (int(2.1 * SR) - 1)) <= 1
+    call = InThread(pairer.next_pair, 1)
+    call.wait_until_blocked_in(AudioRing.wait_for)  # it looked, found 100 ms missing and waits
+    _fill_audio(audio, 2_200_000_000)
+    pair = call.result()
+    assert pair.waited and not pair.audio_gap
+    assert pair.window_ns[1] == 2_100_000_000 and abs(pair.audio[-1] - (int(2.1 * SR) - 1)) <= 1
 
     # Audio never arrives: returns after max_wait with zeros at the end and the gap flag.
+    pairer.max_wait_s = 0.15
     frames.push(frame(3_000_000_000, 1))
     t0 = time.monotonic()
     pair = pairer.next_pair(timeout=1)
-    assert 0.14 < time.monotonic() - t0 < 0.5
-    assert pair.audio_gap
+    assert time.monotonic() - t0 >= 0.149  # it waited max_wait_s (to the clock's rounding) before giving up
+    assert pair.waited and pair.audio_gap
     have = audio.head - (3 * SR - SR)  # samples of the window that exist
     assert pair.audio[have:].max() == 0 and pair.audio[have - 1] == audio.head - 1
 

@@ -138,7 +138,7 @@ def test_pairing_on_a_real_microphone_never_waits_for_a_closed_device(alsa_home)
     # 60 s on is past everything the device file holds, however far ahead of real time the file
     # plugin delivered it (a frame 2 s on could still fall inside audio delivered early).
     assert not closed["waited"] and closed["missed"] == SR and closed["lag_ns"] == 0
-    assert result["after_close_s"] < 2.0
+    assert result["after_close_s"] < 5.0  # a wait for it would have lasted max_wait_s = 5 s at least
 
 
 NO_DEFAULT = textwrap.dedent(
