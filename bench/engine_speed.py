@@ -2,6 +2,13 @@
 
     python -m streamavs.bench.engine_speed                      # avs_lite + temporal, 224x224, random weights
     python -m streamavs.bench.engine_speed --checkpoint best.pt --ort-threads 2 1 --torch-threads 2
+    python -m streamavs.bench.engine_speed --engine engines/streamavs-real-lite.json \
+        --engine engines/streamavs-real-lite-int8.json --ort-threads 1 2 --torch-threads   # INT8 vs FP32
+
+With several ``--engine`` they are timed interleaved, call by call (A, B, A, B, ...; each with its
+own cache), so that a machine shared with other work slows them alike: ``ratio_vs_first`` (the
+first engine's median over each one's, per thread count) is the figure to compare; absolute
+times hold only for the load the record states.
 
 "Model-only": one ``engine.run(frame, log_mel, cache)`` per sample (the numpy <-> runtime copies
 included; capture, resize and the log-mel front end excluded), on a fixed sequence of synthetic
@@ -47,6 +54,27 @@ def time_engine(engine, inputs: list[tuple[np.ndarray, np.ndarray]], repeats: in
     }
 
 
+def time_interleaved(engines: dict[str, Any], inputs: list[tuple[np.ndarray, np.ndarray]], repeats: int,
+                     warmup: int) -> dict[str, dict[str, float]]:
+    """time_engine's statistics for several engines timed call by call in turn (each carrying its own cache)."""
+    caches = {k: e.initial_cache() for k, e in engines.items()}
+    ms = {k: np.empty(repeats) for k in engines}
+    for i in range(warmup + repeats):
+        frame, mel = inputs[i % len(inputs)]
+        for key, engine in engines.items():
+            t0 = time.perf_counter()
+            caches[key] = engine.run(frame, mel, caches[key]).cache
+            if i >= warmup:
+                ms[key][i - warmup] = (time.perf_counter() - t0) * 1e3
+    out = {}
+    for key, a in ms.items():
+        median = float(np.median(a))
+        out[key] = {"repeats": repeats, "warmup": warmup, "median_ms": median, "p95_ms": float(np.percentile(a, 95)),
+                    "mean_ms": float(a.mean()), "min_ms": float(a.min()), "max_ms": float(a.max()),
+                    "fps_at_median": 1e3 / median}
+    return out
+
+
 def _random_checkpoint(path: Path, model: str, size: int, window: int) -> Path:
     import torch
 
@@ -69,11 +97,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from streamavs.engine.torch import TorchEngine
     from streamavs.training.export import export_engine, parity_inputs
 
+    if args.engine and len(args.engine) > 1:
+        return run_compare(args, machine)
     with tempfile.TemporaryDirectory(prefix="engine-speed-") as tmp:
         ckpt = Path(args.checkpoint) if args.checkpoint else _random_checkpoint(
             Path(tmp) / f"{args.model}-{args.size}.pt", args.model, args.size, args.window)
         if args.engine:
-            engine_path = Path(args.engine)
+            engine_path = Path(args.engine[0])
             export_s = None
         else:
             t0 = time.perf_counter()
@@ -114,6 +144,53 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def run_compare(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, Any]:
+    """Several engines timed interleaved per ONNX Runtime thread count; ratios against the first engine."""
+    from streamavs.engine import load_engine
+    from streamavs.engine.base import resolve_engine
+    from streamavs.engine.manifest import read_manifest
+    from streamavs.training.export import parity_inputs
+
+    paths = [resolve_engine(e) for e in args.engine]
+    manifests = [read_manifest(p) for p in paths]
+    keys = [m.name for m in manifests]
+    if len(set(keys)) != len(keys):
+        raise SystemExit(f"engine names must differ to be told apart in the record, got {keys}")
+    if len({m.frame.size for m in manifests}) != 1:
+        raise SystemExit(f"engines to compare must take the same frame size, got {[m.frame.size for m in manifests]}")
+    inputs, source = parity_inputs(manifests[0].frame.size[0], 16, seed=1)
+    results: dict[str, Any] = {}
+    ratios: dict[str, dict[str, float]] = {}
+    for n in args.ort_threads:
+        engines = {k: load_engine(p, threads=n) for k, p in zip(keys, paths)}
+        try:
+            timed = time_interleaved(engines, inputs, args.repeats, args.warmup)
+        finally:
+            for engine in engines.values():
+                engine.close()
+        for key, stats in timed.items():
+            results[f"{key}_{n}t"] = stats
+        first = timed[keys[0]]["median_ms"]
+        ratios[f"{n}t"] = {k: first / timed[k]["median_ms"] for k in keys[1:]}
+        line = ", ".join(f"{k} {timed[k]['median_ms']:.2f} ms" for k in keys)
+        print(f"onnxruntime {n} thread(s), interleaved: {line}; {keys[0]} / other: "
+              f"{json.dumps({k: round(v, 2) for k, v in ratios[f'{n}t'].items()})}", file=sys.stderr)
+    return {
+        "benchmark": "engine_speed",
+        "command": " ".join(shlex.quote(a) for a in ["python", "-m", "streamavs.bench.engine_speed", *sys.argv[1:]]),
+        "date": _dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": machine,
+        "mode": "interleaved: engines timed call by call in turn, each carrying its own cache",
+        "engines": [{"name": m.name, "precision": m.precision, "model_file": m.model_file, "sha256": m.sha256,
+                     "frame": list(m.frame.size), "cache_shape": list(m.cache_shape)} for m in manifests],
+        "inputs": f"{source}, cycled; cache carried between calls",
+        "results": results,
+        "ratio_vs_first": ratios,  # first engine's median / each engine's median, per thread count
+        "speedup_median": {},
+        "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
 def _free_path(path: Path) -> Path:
     """`path`, or path-2, path-3, ... when it exists: recorded runs are never overwritten."""
     n = 2
@@ -127,12 +204,14 @@ def _free_path(path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", help="a streaming checkpoint (.pt); default: random weights")
-    p.add_argument("--engine", help="time this exported engine (.json/.onnx) instead of exporting one")
+    p.add_argument("--engine", action="append",
+                   help="time this exported engine (.json/.onnx/name) instead of exporting one; repeat to compare "
+                        "engines interleaved (ratios against the first)")
     p.add_argument("--model", default="avs_lite", help="registry name for the random checkpoint")
     p.add_argument("--size", type=int, default=224, help="frame size for the random checkpoint")
     p.add_argument("--window", type=int, default=5, help="temporal window T for the random checkpoint (1: none)")
     p.add_argument("--ort-threads", type=int, nargs="+", default=[2, 1])
-    p.add_argument("--torch-threads", type=int, nargs="+", default=[2])
+    p.add_argument("--torch-threads", type=int, nargs="*", default=[2], help="eager rows; none: no eager row")
     p.add_argument("--repeats", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--n-check", type=int, default=20, help="parity frames during the export")
@@ -145,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps({k: {"median_ms": round(v["median_ms"], 2), "p95_ms": round(v["p95_ms"], 2)}
                       for k, v in record["results"].items()}, indent=1))
-    print(f"speed-up (median): {json.dumps({k: round(v, 2) for k, v in record['speedup_median'].items()})}; wrote {out}")
+    if record.get("ratio_vs_first"):
+        print(f"ratio vs {record['engines'][0]['name']} (median): {json.dumps(record['ratio_vs_first'])}; wrote {out}")
+    else:
+        print(f"speed-up (median): {json.dumps({k: round(v, 2) for k, v in record['speedup_median'].items()})}; wrote {out}")
     return 0
 
 

@@ -1,19 +1,22 @@
 """ONNX Runtime backend: the default CPU engine; CUDA and TensorRT execution providers when present.
 
-Session settings (why):
+Session settings (:class:`SessionSettings`, why):
 - intra-op threads default to ``max(1, cores - 1)``, leaving a core for the capture threads;
-  inter-op threads 1 (the graph is one sequential chain, batch 1).
+  inter-op threads 1 and sequential execution (the graph is one chain, batch 1).
 - ``session.intra_op.allow_spinning = 0``: idle worker threads sleep instead of spinning, so the
   engine does not steal the CPU from capture, audio and publishing between frames.
-- graph optimisation ORT_ENABLE_ALL (constant folding, fusions, layout transforms).
+- graph optimisation ORT_ENABLE_ALL (constant folding, fusions, layout transforms; for an INT8
+  engine the QDQ fusions into QLinearConv and friends), memory arena and memory pattern on.
 The model bytes are read once: hashed against the manifest, then handed to the session, so the
 file that was checked is the file that runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,7 +27,8 @@ from streamavs.engine.base import Engine
 from streamavs.engine.manifest import Manifest, check_model_inputs, check_runtime
 from streamavs.errors import EngineError, ManifestMismatch, MissingDependency
 
-__all__ = ["OnnxRuntimeEngine", "PROVIDER_ALIASES", "default_threads"]
+__all__ = ["OnnxRuntimeEngine", "PROVIDER_ALIASES", "SessionSettings", "GRAPH_OPTIMIZATION", "default_threads",
+           "session_options"]
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -37,6 +41,56 @@ PROVIDER_ALIASES = {
 def default_threads() -> int:
     """Intra-op threads by default: all cores but one (at least 1)."""
     return max(1, (os.cpu_count() or 1) - 1)
+
+
+# SessionSettings.graph_optimization -> onnxruntime.GraphOptimizationLevel member
+GRAPH_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                      "all": "ORT_ENABLE_ALL"}
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """How an ONNX Runtime session runs an engine (the defaults are the backend's, see the module docstring).
+
+    threads: intra-op threads, None -> :func:`default_threads`. inter_op_threads: threads running
+    independent nodes at once (only with execution_mode "parallel"). graph_optimization: a key of
+    GRAPH_OPTIMIZATION. memory_arena: the CPU allocator keeps freed blocks for reuse.
+    memory_pattern: plan every intermediate buffer once from the first run. spinning: idle
+    intra-op threads busy-wait for the next piece of work instead of sleeping.
+    """
+
+    threads: int | None = None
+    inter_op_threads: int = 1
+    execution_mode: str = "sequential"  # or "parallel"
+    graph_optimization: str = "all"
+    memory_arena: bool = True
+    memory_pattern: bool = True
+    spinning: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def session_options(settings: SessionSettings | None = None):
+    """An ``onnxruntime.SessionOptions`` for `settings` (default: the backend's defaults)."""
+    ort = _import_ort()
+    s = settings or SessionSettings()
+    if s.graph_optimization not in GRAPH_OPTIMIZATION:
+        raise EngineError(f"graph_optimization must be one of {list(GRAPH_OPTIMIZATION)}, got {s.graph_optimization!r}")
+    if s.execution_mode not in ("sequential", "parallel"):
+        raise EngineError(f"execution_mode must be 'sequential' or 'parallel', got {s.execution_mode!r}")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(s.threads) if s.threads is not None else default_threads()
+    so.inter_op_num_threads = int(s.inter_op_threads)
+    so.execution_mode = ort.ExecutionMode.ORT_PARALLEL if s.execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[s.graph_optimization])
+    so.enable_cpu_mem_arena = bool(s.memory_arena)
+    so.enable_mem_pattern = bool(s.memory_pattern)
+    spin = "1" if s.spinning else "0"  # both pools: an inter-op pool spins by default
+    so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    so.log_severity_level = 3  # errors only: provider fallbacks are reported by us
+    return so
 
 
 def _import_ort():
@@ -57,6 +111,8 @@ class OnnxRuntimeEngine(Engine):
         "cuda", "tensorrt"); default CPU only. A provider that this onnxruntime build lacks raises
         EngineError naming the ones it has.
     threads: intra-op threads (default :func:`default_threads`); inter_op_threads: default 1.
+    settings: every session setting at once (:class:`SessionSettings`); `threads` and
+        `inter_op_threads`, when given, override its fields.
     audio_params, frame_size: the runtime's front end, checked against the manifest.
     """
 
@@ -69,7 +125,8 @@ class OnnxRuntimeEngine(Engine):
         *,
         providers: Sequence[str | tuple[str, dict[str, Any]]] | None = None,
         threads: int | None = None,
-        inter_op_threads: int = 1,
+        inter_op_threads: int | None = None,
+        settings: SessionSettings | None = None,
         audio_params: LogMelParams | None = None,
         frame_size: tuple[int, int] | None = None,
     ) -> None:
@@ -78,13 +135,13 @@ class OnnxRuntimeEngine(Engine):
         check_runtime(manifest, audio_params=audio_params, frame_size=frame_size)
         data = self._read_checked(manifest, self.model_path)
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = int(threads) if threads is not None else default_threads()
-        so.inter_op_num_threads = int(inter_op_threads)
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.log_severity_level = 3  # errors only: provider fallbacks are reported by us
+        settings = settings or SessionSettings()
+        if threads is not None:
+            settings = dataclasses.replace(settings, threads=int(threads))
+        if inter_op_threads is not None:
+            settings = dataclasses.replace(settings, inter_op_threads=int(inter_op_threads))
+        self.settings = settings
+        so = session_options(settings)
         self.providers = self._resolve_providers(ort, providers)
         try:
             self._session = ort.InferenceSession(data, sess_options=so, providers=self.providers)
