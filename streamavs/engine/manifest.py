@@ -30,7 +30,7 @@ from streamavs.audio import LogMelParams
 from streamavs.errors import EngineError, InputError, ManifestMismatch
 
 __all__ = [
-    "FORMAT_VERSION", "FRAME_LAYOUT", "FRAME_NORMALISATION", "AUDIO_EXAMPLE", "MODEL_SUFFIXES",
+    "FORMAT_VERSION", "FRAME_LAYOUT", "FRAME_NORMALISATION", "AUDIO_EXAMPLE", "MODEL_SUFFIXES", "PRECISIONS",
     "TensorSpec", "FrameSpec", "AudioSpec", "TemporalSpec", "Thresholds", "Manifest",
     "read_manifest", "write_manifest", "check_model_file", "check_model_inputs", "check_runtime", "file_sha256", "today",
 ]
@@ -40,6 +40,8 @@ FRAME_LAYOUT = "NHWC uint8 RGB"
 FRAME_NORMALISATION = "inside the engine: /255 then ImageNet mean/std"
 AUDIO_EXAMPLE = "example = last 15600 samples of the window"
 MODEL_SUFFIXES = {"onnx": ".onnx", "tensorrt": ".ep", "torch": ".pt"}  # manifest backend -> model file suffix
+# Numeric precision of an engine's weights and arithmetic; int8: ONNX static quantization (QDQ), ONNX Runtime only.
+PRECISIONS = {"fp32": ("onnx", "tensorrt", "torch"), "fp16": ("tensorrt",), "int8": ("onnx",)}
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ class Manifest:
 
     name: str
     backend: str  # model file format: "onnx", "tensorrt" or "torch"
-    precision: str  # "fp32" or "fp16"
+    precision: str  # "fp32", "fp16" (tensorrt) or "int8" (onnx); see PRECISIONS
     model_file: str  # file name, relative to the manifest's folder
     sha256: str
     inputs: tuple[TensorSpec, ...]
@@ -219,6 +221,17 @@ class Manifest:
             raise EngineError(
                 f"{source} is not a valid engine manifest ({type(exc).__name__}: {exc}); re-export the engine"
             ) from exc
+        backends = PRECISIONS.get(manifest.precision)
+        if backends is None:
+            raise ManifestMismatch(
+                f"engine {manifest.name!r} ({source}) has precision {manifest.precision!r}; this streamavs runs "
+                f"{' | '.join(PRECISIONS)}: re-export the engine or upgrade streamavs"
+            )
+        if manifest.backend in MODEL_SUFFIXES and manifest.backend not in backends:
+            raise ManifestMismatch(
+                f"engine {manifest.name!r} ({source}) says precision {manifest.precision} for backend {manifest.backend}, "
+                f"which only {' / '.join(backends)} engines have; re-export the engine"
+            )
         if len(manifest.inputs) != 3 or len(manifest.outputs) != 4:
             raise EngineError(
                 f"{source} lists {len(manifest.inputs)} inputs and {len(manifest.outputs)} outputs; expected 3 "
