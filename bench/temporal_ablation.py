@@ -41,118 +41,19 @@ import datetime as dt
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from streamavs.bench.report import command_line, make_report, write_json
-from streamavs.errors import ConfigError, InputError, StreamAVSError, require
+from streamavs.datasets.streaming import StreamClip, scene_config, streaming_test_split
+from streamavs.errors import ConfigError, InputError, StreamAVSError
 
 __all__ = ["StreamClip", "scene_config", "streaming_test_split", "run_clip", "warm_up", "set_threads", "evaluate_streaming", "format_table", "compare",
            "compare_uncertainty", "main"]
 
-_NEGATIVE_SEED = 0x7E3A  # seeds the negative seconds of clip i: default_rng([_NEGATIVE_SEED, seed_offset + i])
 TARGET_G_MIOU_DROP = 0.3  # points: the full stage may lose at most this much overall G-mIoU
 TARGET_ERROR_AUROC = 0.8  # the uncertainty must detect mask errors on transition frames at least this well
-
-
-@dataclass
-class StreamClip:
-    """One test clip as the stream sees it. T seconds, H = W = image size.
-
-    frames (T, H, W, 3) uint8 RGB; log_mel (T, 96, 64) float32, example t ends at the frame;
-    audio (T,) str: the audio played in second t ("positive" = the clip's own, or a negative
-    condition); gt (T, H, W) bool: visible objects sounding under that audio (the target);
-    eval_condition (T,) str: the RobustMeter condition ("silence" for a quiet source);
-    gt_eval (T, H, W) bool: the mask RobustMeter scores against; sounding (T, n_obj) bool:
-    visible and sounding under the played audio; started / silenced (T,) bool
-    (:func:`~streamavs.metrics.transition_flags`).
-    """
-
-    index: int
-    seed: int
-    frames: np.ndarray
-    log_mel: np.ndarray
-    audio: list[str]
-    gt: np.ndarray
-    eval_condition: list[str]
-    gt_eval: np.ndarray
-    sounding: np.ndarray
-    started: np.ndarray
-    silenced: np.ndarray
-
-
-def scene_config(state_change_prob: float = 0.5, image_size: int = 224, seconds: int = 10):
-    """The SceneConfig of the test split: single source (+ distractors), frequent state changes."""
-    from streamavs.synthetic import SceneConfig
-
-    return SceneConfig(image_size=image_size, seconds=seconds, setting="single", state_change_prob=state_change_prob)
-
-
-def _check_args(clips: int, seed_offset: int, negative_second_share: float) -> None:
-    if isinstance(clips, bool) or not isinstance(clips, int) or clips < 1:
-        raise ConfigError(f"clips must be a positive integer, got {clips!r}")
-    if isinstance(seed_offset, bool) or not isinstance(seed_offset, int) or seed_offset < 0:
-        raise ConfigError(f"seed_offset must be a non-negative integer (first test clip index), got {seed_offset!r}")
-    if not 0.0 <= float(negative_second_share) <= 1.0:
-        raise ConfigError(f"negative_second_share must be a probability in [0, 1], got {negative_second_share!r}")
-
-
-def streaming_test_split(clips: int, seed_offset: int = 0, state_change_prob: float = 0.5,
-                         negative_second_share: float = 0.25, image_size: int = 224, seconds: int = 10,
-                         data: str = "synthetic") -> Iterator[StreamClip]:
-    """The deterministic streaming test split: yields `clips` StreamClips (generated lazily).
-
-    data: "synthetic" (procedural bank) or "real" (the real-media test split: held-out
-    backgrounds and recordings, media from $STREAMAVS_MEDIA or the default cache).
-    """
-    from streamavs.metrics import transition_flags
-
-    require("torch", "train", "the temporal ablation (it streams torch checkpoints and uses streamavs.training)")
-    from streamavs.training.conditions import make_negative, splice_seconds
-    from streamavs.training.negatives import NoiseConfig
-    from streamavs.training.synthetic_data import SyntheticClips
-
-    _check_args(clips, seed_offset, negative_second_share)
-    scenes = scene_config(state_change_prob, image_size, seconds)
-    if data == "real":
-        from streamavs.training.real_data import real_clips
-
-        data = real_clips("test", seed_offset + clips, scenes, cache_clips=1)
-    elif data == "synthetic":
-        data = SyntheticClips("test", seed_offset + clips, scenes, cache_clips=1)
-    else:
-        raise ConfigError(f"data must be 'synthetic' or 'real', got {data!r}")
-    bank, noise = data.offscreen_bank(), NoiseConfig()
-    for index in range(seed_offset, seed_offset + clips):
-        rng = np.random.default_rng([_NEGATIVE_SEED, index])
-        negative = rng.random(seconds) < negative_second_share  # (T,)
-        kinds = ["silence", "noise"]
-        if bank.candidates(data.visible_groups(index), exclude=data.video_key(index)):
-            kinds.append("offscreen")
-        audio = [kinds[int(rng.integers(len(kinds)))] if neg else "positive" for neg in negative]
-        wave = data.waveform(index)
-        for kind in sorted(set(audio) - {"positive"}):  # one negative waveform per kind, spliced into its seconds
-            neg_wave, _ = make_negative(kind, data, index, rng, noise=noise, split="eval", bank=bank)
-            wave = splice_seconds(wave, neg_wave, np.array([a == kind for a in audio]))
-        sample = data.build(index, wave if negative.any() else None, audio)
-        clip = data.clip(index)
-        played = np.array([a == "positive" for a in audio])  # (T,)
-        visible = clip.object_masks.any(axis=(2, 3))  # (T, n_obj)
-        sounding = clip.sounding & visible & played[:, None]  # (T, n_obj)
-        gt = sample["mask"].astype(bool)  # (T, H, W): empty in negative seconds
-        own = sample["eval_mask"].astype(bool)  # sounding mask under the clip's own audio
-        sources = clip.object_masks[:, clip.is_source].any(axis=1)  # (T, H, W) visible source pixels
-        eval_condition, gt_eval = [], np.empty_like(gt)
-        for t, a in enumerate(audio):
-            quiet = not own[t].any()
-            eval_condition.append("silence" if a == "positive" and quiet else a)
-            gt_eval[t] = sources[t] if quiet else own[t]
-        started, silenced = transition_flags(sounding)
-        yield StreamClip(index, int(clip.seed), sample["frame"], sample["log_mel"], audio, gt, eval_condition,
-                         gt_eval, sounding, started, silenced)
 
 
 def run_clip(model, clip: StreamClip) -> dict[str, np.ndarray]:

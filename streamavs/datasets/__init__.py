@@ -5,6 +5,8 @@
 - :mod:`.real`: the same over the real-media bank (photographs and recordings).
 - :mod:`.conditions`: the four audio conditions: the balanced robust test set and the
   training negative sampler, over any set that follows the clip dataset protocol.
+- :mod:`.streaming`: the streaming test split of the temporal ablation (whole clips, state
+  changes and negative seconds).
 - :mod:`.specs`: the data specs of ``streamavs eval --data`` (``synthetic-single``, ``real-test``, ...).
 
 The sets are map-style (``len`` and ``[index]``): the training package hands them to a torch
