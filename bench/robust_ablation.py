@@ -84,8 +84,8 @@ def eval_noise_fpr(checkpoint: Path, clips: int, image_size: int = 224, seed: in
 
     from streamavs.model.checkpoint import load_model
     from streamavs.synthetic import SceneConfig
+    from streamavs.datasets.negatives import NoiseConfig, make_noise
     from streamavs.training.data import collate
-    from streamavs.training.negatives import NoiseConfig, make_noise
     from streamavs.training.synthetic_data import SyntheticFrames
 
     model, _ = load_model(checkpoint)

@@ -7,14 +7,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-
-from streamavs.synthetic import SceneConfig  # noqa: E402
-from streamavs.training.conditions import (  # noqa: E402
+from streamavs.datasets.conditions import (
     CONDITIONS, NegativeMix, NegativeTraining, RobustTestSet, assign_conditions, splice_seconds,
 )
-from streamavs.training.negatives import FORBIDDEN_OFFSCREEN, NoiseConfig, canonical_group  # noqa: E402
-from streamavs.training.synthetic_data import SyntheticClips, SyntheticFrames, synthetic_test_set  # noqa: E402
+from streamavs.datasets.negatives import FORBIDDEN_OFFSCREEN, NoiseConfig, canonical_group
+from streamavs.datasets.synthetic import SyntheticClips, SyntheticFrames, synthetic_test_set
+from streamavs.synthetic import SceneConfig
 
 SMALL = SceneConfig(image_size=32, seconds=2)
 FLOOR = np.log(0.01)
@@ -151,6 +149,7 @@ def test_synthetic_frames_match_the_front_end():
 
 
 def test_clip_window_sampler_covers_everything_in_windows():
+    pytest.importorskip("torch", reason="ClipWindowSampler is a torch sampler (training package)")
     from streamavs.training.synthetic_data import ClipWindowSampler
 
     ds = SyntheticFrames("train", 10, SMALL, cache_clips=4)

@@ -2,7 +2,8 @@
 
 The torch-free claim is tested the only way that proves it: the command runs in a fresh
 interpreter whose import system refuses ``torch`` (a meta-path finder that raises and records
-every attempt), as on an install without the `train` extra.
+every attempt), as on an install without the `train` extra. The same run records every
+``streamavs.training`` module it loaded: the runtime path must load none.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import pytest
 from streamavs.cli import main
 from streamavs.metrics.meters import UNITS
 
-# Runs `streamavs ARGS` with torch unimportable; the last stdout line reports every attempt to import it.
+# Runs `streamavs ARGS` with torch unimportable; the last stdout line reports every attempt to import it
+# and the streamavs.training modules the run loaded.
 NO_TORCH = """
 import importlib.abc, json, sys
 
@@ -35,13 +37,18 @@ sys.meta_path.insert(0, NoTorch())
 from streamavs.cli import main
 
 code = main(sys.argv[1:])
-print("torch-imports:", json.dumps({"attempts": attempts, "loaded": "torch" in sys.modules}))
+training = sorted(m for m in sys.modules if m.split(".")[:2] == ["streamavs", "training"])
+print("torch-imports:", json.dumps({"attempts": attempts, "loaded": "torch" in sys.modules, "training": training}))
 sys.exit(code)
 """
 
 
 def run_without_torch(*args: str | Path, timeout: float = 600) -> tuple[int, str, str, dict]:
-    """`streamavs ARGS` in a subprocess where `import torch` fails: (exit status, stdout, stderr, torch record)."""
+    """`streamavs ARGS` in a subprocess where `import torch` fails: (exit status, stdout, stderr, import record).
+
+    The record: {"attempts": [torch modules it tried to import], "loaded": torch in sys.modules,
+    "training": [streamavs.training modules loaded]}.
+    """
     proc = subprocess.run([sys.executable, "-c", NO_TORCH, *map(str, args)], capture_output=True, text=True,
                           timeout=timeout)  # fmt: skip
     last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
@@ -63,7 +70,7 @@ def assert_eval_reproduces_manifest(manifest: Path, tmp_path: Path) -> dict:
         "eval", "--engine", manifest, "--data", stored["data"], "--clips", str(stored["clips"]), "--out", out
     )
     assert code == 0, stderr[-2000:]
-    assert record == {"attempts": [], "loaded": False}
+    assert record == {"attempts": [], "loaded": False, "training": []}
     fresh = json.loads(out.read_text())
     for gate in ("gate_off", "gate_on"):
         for cond, row in stored[gate].items():
@@ -79,7 +86,7 @@ def test_engine_eval_runs_without_torch(tiny_engine, tmp_path):
         "eval", "--engine", tiny_engine, "--data", "synthetic-single", "--clips", "4", "--out", out
     )
     assert code == 0, stderr[-2000:]
-    assert record == {"attempts": [], "loaded": False}
+    assert record == {"attempts": [], "loaded": False, "training": []}
     assert "similarity gate off:" in stdout and "G-mIoU" in stdout
     report = json.loads(out.read_text())
     assert report["command"].startswith("streamavs eval --engine ")

@@ -7,14 +7,12 @@ import itertools
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-
-from streamavs.audio import LogMel  # noqa: E402
-from streamavs.errors import ConfigError, DataError, InputError  # noqa: E402
-from streamavs.training.negatives import (  # noqa: E402
+from streamavs.audio import LogMel
+from streamavs.datasets.negatives import (
     AVSBENCH_MS3_GROUPS, AVSBENCH_S4_GROUPS, FORBIDDEN_OFFSCREEN, GROUPS, NOISE_TYPES, PAPER_GROUPS, NoiseConfig, OffscreenBank,
     allowed_offscreen_groups, canonical_group, draw_noise, make_noise, rms_dbfs, silence,
 )
+from streamavs.errors import ConfigError, DataError, InputError
 
 
 def psd_slope(x: np.ndarray, sr: int = 16000, lo: float = 100.0, hi: float = 4000.0) -> float:

@@ -177,9 +177,8 @@ def test_short_sounds_are_events_in_every_window():
 
 
 def test_offscreen_sound_comes_from_a_group_that_is_not_on_screen(real_media):
-    pytest.importorskip("torch", reason="the off-screen bank lives in the training package")
-    from streamavs.training.negatives import FORBIDDEN_OFFSCREEN, canonical_group
-    from streamavs.training.real_data import OFFSCREEN_ROLES, real_offscreen_bank
+    from streamavs.datasets.negatives import FORBIDDEN_OFFSCREEN, canonical_group
+    from streamavs.datasets.real import OFFSCREEN_ROLES, real_offscreen_bank
 
     bank = RealBank("test", real_media)
     index = read_media_index(real_media)

@@ -42,8 +42,7 @@ import torch
 
 from streamavs.audio import LogMel, prepare_waveform
 from streamavs.errors import ConfigError, DataError, InputError
-
-from .negatives import AVSBENCH_MS3_GROUPS, AVSBENCH_S4_GROUPS, OffscreenBank, fit_length
+from streamavs.datasets.negatives import AVSBENCH_MS3_GROUPS, AVSBENCH_S4_GROUPS, OffscreenBank, fit_length
 
 __all__ = ["AVSBench", "AVSBenchVideo", "collate", "make_sample", "read_frame", "read_mask", "CONDITIONS"]
 

@@ -3,6 +3,7 @@
 - :mod:`.samples`: the sample dict (frame, log-mel, masks, condition, ...).
 - :mod:`.synthetic`: the procedural benchmark's clips as per-second or per-clip samples.
 - :mod:`.real`: the same over the real-media bank (photographs and recordings).
+- :mod:`.negatives`: negative audio (silence, controlled noise, off-screen sound) as raw 16 kHz waveforms.
 - :mod:`.conditions`: the four audio conditions: the balanced robust test set and the
   training negative sampler, over any set that follows the clip dataset protocol.
 - :mod:`.streaming`: the streaming test split of the temporal ablation (whole clips, state

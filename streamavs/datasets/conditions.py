@@ -10,7 +10,7 @@ real-media sets (:mod:`streamavs.datasets.synthetic`) and AVSBench (``streamavs.
 * ``build(index, waveform=None, condition="positive") -> sample dict`` (for clips `condition`
   may be one string per second)
 
-Negatives are RAW 16 kHz waveforms (``streamavs.training.negatives``) handed to ``build``, so every condition
+Negatives are RAW 16 kHz waveforms (:mod:`streamavs.datasets.negatives`) handed to ``build``, so every condition
 passes through the same front end as the positives. A negative sample carries an empty
 ``mask`` (training target) and the original ``eval_mask``.
 
@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamavs.datasets.negatives import SAMPLE_RATE, NoiseConfig, OffscreenBank, draw_noise, silence
 from streamavs.errors import ConfigError, DataError
 from streamavs.metrics import CONDITIONS, NEGATIVE_CONDITIONS
-from streamavs.training.negatives import SAMPLE_RATE, NoiseConfig, OffscreenBank, draw_noise, silence
 
 __all__ = ["CONDITIONS", "NEGATIVE_CONDITIONS", "NegativeMix", "assign_conditions", "make_negative",
            "splice_seconds", "RobustTestSet", "NegativeTraining"]

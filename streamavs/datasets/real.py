@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from streamavs.datasets.conditions import NegativeMix, RobustTestSet
+from streamavs.datasets.negatives import SAMPLE_RATE, NoiseConfig, OffscreenBank
 from streamavs.datasets.synthetic import SyntheticClips, SyntheticFrames
 from streamavs.realmedia.bank import RealBank, event_track, load_recording
 from streamavs.synthetic import SceneConfig
-from streamavs.training.negatives import SAMPLE_RATE, NoiseConfig, OffscreenBank
 
 __all__ = ["RecordingLoader", "real_offscreen_bank", "real_frames", "real_clips", "real_test_set", "real_unseen_test_set",
            "OFFSCREEN_ROLES"]

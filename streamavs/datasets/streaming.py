@@ -24,7 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from streamavs.datasets.conditions import make_negative, splice_seconds
-from streamavs.training.negatives import NoiseConfig
+from streamavs.datasets.negatives import NoiseConfig
 from streamavs.datasets.real import real_clips
 from streamavs.datasets.synthetic import SyntheticClips
 from streamavs.errors import ConfigError

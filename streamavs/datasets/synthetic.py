@@ -27,11 +27,11 @@ import numpy as np
 
 from streamavs.audio import LogMel, prepare_waveform
 from streamavs.datasets.conditions import NegativeMix, NegativeTraining, RobustTestSet
+from streamavs.datasets.negatives import SAMPLE_RATE, NoiseConfig, OffscreenBank, fit_length
 from streamavs.datasets.samples import make_sample, stack_samples
 from streamavs.errors import ConfigError, InputError
 from streamavs.synthetic import CLASSES, SceneConfig, class_by_name, generate_clip, split_seed, synth_sound
 from streamavs.synthetic.banks import PROCEDURAL, ObjectBank
-from streamavs.training.negatives import SAMPLE_RATE, NoiseConfig, OffscreenBank, fit_length
 
 __all__ = ["SyntheticFrames", "SyntheticClips", "synthetic_offscreen_bank", "synthetic_test_set"]
 
