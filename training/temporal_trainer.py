@@ -22,7 +22,10 @@ cannot tell silent from sounding: where the cached past and the current audio di
 is where the gate lets the frame's own mask through.
 
 The stage starts as the identity (frame-only); the checkpoint keeps the epoch with the lowest
-validation loss, and the log's epoch 0 is the frame-only model on the same validation clips.
+validation *mask* loss (BCE + soft IoU, transition-weighted: the evidential term is left out, so
+that the untrained identity, whose Dirichlet head is untrained too, competes on the mask alone),
+and the log's epoch 0 is the frame-only model on the same validation clips: a stage that never
+beats frame-only on validation is saved as the identity.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import torch.nn.functional as F
 
 from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
 from streamavs.model.temporal import TemporalConfig, TemporalOutput, TemporalStage
-from streamavs.pipeline.threads import limit_blas_threads
+from streamavs.threads import limit_blas_threads
 from streamavs.training.config import TemporalSection, TrainConfig
 
 
@@ -172,7 +175,7 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
     generator = torch.Generator().manual_seed(cfg.seed)
     history = [{"epoch": 0, **_validate(stage, val, section)}]  # the identity: frame-only on the same clips
     log.write(json.dumps({"event": "eval", **history[0]}) + "\n")
-    best = (history[0]["val_loss"], 0, copy.deepcopy(stage.state_dict()))
+    best = (history[0]["val_mask_loss"], 0, copy.deepcopy(stage.state_dict()))
     for epoch in range(cfg.optim.epochs):
         stage.train()
         kl_weight = min(1.0, (epoch + 1) / max(1, cfg.optim.epochs // 2))  # annealed, as in EDL
@@ -192,9 +195,9 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
         history.append({"epoch": epoch + 1, **val_metrics})
         log.write(json.dumps({"event": "eval", "epoch": epoch + 1, **val_metrics}) + "\n")
         log.flush()
-        if val_metrics["val_loss"] < best[0]:
-            best = (val_metrics["val_loss"], epoch + 1, copy.deepcopy(stage.state_dict()))
-    log.write(json.dumps({"event": "best", "epoch": best[1], "val_loss": best[0]}) + "\n")
+        if val_metrics["val_mask_loss"] < best[0]:
+            best = (val_metrics["val_mask_loss"], epoch + 1, copy.deepcopy(stage.state_dict()))
+    log.write(json.dumps({"event": "best", "epoch": best[1], "val_mask_loss": best[0]}) + "\n")
     log.close()
     stage.load_state_dict(best[2])
     model = StreamingSegmenter(segmenter, stage).eval()
@@ -217,15 +220,17 @@ def _validate(stage: TemporalStage, val: dict[str, torch.Tensor], section: Tempo
 
     stage.eval()
     meter = TemporalMeter()
-    losses = []
+    losses, mask_losses = [], []
     for start in range(0, val["fused"].shape[0], 8):
         idx = slice(start, start + 8)
         target = val["target"][idx]
         out = _run_stage(stage, val, idx)
-        losses.append(temporal_loss(out, target, section, 1.0)[0].item())
+        loss, parts = temporal_loss(out, target, section, 1.0)
+        losses.append(loss.item())
+        mask_losses.append(parts["bce"] + parts["iou"])
         gt = target[:, :, 0].numpy() > 0.5  # (B, L, h, w)
         prob = out.mask_prob[:, :, 0].numpy()
         for b in range(gt.shape[0]):
             present = gt[b].reshape(gt.shape[1], -1).any(axis=1)  # (L,) something sounds in frame t
             meter.update(prob[b], gt[b], *transition_flags(present))
-    return {"val_loss": float(np.mean(losses)), **meter.result()}
+    return {"val_loss": float(np.mean(losses)), "val_mask_loss": float(np.mean(mask_losses)), **meter.result()}
