@@ -18,15 +18,10 @@ Audio is read from the WAV and put through OUR front end (``prepare_waveform`` +
 ``LogMel``; example k ends at the end of second k); ``audio="pickle"`` reads AVSBench's VGGish
 pickles instead (positives only: negatives must go through the same front end as positives).
 
-Sample dict (``per="frame"``; ``per="clip"`` adds a leading T=5 axis to every array and gives
-``condition`` as a list of T strings, ``label`` as (T,) int64, plus ``mask_valid`` (T,) bool):
-
-* ``frame`` (H, W, 3) uint8 RGB, resized to image_size x image_size (aspect not kept)
-* ``log_mel`` (96, 64) float32, log(mel + 0.01)
-* ``mask`` (H, W) uint8 {0, 1}: training target (empty under negative audio)
-* ``eval_mask`` (H, W) uint8 {0, 1}: the original object mask (for mIoU_N / F_N)
-* ``label`` int: 1 positive audio, 0 negative; ``condition``: positive|silence|noise|offscreen
-* ``category`` str (S4 folder; MS3 objects joined by "_" or ""), ``name`` str, ``second`` int 0..4
+Samples are the sample dicts of :mod:`streamavs.datasets.samples` (docs/datasets.md), with
+``frame`` resized to image_size x image_size (aspect not kept), ``category`` the S4 folder (MS3:
+the objects joined by "_", or ""), ``second`` 0..4, and for ``per="clip"`` also ``mask_valid``
+(T,) bool.
 """
 
 from __future__ import annotations
@@ -41,14 +36,13 @@ import numpy as np
 import torch
 
 from streamavs.audio import LogMel, prepare_waveform
+from streamavs.datasets.negatives import AVSBENCH_MS3_GROUPS, AVSBENCH_S4_GROUPS, SAMPLE_RATE, OffscreenBank, fit_length
+from streamavs.datasets.samples import make_sample, stack_samples
 from streamavs.errors import ConfigError, DataError, InputError
-from streamavs.datasets.negatives import AVSBENCH_MS3_GROUPS, AVSBENCH_S4_GROUPS, OffscreenBank, fit_length
 
-__all__ = ["AVSBench", "AVSBenchVideo", "collate", "make_sample", "read_frame", "read_mask", "CONDITIONS"]
+__all__ = ["AVSBench", "AVSBenchVideo", "collate", "read_frame", "read_mask"]
 
-CONDITIONS: tuple[str, ...] = ("positive", "silence", "noise", "offscreen")
 CLIP_SECONDS = 5
-SAMPLE_RATE = 16000
 _GET_DATA = (
     "download AVSBench v1 (Single-source S4 and Multi-sources MS3) from the AVSBench project page "
     "(opennlplab.github.io/AVSBench) and pass the folder that holds Single-source/ and Multi-sources/ as root"
@@ -85,37 +79,6 @@ def read_mask(path: Path, size: int) -> np.ndarray:
         raise DataError(f"cannot read ground-truth mask {path} (missing or not an image); {_GET_DATA}")
     m = cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST)
     return (m > (127 if m.max() > 1 else 0)).astype(np.uint8)
-
-
-def make_sample(frame: np.ndarray, log_mel: np.ndarray, mask: np.ndarray, condition: str,
-                category: str, name: str, second: int) -> dict:
-    """The per-frame sample dict; `mask` is the ORIGINAL object mask, emptied here for negatives."""
-    if condition not in CONDITIONS:
-        raise InputError(f"condition must be one of {CONDITIONS}, got {condition!r}")
-    positive = condition == "positive"
-    eval_mask = np.ascontiguousarray(mask, dtype=np.uint8)
-    return {
-        "frame": frame,
-        "log_mel": np.ascontiguousarray(log_mel, dtype=np.float32),
-        "mask": eval_mask if positive else np.zeros_like(eval_mask),
-        "eval_mask": eval_mask,
-        "label": int(positive),
-        "condition": condition,
-        "category": category,
-        "name": name,
-        "second": int(second),
-    }
-
-
-def stack_samples(samples: Sequence[dict]) -> dict:
-    """Per-second sample dicts of one clip -> one clip dict (arrays gain a leading T axis)."""
-    out = {k: np.stack([s[k] for s in samples]) for k in ("frame", "log_mel", "mask", "eval_mask")}
-    out["label"] = np.array([s["label"] for s in samples], dtype=np.int64)
-    out["condition"] = [s["condition"] for s in samples]
-    out["second"] = np.array([s["second"] for s in samples], dtype=np.int64)
-    out["category"] = samples[0]["category"]
-    out["name"] = samples[0]["name"]
-    return out
 
 
 class AVSBench(torch.utils.data.Dataset):
@@ -298,7 +261,7 @@ class AVSBench(torch.utils.data.Dataset):
         if len(conds) != len(seconds):
             raise InputError(f"got {len(conds)} conditions for {len(seconds)} seconds; give one or one per second")
         if any(c != "positive" for c in conds) and waveform is None:
-            raise InputError("a negative condition needs its waveform (float32 16 kHz mono); see conditions.py")
+            raise InputError("a negative condition needs its waveform (float32 16 kHz mono); see streamavs.datasets.conditions")
         if self.per == "frame" and self.audio == "wav":  # only this second's example
             wave = self.waveform(video) if waveform is None else waveform
             log_mel = self._logmel.example_ending_at(wave, (second + 1) * SAMPLE_RATE)[None]  # (1, 96, 64)
