@@ -14,10 +14,7 @@ Stages timed (time.perf_counter, warm-up first, median / p95 / min / max in mill
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -25,11 +22,9 @@ from typing import Callable
 
 import numpy as np
 
-from streamavs.bench.report import machine_info
-
 from streamavs.audio import LogMel, prepare_waveform
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from streamavs.bench.report import command_line, default_out, make_report, run_script, write_json
+from streamavs.errors import InputError
 
 
 def time_call(fn: Callable[[], object], repeats: int, warmup: int) -> dict[str, float]:
@@ -50,46 +45,40 @@ def time_call(fn: Callable[[], object], repeats: int, warmup: int) -> dict[str, 
     }
 
 
-def run(repeats: int, warmup: int) -> dict[str, object]:
-    """Time every stage; returns the result record (not yet written)."""
+def run(repeats: int, warmup: int) -> dict[str, dict[str, float]]:
+    """Time every stage; returns {stage: time_call statistics}."""
     rng = np.random.default_rng(0)
     logmel = LogMel()
     wave_5s = (0.1 * rng.standard_normal(5 * 16000)).astype(np.float32)
     wave_1s = wave_5s[:16000]
     stereo_44k = (0.1 * rng.standard_normal((44100, 2))).astype(np.float32)  # (n, channels)
-    stages = {
+    return {
         "example_ending_at": time_call(lambda: logmel.example_ending_at(wave_5s, 40000), repeats, warmup),
         "frames_1s": time_call(lambda: logmel.frames(wave_1s), repeats, warmup),
         "prepare_44k1_stereo_1s": time_call(lambda: prepare_waveform(stereo_44k, 44100), repeats, warmup),
         "examples_per_second_5s": time_call(lambda: logmel.examples_per_second(wave_5s, 5), max(1, repeats // 5), warmup),
     }
-    return {
-        "benchmark": "audio front end (streamavs.audio)",
-        "command": " ".join(
-            ([f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"] if "OMP_NUM_THREADS" in os.environ else [])
-            + ["python", "-m", "streamavs.bench.frontend", *map(shlex.quote, sys.argv[1:])]
-        ),
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "stages": stages,
-    }
 
 
-def main(argv: list[str] | None = None) -> Path:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=2000, help="timed runs per stage")
     parser.add_argument("--warmup", type=int, default=50, help="untimed runs per stage first")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/frontend-<date>.json)")
     args = parser.parse_args(argv)
-    result = run(args.repeats, args.warmup)
-    out = args.out or RESULTS_DIR / f"frontend-{_dt.date.today().isoformat()}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    for name, s in result["stages"].items():
+    if args.repeats < 1 or args.warmup < 0:
+        raise InputError(f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats} and {args.warmup}; "
+                         "leave them out for 2000 and 50")
+    stages = run(args.repeats, args.warmup)
+    threads = [f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"] if "OMP_NUM_THREADS" in os.environ else []
+    report = make_report("frontend", " ".join([*threads, command_line(argv, "python -m streamavs.bench.frontend")]),
+                         stages=stages)
+    out = write_json(report, args.out or default_out("frontend"))
+    for name, s in stages.items():
         print(f"{name:26s} median {s['median_ms']:.3f} ms  p95 {s['p95_ms']:.3f} ms  (n={s['repeats']})")
     print(f"wrote {out}")
-    return out
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

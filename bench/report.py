@@ -9,6 +9,11 @@ A report is one JSON object::
 package metadata); :func:`stats_ms` turns a list of durations into the fixed set of
 statistics every table shows; :func:`write_json` writes the report; :func:`save_figure`
 saves a matplotlib figure (Agg backend, imported lazily: matplotlib is in the `train` extra).
+
+Every runner with a command line follows one convention: ``main(argv) -> int`` (the exit
+status), ``--out`` names the JSON report (default :func:`default_out`), and the script ends
+``if __name__ == "__main__": sys.exit(run_script(main))``, so a known error (StreamAVSError) is
+one line on stderr and exit status 2, not a traceback.
 """
 
 from __future__ import annotations
@@ -22,16 +27,18 @@ import platform
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from streamavs.errors import require
+from streamavs.errors import StreamAVSError, require
 
 __all__ = [
-    "STAT_KEYS", "LIBRARIES", "machine_info", "command_line", "now_iso", "stats_ms",
-    "make_report", "write_json", "save_figure", "pyplot", "fmt_ms",
+    "STAT_KEYS", "LIBRARIES", "RESULTS_DIR", "machine_info", "command_line", "now_iso", "stats_ms",
+    "make_report", "write_json", "default_out", "run_script", "save_figure", "pyplot", "fmt_ms",
 ]
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"  # bench/results/ of the repository
 
 STAT_KEYS = ("n", "mean", "p50", "p90", "p95", "p99", "max")
 # Distributions whose versions a report records (absent ones are recorded as None).
@@ -153,6 +160,20 @@ def write_json(report: Mapping[str, Any], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_jsonable(report), indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def default_out(name: str, suffix: str = "json") -> Path:
+    """Where a runner writes when --out is not given: bench/results/<name>-<today>.<suffix>."""
+    return RESULTS_DIR / f"{name}-{_dt.date.today().isoformat()}.{suffix}"
+
+
+def run_script(main: Callable[[], int]) -> int:
+    """Run a runner's ``main()`` as a script: its exit status, or 2 with one line on stderr for a StreamAVSError."""
+    try:
+        return main()
+    except StreamAVSError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return exc.exit_code
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:

@@ -30,12 +30,15 @@ The same run by hand: streamavs train --config training/configs/<recipe>.toml --
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from streamavs.bench.report import command_line, default_out, make_report, run_script, write_json
 
 
 @dataclass(frozen=True)
@@ -147,12 +150,13 @@ def wall_from_log(run: Path) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from streamavs.bench.report import command_line, make_report, write_json
     from streamavs.training.evaluate import format_table
     from streamavs.training.evaluate_cli import evaluate_path
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="JSON report to write")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON path (default bench/results/robust-ablation-<date>.json, with --data real "
+                             "real-media-ablation-<date>.json)")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of the training runs")
     parser.add_argument("--clips", type=int, default=80, help="test clips (x5 seconds) for the robust table")
     parser.add_argument("--noise-clips", type=int, default=20, help="test clips per evaluation-only noise type")
@@ -199,10 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         extra["media"] = provenance()
     report = make_report("robust_ablation", command_line(argv, "python -m streamavs.bench.robust_ablation"),
                          data=data, targets=TARGETS if args.data == "synthetic" else REAL_TARGETS, rows=rows, **extra)
-    write_json(report, args.out)
-    print(f"wrote {args.out}")
+    out = write_json(report, args.out or default_out("robust-ablation" if args.data == "synthetic" else "real-media-ablation"))
+    print(f"wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_script(main))

@@ -15,9 +15,12 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import sys
 import threading
 import time
 from pathlib import Path
+
+from streamavs.bench.report import command_line, default_out, run_script, write_json
 
 
 def rss_mib() -> float:
@@ -129,14 +132,13 @@ def annotate_gaps(gaps: list[dict], intervals: list[dict[str, float]], gc_pauses
 
 def main(argv: list[str] | None = None) -> int:
     from streamavs.bench.latency import LatencyConfig, for_json, run_latency
-    from streamavs.bench.report import command_line, write_json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=600.0, help="measured run time")
     parser.add_argument("--warmup", type=float, default=15.0, help="discarded start (engine warm-up)")
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--model", default="default", help="engine spec, as for bench latency --models")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/soak-<date>.json)")
     args = parser.parse_args(argv)
 
     sampler = ResourceSampler()
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in report["rows"]:
         annotate_gaps(row.get("gaps", []), intervals, gc_pauses)
     report["targets"] = "no crash; memory growth < 5%; no drops while the engine keeps up"
-    write_json(for_json(report), args.out)
+    out = write_json(for_json(report), args.out or default_out("soak"))
     row = report["rows"][0]
     for gap in row.get("gaps", []):
         print(f"gap: {gap['missing']} frame(s) from index {gap['first_missing']}; frame before it: {gap['before_ms']}; "
@@ -183,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"other programs used up to {cpu['other_max']:.2f} of {cpu['cores']} cores in a 5 s interval; "
           f"hypervisor steal up to {cpu['steal_max']:.2f}")
     print(f"{row.get('fps', 0):.1f} fps, counters {row.get('counters')}, "
-          f"memory {after_warmup:.0f} -> {end:.0f} MiB ({report['memory_mib']['growth_percent']:+.2f}%); wrote {args.out}")
+          f"memory {after_warmup:.0f} -> {end:.0f} MiB ({report['memory_mib']['growth_percent']:+.2f}%); wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_script(main))

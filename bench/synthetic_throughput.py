@@ -4,7 +4,7 @@ Measures, per setting, how fast :func:`streamavs.synthetic.generate_clip` makes 
 memory (what an on-the-fly training loader pays) and how fast
 :func:`streamavs.synthetic.write_avsbench` writes them to disk (PNG + WAV encoding
 included): clips/s, frames/s and seconds of audio-visual data per wall-clock second, with
-per-clip latency percentiles. Writes JSON to bench/results/synthetic-<date>.json.
+per-clip latency percentiles. Writes JSON to --out (default bench/results/synthetic-<date>.json).
 
     python -m streamavs.bench.synthetic_throughput --clips 40
 """
@@ -12,16 +12,13 @@ per-clip latency percentiles. Writes JSON to bench/results/synthetic-<date>.json
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from streamavs.bench.report import machine_info
+from streamavs.bench.report import command_line, default_out, make_report, run_script, write_json
 
 
 def _stats(wall: list[float], cpu: list[float], seconds_per_clip: int) -> dict:
@@ -76,26 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", type=int, default=40, help="clips per setting to time (default 40)")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results",
-                        help="folder for synthetic-<date>.json")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/synthetic-<date>.json)")
     args = parser.parse_args(argv)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")  # takes effect only if numpy is not imported yet
 
     results = run(args.clips, args.image_size, args.seconds)
-    now = dt.datetime.now(dt.timezone.utc)
-    report = {
-        "benchmark": "synthetic_throughput",
-        "command": "python -m streamavs.bench.synthetic_throughput " + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "date": now.isoformat(timespec="seconds"),
-        "machine": {**machine_info(), "threads": "1 (cv2.setNumThreads(1); numpy FFTs are single-threaded)"},
-        "image_size": args.image_size,
-        "seconds_per_clip": args.seconds,
-        "results": results,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"synthetic-{now:%Y-%m-%d}.json"
-    path.write_text(json.dumps(report, indent=1) + "\n")
+    report = make_report("synthetic_throughput", command_line(argv, "python -m streamavs.bench.synthetic_throughput"),
+                         image_size=args.image_size, seconds_per_clip=args.seconds, results=results)
+    report["machine"]["threads"] = "1 (cv2.setNumThreads(1); numpy FFTs are single-threaded)"
+    path = write_json(report, args.out or default_out("synthetic"))
     for setting, row in results.items():
         for kind, s in row.items():
             print(f"{setting:6s} {kind:14s} {s['clips_per_s']:6.1f} clips/s {s['frames_per_s']:7.1f} frames/s "
@@ -105,4 +92,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -8,23 +8,23 @@ so the two do not share a GIL), both on 127.0.0.1. Two phases per encoding:
 - latency: masks paced at `--rate` Hz; latency = receive time (after decoding) - t_publish,
   which the publisher stamps before encoding, so it spans encode + send + transport + decode.
 
-    python -m streamavs.bench.zmq_loopback --out bench/results/zmq-loopback-DATE.json
+    python -m streamavs.bench.zmq_loopback --out bench/results/zmq-loopback-<date>.json
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import select
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from streamavs.bench.report import machine_info
+from streamavs.bench.report import command_line, default_out, make_report, run_script, write_json
 from streamavs.protocol import ENCODINGS
 
 ENGINE = {"name": "bench", "sha256": "00000000"}
@@ -118,21 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=200.0, help="pace of the latency phase, Hz")
     ap.add_argument("--latency-count", type=int, default=1000, help="masks in the latency phase")
     ap.add_argument("--encodings", default=",".join(ENCODINGS), help="comma-separated encodings")
-    ap.add_argument("--out", help="write the JSON report here")
+    ap.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/zmq-loopback-<date>.json)")
     ap.add_argument("--subscriber", help=argparse.SUPPRESS)  # internal: run as the child process
     args = ap.parse_args(argv)
     if args.subscriber:
         _subscriber(args.subscriber, idle_s=1.0)
         return 0
-    given = argv if argv is not None else sys.argv[1:]
-    report = {
-        "benchmark": "zmq_loopback",
-        "command": " ".join(["python -m streamavs.bench.zmq_loopback", *given]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "targets": {"u8_receive_rate_hz_min": 2000, "u8_latency_p99_ms_max": 2.0},
+    report = make_report(
+        "zmq_loopback", command_line(argv, "python -m streamavs.bench.zmq_loopback"),
+        targets={"u8_receive_rate_hz_min": 2000, "u8_latency_p99_ms_max": 2.0},
         **run(args.size, args.count, args.rate, args.latency_count, args.encodings.split(",")),
-    }
+    )
     report["machine"]["load_average_1m_at_end"] = os.getloadavg()[0]  # other work shares this CPU
     rows = {(r["encoding"], r["paced_hz"] is not None): r for r in report["rows"]}
     if ("u8", False) in rows and ("u8", True) in rows:
@@ -141,10 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             "receive_rate_hz": rate, "latency_p99_ms": p99,
             "meets_targets": bool(rate >= 2000 and p99 is not None and p99 <= 2.0),
         }  # fmt: skip
-    text = json.dumps(report, indent=2)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    out = write_json(report, args.out or default_out("zmq-loopback"))
     for row in report["rows"]:
         lat = row.get("latency_ms", {})
         p50, p99 = lat.get("p50", float("nan")), lat.get("p99", float("nan"))
@@ -153,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             f"lost {row['lost']:4d}  latency p50 {p50:.3f} p99 {p99:.3f} ms  "
             f"publish() p50 {row['publish_call_ms']['p50']:.3f} ms"
         )
+    print(f"wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))
