@@ -239,6 +239,7 @@ class TemporalSection:
     uncertainty: bool = True
     edl_weight: float = 0.5  # evidential loss on the Dirichlet parameters
     transition_weight: float = 3.0  # loss weight of frames where the sounding state changed (starts, stops)
+    consistency_weight: float = 2.0  # frame-to-frame probability change on target-stable pixels (flicker)
     clip_negative_share: float = 0.3  # share of clip-seconds given negative audio
 
 

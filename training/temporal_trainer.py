@@ -13,8 +13,11 @@ masks at the fused map's resolution (1/4 of the input).
 
 Loss (see :func:`temporal_loss`): BCE + soft IoU on the stage's output ``sigmoid(m_frame +
 (1 - u) delta)``, each frame weighted by ``transition_weight`` when the sounding state changed
-at it (a start or a stop: the frames the stage must not delay), plus an evidential loss on the
-Dirichlet parameters. Through the output alone the uncertainty would only learn "where the
+at it (a start or a stop: the frames the stage must not delay); a consistency term, the mean
+change of the probability between consecutive frames on pixels whose target did not change
+(what the flicker metric counts; without it the first residual stage raised mIoU after onsets
+by 5.6 points on the real-media test split but flickered 13% more than frame-only); plus an
+evidential loss on the Dirichlet parameters. Through the output alone the uncertainty would only learn "where the
 correction helps"; the evidential loss (Sensoy et al. 2018: type-II likelihood plus a KL term
 that removes evidence for the wrong class) asks for evidence for the right class at every pixel
 and penalises misleading evidence, so the head keeps evidence low exactly where the features
@@ -22,7 +25,7 @@ cannot tell silent from sounding: where the cached past and the current audio di
 is where the gate lets the frame's own mask through.
 
 The stage starts as the identity (frame-only); the checkpoint keeps the epoch with the lowest
-validation *mask* loss (BCE + soft IoU, transition-weighted: the evidential term is left out, so
+validation *mask* loss (BCE + soft IoU + consistency: the evidential term is left out, so
 that the untrained identity, whose Dirichlet head is untrained too, competes on the mask alone),
 and the log's epoch 0 is the frame-only model on the same validation clips: a stage that never
 beats frame-only on validation is saved as the identity.
@@ -83,6 +86,16 @@ def transition_weights(target: torch.Tensor, weight: float) -> torch.Tensor:
     return 1.0 + (weight - 1.0) * changed.float()
 
 
+def consistency_loss(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean |p_t - p_{t-1}| over the pixels whose target is the same at t-1 and t (what the
+    flicker metric counts), so real starts and stops cost nothing. prob, target: (B, L, 1, h, w)."""
+    if prob.shape[1] < 2:
+        return prob.new_zeros(())
+    stable = (target[:, 1:] == target[:, :-1]).to(prob.dtype)  # (B, L-1, 1, h, w)
+    change = (prob[:, 1:] - prob[:, :-1]).abs()
+    return (change * stable).sum() / stable.sum().clamp(min=1.0)
+
+
 def temporal_loss(out: TemporalOutput, target: torch.Tensor, section: TemporalSection,
                   kl_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
     """out: stacked over time (B, L, ...); target: (B, L, 1, h, w)."""
@@ -94,10 +107,13 @@ def temporal_loss(out: TemporalOutput, target: torch.Tensor, section: TemporalSe
     logits = flat(out.mask_logits)
     bce = (F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
     iou = soft_iou_loss(torch.sigmoid(logits), y, w)
+    steady = consistency_loss(torch.sigmoid(out.mask_logits), target)
+    mask = bce + iou + section.consistency_weight * steady
+    parts = {"bce": bce.item(), "iou": iou.item(), "consistency": steady.item(), "mask": mask.item()}
     if out.alpha is None:
-        return bce + iou, {"bce": bce.item(), "iou": iou.item()}
+        return mask, parts
     edl = evidential_loss(flat(out.alpha), y, kl_weight)
-    return bce + iou + section.edl_weight * edl, {"bce": bce.item(), "iou": iou.item(), "edl": edl.item()}
+    return mask + section.edl_weight * edl, {**parts, "edl": edl.item()}
 
 
 @torch.no_grad()
@@ -227,7 +243,7 @@ def _validate(stage: TemporalStage, val: dict[str, torch.Tensor], section: Tempo
         out = _run_stage(stage, val, idx)
         loss, parts = temporal_loss(out, target, section, 1.0)
         losses.append(loss.item())
-        mask_losses.append(parts["bce"] + parts["iou"])
+        mask_losses.append(parts["mask"])
         gt = target[:, :, 0].numpy() > 0.5  # (B, L, h, w)
         prob = out.mask_prob[:, :, 0].numpy()
         for b in range(gt.shape[0]):
