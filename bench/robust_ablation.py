@@ -150,7 +150,7 @@ def wall_from_log(run: Path) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from streamavs.training.evaluate import format_table
+    from streamavs.evaluation import format_table
     from streamavs.training.evaluate_cli import evaluate_path
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
