@@ -94,11 +94,11 @@ def _score(pred: np.ndarray, gt: np.ndarray, threshold: float) -> str:
 def render_temporal_figure(frame_only: str | Path, full: str | Path, out: str | Path, clip: StreamClip | None = None,
                            *, seed_offset: int = 0, image_size: int = 224, seconds: int = 10,
                            state_change_prob: float = 0.5, negative_second_share: float = 0.25,
-                           threshold: float = 0.5, dpi: int = 110) -> dict:
+                           threshold: float = 0.5, dpi: int = 110, data: str = "synthetic") -> dict:
     """Stream one clip through both checkpoints and write the PNG figure to `out`.
 
     `frame_only` is evaluated without a temporal stage, `full` with it. `clip` defaults to
-    :func:`find_transition_clip`. Returns ``{"path", "clip_index", "seed", "audio", "state",
+    :func:`find_transition_clip` on the `data` benchmark ("synthetic" or "real"). Returns ``{"path", "clip_index", "seed", "audio", "state",
     "sounding_frame_only", "sounding_full"}``.
     """
     FigureCanvasAgg = require("matplotlib.backends.backend_agg", "train", "the temporal figure").FigureCanvasAgg
@@ -111,7 +111,8 @@ def render_temporal_figure(frame_only: str | Path, full: str | Path, out: str | 
         raise ConfigError(f"{full} has no temporal stage; pass the full-stage checkpoint of the temporal trainer as --full")
     if clip is None:
         clip = find_transition_clip(seed_offset, image_size=image_size, seconds=seconds,
-                                    state_change_prob=state_change_prob, negative_second_share=negative_second_share)
+                                    state_change_prob=state_change_prob, negative_second_share=negative_second_share,
+                                    data=data)
     a, b = run_clip(base, clip), run_clip(model, clip)
     t_len = clip.frames.shape[0]
     fig = Figure(figsize=(1.3 * t_len + 1.6, 6.4), dpi=dpi)
@@ -161,12 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--state-change-prob", type=float, default=0.5)
     parser.add_argument("--negative-second-share", type=float, default=0.25)
+    parser.add_argument("--data", choices=("synthetic", "real"), default="synthetic",
+                        help="test clips: the procedural benchmark or the real-media one (fetched media)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, help="PNG path (default bench/results/temporal-figure-<date>.png)")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     split = dict(image_size=args.image_size, seconds=args.seconds, state_change_prob=args.state_change_prob,
-                 negative_second_share=args.negative_second_share)
+                 negative_second_share=args.negative_second_share, data=args.data)
     clip = next(iter(streaming_test_split(1, args.clip, **split))) if args.clip is not None else None
     out = args.out or Path("bench/results") / f"temporal-figure-{dt.date.today().isoformat()}.png"
     info = render_temporal_figure(args.frame_only, args.full, out, clip, seed_offset=args.seed_offset, **split)
