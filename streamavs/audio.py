@@ -94,6 +94,11 @@ class LogMelParams:
         """Samples covered by one example: (example_frames - 1) * hop + window (15600)."""
         return (self.example_frames - 1) * self.hop_samples + self.window_samples
 
+    @property
+    def example_shape(self) -> tuple[int, int]:
+        """(example_frames, n_mels) of one example, (96, 64): the model's log-mel input without batch and channel."""
+        return (self.example_frames, self.n_mels)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every field (for engine manifests)."""
         return dataclasses.asdict(self)
@@ -287,7 +292,7 @@ class LogMel:
                 f"the waveform has {x.size}; pad the clip or ask for fewer seconds"
             )
         if seconds == 0:
-            return np.empty((0, p.example_frames, p.n_mels), dtype=np.float32)
+            return np.empty((0, *p.example_shape), dtype=np.float32)
         # Frame the span once and slice each second's frames out of it: consecutive examples
         # start sample_rate samples apart, a whole number of hops when sr % hop == 0.
         if p.sample_rate % p.hop_samples == 0:

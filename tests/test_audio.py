@@ -229,7 +229,8 @@ def test_examples_longer_than_a_second_are_padded_like_the_stream():
     lm = LogMel(LogMelParams(example_frames=120))  # 19440 samples > 1 s: needs left padding
     x = (0.2 * np.random.default_rng(3).standard_normal(3 * SR)).astype(np.float32)
     ex = lm.examples_per_second(x, 3)
-    assert ex.shape == (3, 120, 64)
+    assert ex.shape == (3, 120, 64) == (3, *lm.params.example_shape)
+    assert lm.examples_per_second(x, 0).shape == (0, 120, 64)
     for k in range(3):
         np.testing.assert_allclose(ex[k], lm.example_ending_at(x, (k + 1) * SR), atol=1e-6)
 
@@ -238,6 +239,7 @@ def test_examples_longer_than_a_second_are_padded_like_the_stream():
 def test_params_round_trip_and_strict_keys():
     p = LogMelParams()
     assert p.example_samples == 15600
+    assert p.example_shape == (96, 64)  # (frames, mels): the model's log_mel input is (B, 1, 96, 64)
     d = p.to_dict()
     assert d["n_mels"] == 64 and d["fmax_hz"] == 7500.0
     assert LogMelParams.from_dict(d) == p

@@ -209,6 +209,14 @@ def test_conflicting_inputs(capsys, mp4):
     assert "a camera always runs at real time" in one_line_error(capsys, "--fast")
 
 
+def test_unknown_backend_and_encoding_list_the_registries(capsys):
+    from streamavs.engine.base import BACKENDS
+    from streamavs.protocol import ENCODINGS
+
+    assert f"choose one of {['auto', *BACKENDS]}" in one_line_error(capsys, "--backend", "tflite")
+    assert f"choose one of {list(ENCODINGS)}" in one_line_error(capsys, "--encoding", "jpeg")
+
+
 def test_engine_front_end_mismatch(capsys, mp4, tiny_engine, tmp_path):
     data = json.loads(tiny_engine.read_text())
     data["audio"]["n_mels"] = 40

@@ -13,6 +13,7 @@ from streamavs.cli.train import (
     CheckpointOption, ClipsOption, DataOption, EngineOption, FscoreOption, JsonOutOption, PlotsOption, evaluate_command,
 )  # fmt: skip
 from streamavs.errors import InputError
+from streamavs.protocol import ENCODINGS
 
 bench_app = typer.Typer(help="Benchmarks: latency of the live pipeline, accuracy under four audio conditions.",
                         no_args_is_help=True)  # fmt: skip
@@ -48,7 +49,7 @@ def latency(
         str, typer.Option(help="Comma-separated: default, a registered architecture (avs_tpavi_b5), or a .pt/.json/.onnx path.")
     ] = "default,avs_tpavi_b5",
     threads: Annotated[Optional[int], typer.Option(help="Engine threads, every CPU backend (default: cores - 1).", min=1)] = None,
-    encoding: Annotated[str, typer.Option(help="Mask wire encoding: u8, bits, png or rle.")] = "u8",
+    encoding: Annotated[str, typer.Option(help=f"Mask wire encoding: {', '.join(ENCODINGS)}.")] = "u8",
     cache: Annotated[Optional[Path], typer.Option(help="Folder for engines exported on the fly (default ~/.cache/streamavs/bench).")] = None,
     json_out: JsonOption = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG: stage medians and end-to-end latency CDF.")] = None,
@@ -64,8 +65,8 @@ def latency(
     unknown = [b for b in chosen if b not in BACKENDS]
     if unknown:
         raise InputError(f"unknown backend(s) {unknown} in --backends; choose from {list(BACKENDS)}")
-    if encoding not in ("u8", "bits", "png", "rle"):
-        raise InputError(f"unknown --encoding {encoding!r}; choose one of u8, bits, png, rle")
+    if encoding not in ENCODINGS:
+        raise InputError(f"unknown --encoding {encoding!r}; choose one of {list(ENCODINGS)}")
     config = LatencyConfig(
         source=source, seconds=seconds, warmup=warmup, fps=fps, backends=chosen, models=_csv(models, "--models"),
         encoding=encoding, threads=threads, cache_dir=cache,

@@ -33,10 +33,10 @@ import numpy as np
 import typer
 
 from streamavs.cli.checks import output_file
+from streamavs.engine.base import BACKEND_CHOICES
 from streamavs.errors import InputError, StreamAVSError
+from streamavs.protocol import ENCODINGS
 
-_BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
-_ENCODINGS = ("u8", "bits", "png", "rle")
 _NO_AUDIO = (
     "--no-audio is not supported: StreamAVS segments the objects that are MAKING THE SOUND, so it "
     "needs audio; give a microphone with --mic NAME|IDX, a file with an audio track with --input FILE, "
@@ -219,7 +219,7 @@ def register(app: typer.Typer) -> None:
             Optional[str], typer.Option(help="Engine: a .json manifest, .onnx, .ep, .pt, or a shipped engine name "
                                              "(default: streamavs-real-lite; with --synthetic streamavs-synthetic-lite).")
         ] = None,
-        backend: Annotated[str, typer.Option(help=f"Engine backend: {', '.join(_BACKENDS)}.")] = "auto",
+        backend: Annotated[str, typer.Option(help=f"Engine backend: {', '.join(BACKEND_CHOICES)}.")] = "auto",
         threads: Annotated[Optional[int], typer.Option(help="Engine threads (default: the backend's).", min=1)] = None,
         publish: Annotated[
             Optional[str],
@@ -228,7 +228,7 @@ def register(app: typer.Typer) -> None:
         curve_secret: Annotated[
             Optional[Path], typer.Option(help="CurveZMQ secret key file: only holders of its public key can subscribe.")
         ] = None,
-        encoding: Annotated[str, typer.Option(help=f"Mask encoding on the wire: {', '.join(_ENCODINGS)}.")] = "u8",
+        encoding: Annotated[str, typer.Option(help=f"Mask encoding on the wire: {', '.join(ENCODINGS)}.")] = "u8",
         gate: Annotated[
             bool, typer.Option("--gate/--no-gate", help="Empty the mask when the sounding score is below the engine's gate.")
         ] = False,
@@ -256,10 +256,10 @@ def register(app: typer.Typer) -> None:
         # OpenCV prints its own warnings (e.g. for a missing camera) unless told not to; our
         # errors say what went wrong in one line. Read by OpenCV when it is first imported.
         os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-        if backend not in _BACKENDS:
-            raise InputError(f"unknown --backend {backend!r}; choose one of {list(_BACKENDS)}")
-        if encoding not in _ENCODINGS:
-            raise InputError(f"unknown --encoding {encoding!r}; choose one of {list(_ENCODINGS)}")
+        if backend not in BACKEND_CHOICES:
+            raise InputError(f"unknown --backend {backend!r}; choose one of {list(BACKEND_CHOICES)}")
+        if encoding not in ENCODINGS:
+            raise InputError(f"unknown --encoding {encoding!r}; choose one of {list(ENCODINGS)}")
         _check_input(input_)
         output_file(record, "--record", example="out.mp4", create_parents=False)
 

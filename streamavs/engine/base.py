@@ -25,7 +25,7 @@ import numpy as np
 from streamavs.engine.manifest import MODEL_SUFFIXES, Manifest, read_manifest
 from streamavs.errors import EngineError, InputError
 
-__all__ = ["EngineOutput", "Engine", "BACKENDS", "engine_dirs", "find_engines", "resolve_engine", "load_engine"]
+__all__ = ["EngineOutput", "Engine", "BACKENDS", "BACKEND_CHOICES", "engine_dirs", "find_engines", "resolve_engine", "load_engine"]
 
 # load_engine(backend=...) -> (module, class) and the manifest backends (file formats) it can run.
 BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -33,6 +33,7 @@ BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "tensorrt": ("streamavs.engine.tensorrt", "TensorRTEngine", ("tensorrt",)),
     "torch": ("streamavs.engine.torch", "TorchEngine", ("torch",)),
 }
+BACKEND_CHOICES = ("auto", *BACKENDS)  # what load_engine(backend=...) and `streamavs run --backend` take
 _ALIASES = {"onnx": "onnxruntime", "ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch", "eager": "torch"}
 _DEFAULT_FOR_FORMAT = {"onnx": "onnxruntime", "tensorrt": "tensorrt", "torch": "torch"}
 
@@ -235,7 +236,7 @@ def _backend_class(backend: str, fmt: str) -> type[Engine]:
     if key == "auto":
         key = _DEFAULT_FOR_FORMAT.get(fmt, "")
     if key not in BACKENDS:
-        raise EngineError(f"unknown backend {backend!r}; choose one of {['auto', *BACKENDS]}")
+        raise EngineError(f"unknown backend {backend!r}; choose one of {list(BACKEND_CHOICES)}")
     module, cls, formats = BACKENDS[key]
     if fmt not in formats:
         raise EngineError(

@@ -72,9 +72,10 @@ def streaming_manifest(
     cfg = model.segmenter.config
     size = model.image_size
     cache = tuple(int(s) for s in model.cache_shape())
+    audio = LogMelParams()
     inputs = (
         TensorSpec(INPUT_NAMES[0], (1, size, size, 3), "uint8"),
-        TensorSpec(INPUT_NAMES[1], (1, 1, 96, 64), "float32"),
+        TensorSpec(INPUT_NAMES[1], (1, 1, *audio.example_shape), "float32"),  # (1, 1, 96, 64)
         TensorSpec(INPUT_NAMES[2], cache, "float32"),
     )
     outputs = (
@@ -102,7 +103,7 @@ def streaming_manifest(
         inputs=inputs,
         outputs=outputs,
         frame=FrameSpec(size=(size, size), mean=tuple(cfg.mean), std=tuple(cfg.std)),
-        audio=AudioSpec(LogMelParams()),
+        audio=AudioSpec(audio),
         temporal=temporal,
         model=model_record,
         training=training,

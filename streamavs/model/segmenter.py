@@ -19,12 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from streamavs.audio import LogMelParams
 from streamavs.errors import InputError
 from streamavs.model.config import ModelConfig
 from streamavs.model.decoder import PanopticFPNDecoder, build_neck
 from streamavs.model.fusion import build_fusion
 
 __all__ = ["AVSOutput", "AVSSegmenter", "SimilarityHead"]
+
+LOG_MEL_SHAPE = (1, *LogMelParams().example_shape)  # (1, 96, 64): one log-mel example per frame, no batch
 
 
 class AVSOutput(NamedTuple):
@@ -129,9 +132,9 @@ class AVSSegmenter(nn.Module):
                 f"(this model: {self.config.image_size}x{self.config.image_size}), got {tuple(frame.shape)}; "
                 "resize frames to the model's image_size"
             )
-        if log_mel.dim() != 4 or tuple(log_mel.shape[1:]) != (1, 96, 64) or log_mel.shape[0] != frame.shape[0]:
+        if log_mel.dim() != 4 or tuple(log_mel.shape[1:]) != LOG_MEL_SHAPE or log_mel.shape[0] != frame.shape[0]:
             raise InputError(
-                f"log_mel must be (B, 1, 96, 64) with the frame's batch size {frame.shape[0]}, got "
+                f"log_mel must be (B, {', '.join(map(str, LOG_MEL_SHAPE))}) with the frame's batch size {frame.shape[0]}, got "
                 f"{tuple(log_mel.shape)}; compute it with streamavs.audio.LogMel"
             )
 
