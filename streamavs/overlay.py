@@ -1,8 +1,8 @@
 """Draw a mask, its sounding score and uncertainty over a frame; show it or record it.
 
 Used by ``streamavs run --show`` (an OpenCV window) and ``--record FILE`` (a video written
-with PyAV). Everything here works on RGB uint8 images; OpenCV windows get BGR at the last
-moment.
+with PyAV); ``streamavs subscribe --show`` shows its masks in the same window. Everything here
+works on RGB uint8 images; OpenCV windows get BGR at the last moment.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 
 from streamavs.errors import InputError, MissingDependency
 
-__all__ = ["draw_overlay", "OverlayWindow", "OverlayRecorder"]
+__all__ = ["draw_overlay", "check_display", "OverlayWindow", "OverlayRecorder"]
 
 _MASK_RGB = np.array([255, 40, 40], dtype=np.float32)  # red tint for sounding pixels
 
@@ -27,7 +27,7 @@ def draw_overlay(
     *,
     sounding: float,
     uncertainty: float,
-    threshold: float = 0.5,
+    threshold: float,
     gated: bool = False,
     alpha: float = 0.5,
 ) -> np.ndarray:
@@ -35,6 +35,8 @@ def draw_overlay(
 
     image: (H, W, 3) uint8 RGB. mask_prob: (h, w) float probabilities in [0, 1] at any size
     (resized to H x W with bilinear interpolation). sounding, uncertainty: scalars in [0, 1].
+    threshold: pixels with ``mask_prob >= threshold`` are tinted, the engine manifest's
+    ``thresholds.mask`` (the same pixels a binary wire encoding marks).
     gated: the sounding gate emptied this mask (shown in the status line).
     Returns a new (H, W, 3) uint8 RGB image; the input is not modified.
     """
@@ -67,31 +69,44 @@ def draw_overlay(
     return out
 
 
-class OverlayWindow:
-    """An OpenCV window that shows overlay images. Needs a display and OpenCV with GUI support."""
+def check_display(instead: str) -> None:
+    """Raise InputError when ``--show`` cannot open a window: Linux without DISPLAY or WAYLAND_DISPLAY.
 
-    def __init__(self, title: str = "streamavs run") -> None:
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise InputError(
-                "--show needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set; "
-                "use --record FILE to write the overlay video instead"
-            )
+    instead: the option to use instead, e.g. ``"--record FILE"``.
+    """
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise InputError(f"--show needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set; use {instead} instead")
+
+
+class OverlayWindow:
+    """An OpenCV window that shows images. Needs a display and OpenCV with GUI support.
+
+    instead: the option the errors suggest when there is no display or no GUI support.
+    """
+
+    def __init__(self, title: str = "streamavs run", instead: str = "--record FILE to write the overlay video") -> None:
+        check_display(instead)
         import cv2
 
         self._cv2 = cv2
         self.title = title
+        self.instead = instead
         self._closed = False
 
     def show(self, rgb: np.ndarray) -> None:
         """Display one (H, W, 3) uint8 RGB image."""
+        self.show_bgr(self._cv2.cvtColor(rgb, self._cv2.COLOR_RGB2BGR))
+
+    def show_bgr(self, bgr: np.ndarray) -> None:
+        """Display one (H, W, 3) uint8 BGR image (OpenCV's own order, e.g. from cv2.applyColorMap)."""
         cv2 = self._cv2
         try:
-            cv2.imshow(self.title, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            cv2.imshow(self.title, bgr)
             cv2.waitKey(1)
         except cv2.error as exc:
             raise MissingDependency(
                 f"--show needs OpenCV with GUI support ({exc.err}); install opencv-python instead of "
-                "opencv-python-headless, or use --record FILE"
+                f"opencv-python-headless, or use {self.instead}"
             ) from exc
 
     def close(self) -> None:

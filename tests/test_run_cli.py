@@ -122,6 +122,46 @@ def test_file_runs_to_the_end_and_records_a_playable_overlay_video(capsys, mp4, 
         assert abs(bar_length(decoded[i]) - expected) <= 3, (i, sounding[i], bar_length(decoded[i]))
 
 
+@pytest.mark.parametrize("threshold", [0.0, 1.0])
+def test_overlay_tints_the_pixels_at_the_manifest_mask_threshold(capsys, mp4, tiny_engine, tmp_path, threshold):
+    """--record tints the pixels with mask_prob >= the manifest's thresholds.mask, not a fixed 0.5.
+
+    Threshold 0: every probability passes, whatever the engine says, so the whole picture is blended
+    half-way with the overlay red. Threshold 1: the run's masks stay below 1, so nothing is tinted,
+    where a fixed 0.5 would tint most of this engine's pixels (checked from the published masks)."""
+    import av
+
+    data = json.loads(tiny_engine.read_text())
+    data["thresholds"]["mask"] = threshold
+    shutil.copy(tiny_engine.with_suffix(".onnx"), tmp_path / "tiny.onnx")
+    (tmp_path / "tiny.json").write_text(json.dumps(data))
+    out_video = tmp_path / "overlay.mp4"
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with Subscriber(address) as sub:  # connected first: the run binds
+        code, _out, err = run_cli(capsys, "--input", mp4, "--engine", tmp_path / "tiny.json", "--publish", address,
+                                  "--record", out_video)
+        masks = {}
+        while (msg := sub.recv(timeout=2)) is not None:  # all sent before main() returned
+            masks[msg.seq] = msg.mask  # u8: (64, 64) probabilities, rounded to 1/255
+    assert code == 0, err
+    with av.open(str(out_video)) as container:
+        recorded = [f.to_ndarray(format="rgb24").astype(float) for f in container.decode(video=0)]
+    with av.open(str(mp4)) as container:
+        original = [f.to_ndarray(format="rgb24").astype(float) for f in container.decode(video=0)]
+    assert len(recorded) == len(original) == 75
+    checked = range(0, 75, 5)
+    if threshold == 1.0:  # frame i of the recording is message seq i; the first may precede the subscription
+        checked = [i for i in checked if i in masks]
+        assert len(checked) >= 10 and all(masks[i].max() < 1.0 and (masks[i] >= 0.5).mean() > 0.5 for i in checked)
+    inside = (slice(20, 110), slice(2, 158))  # below the status text, above the sounding bar, inside the outline
+    red = np.array([255.0, 40.0, 40.0])
+    for i in checked:
+        tinted, plain = 0.5 * original[i] + 0.5 * red, original[i]
+        expected, other = (tinted, plain) if threshold == 0.0 else (plain, tinted)
+        closer = np.abs(recorded[i] - expected).sum(-1) < np.abs(recorded[i] - other).sum(-1)  # (H, W)
+        assert closer[inside].mean() > 0.95, (i, closer[inside].mean())  # H.264 blurs colour edges
+
+
 @pytest.fixture(scope="module")
 def long_mp4(media) -> Path:
     """10 s of the same picture and tone: a real-time run of it is still going when a test signals it."""

@@ -94,6 +94,7 @@ class _Sinks:
         self._recorder_cls = OverlayRecorder
         self.recorder = None
         self.fps = 25.0
+        self.threshold: float | None = None  # the engine manifest's thresholds.mask, set once the engine is loaded
         self.pipeline = None
         self.interval_s = interval_s
         self._next_status = time.monotonic() + interval_s
@@ -116,7 +117,8 @@ class _Sinks:
         from streamavs.overlay import draw_overlay
 
         image, mask_prob, sounding, uncertainty, gated, t_ns = item
-        img = draw_overlay(image, mask_prob, sounding=sounding, uncertainty=uncertainty, gated=gated)
+        img = draw_overlay(image, mask_prob, sounding=sounding, uncertainty=uncertainty, threshold=self.threshold,
+                           gated=gated)
         if self.window is not None:
             self.window.show(img)
         if self.record is not None:
@@ -290,6 +292,7 @@ def register(app: typer.Typer) -> None:
             pipeline = stack.enter_context(Pipeline(capture, eng, publisher, config, on_result=sinks))
             sinks.pipeline = pipeline
             sinks.fps = rate or capture.fps or 25.0
+            sinks.threshold = eng.manifest.thresholds.mask  # the pixels a binary wire encoding would mark
             previous = _install_signal_handlers(pipeline)
             stack.callback(lambda: [signal.signal(s, h) for s, h in previous.items()])
             typer.echo(

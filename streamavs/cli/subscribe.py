@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -29,36 +27,14 @@ def _format(stats) -> str:
     )
 
 
-class _Window:
-    """An OpenCV window that shows each mask as a heat map with its sounding score."""
+def _heat_map(msg):
+    """(H, W, 3) uint8 BGR: the mask as a heat map, with its stream, seq, sounding score and uncertainty."""
+    import cv2
 
-    def __init__(self) -> None:
-        has_display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-        if sys.platform.startswith("linux") and not has_display:
-            from streamavs.errors import InputError
-
-            raise InputError(
-                "--show needs a display, and neither DISPLAY nor WAYLAND_DISPLAY is set; use --save DIR instead"
-            )
-        import cv2
-
-        self.cv2 = cv2
-
-    def show(self, msg) -> None:
-        cv2 = self.cv2
-        img = cv2.applyColorMap(_to_u8(msg.mask), cv2.COLORMAP_INFERNO)  # (H, W, 3) BGR
-        text = f"{msg.stream} #{msg.seq} sounding {msg.sounding:.2f} unc {msg.uncertainty:.2f}"
-        cv2.putText(img, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
-        try:
-            cv2.imshow("streamavs subscribe", img)
-            cv2.waitKey(1)
-        except cv2.error as exc:
-            from streamavs.errors import MissingDependency
-
-            raise MissingDependency(
-                f"--show needs OpenCV with GUI support ({exc.err}); install opencv-python instead of "
-                "opencv-python-headless, or use --save DIR"
-            ) from exc
+    img = cv2.applyColorMap(_to_u8(msg.mask), cv2.COLORMAP_INFERNO)  # (H, W, 3) BGR
+    text = f"{msg.stream} #{msg.seq} sounding {msg.sounding:.2f} unc {msg.uncertainty:.2f}"
+    cv2.putText(img, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
+    return img
 
 
 def _to_u8(mask):
@@ -109,11 +85,12 @@ def register(app: typer.Typer) -> None:
         """
         from streamavs.cli.checks import output_dir
         from streamavs.errors import ProtocolError
+        from streamavs.overlay import OverlayWindow
         from streamavs.protocol import DecodeLimits
         from streamavs.publish import Subscriber
 
         output_dir(save, "--save", example="masks")
-        window = _Window() if show else None
+        window = OverlayWindow("streamavs subscribe", instead="--save DIR") if show else None
         if save is not None:
             save.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
@@ -136,6 +113,8 @@ def register(app: typer.Typer) -> None:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if window is not None:
+                window.close()
         typer.echo("final: " + _format(stats))
         if stats.last_protocol_error is not None:
             typer.echo(f"last protocol error: {stats.last_protocol_error}", err=True)
@@ -166,4 +145,4 @@ def _receive(sub, count, duration, start, interval, save, window) -> None:
         if save is not None:
             _save(save, msg)
         if window is not None:
-            window.show(msg)
+            window.show_bgr(_heat_map(msg))
