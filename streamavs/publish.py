@@ -164,13 +164,18 @@ class Publisher:
         self._seq[topic] = seq + 1
         return seq
 
-    def close(self) -> None:
-        """Close the socket and context at once (LINGER 0: unsent messages are dropped). Idempotent."""
+    def close(self, linger_s: float = 0.0) -> None:
+        """Close the socket and context; idempotent.
+
+        linger_s: the longest messages still queued may take to reach the connected subscribers
+        before they are dropped (seconds; 0: dropped at once, as after Ctrl-C). It bounds the wait
+        for a subscriber that is behind or gone; one that keeps up costs nothing.
+        """
         if self._closed:
             return
         self._closed = True
-        self._sock.close(linger=0)
-        self._ctx.term()
+        self._sock.close(linger=max(0, int(round(linger_s * 1000))))  # ms
+        self._ctx.term()  # returns when the queued messages are sent or the linger ran out
 
     def __enter__(self) -> "Publisher":
         return self

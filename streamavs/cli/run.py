@@ -10,7 +10,9 @@ plays it like a camera (frames the engine cannot keep up with are dropped and co
 ``--synthetic`` runs at real time unless ``--fast``.
 
 Ctrl-C (SIGINT) or SIGTERM stops within a second and prints the final counters; a second
-Ctrl-C aborts at once.
+Ctrl-C aborts at once. A run that ends on its own (end of the file, --frames, --duration) gives
+subscribers that are behind a bounded time (PipelineConfig.linger_s) to receive its last masks;
+a stopped run drops what is still queued.
 
 ``--preview-fps N`` also publishes downscaled JPEG frames (topic ``frame.<stream>``) for viewers;
 ``--view PORT`` starts ``streamavs view`` on http://127.0.0.1:PORT in a process of its own (so

@@ -54,6 +54,9 @@ class PipelineConfig:
     blas_threads: numpy's OpenBLAS threads, process-wide (set in start(); None leaves them):
         the default OpenBLAS pool made one log-mel example 70x slower on a busy 2-core CPU.
     preview: also publish downscaled JPEG preview frames at this rate (None: no previews).
+    linger_s: after a run that ended on its own (end of a file, `frames` or `seconds` reached), the
+        longest :meth:`Pipeline.close` waits for the queued masks to reach subscribers that are
+        behind, so they get the last ones; after a stop request (Ctrl-C) or an error it waits for none.
     """
 
     rate_hz: float | None = None
@@ -64,12 +67,15 @@ class PipelineConfig:
     cv2_threads: int = 1
     blas_threads: int | None = 1
     preview: PreviewConfig | None = None
+    linger_s: float = 2.0
 
     def __post_init__(self) -> None:
         if self.rate_hz is not None and not self.rate_hz > 0:
             raise InputError(f"rate_hz must be > 0 frames per second (or None for every frame), got {self.rate_hz!r}")
         if self.encoding not in ENCODINGS:
             raise InputError(f"unknown mask encoding {self.encoding!r}; choose one of {list(ENCODINGS)}")
+        if not self.linger_s >= 0:
+            raise InputError(f"linger_s must be >= 0 seconds, got {self.linger_s!r}")
         if not self.max_audio_wait_s >= 0 or not self.poll_s > 0:
             raise InputError(
                 f"max_audio_wait_s must be >= 0 and poll_s > 0 seconds, got {self.max_audio_wait_s!r}, {self.poll_s!r}"
@@ -148,6 +154,7 @@ class Pipeline:
         self._next_due: int | None = None  # rate limiter: stream time (ns) of the next frame to process
         self._period_ns = None if config.rate_hz is None else int(round(1e9 / config.rate_hz))
         self._stream_ended = False
+        self._ended_on_its_own = False  # the last run was not stopped and raised nothing: its masks linger
         self._preview: FramePreview | None = None  # started in start(): it owns a thread
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -174,7 +181,10 @@ class Pipeline:
         self._stop = True
 
     def close(self) -> None:
-        """Stop, then close the sources (threads joined), the engine and the publisher. Idempotent."""
+        """Stop, then close the sources (threads joined), the engine and the publisher. Idempotent.
+
+        After a run that ended on its own the publisher lingers up to ``config.linger_s``, so
+        subscribers that are behind still receive the last masks; otherwise it drops what is queued."""
         if self._closed:
             return
         self._closed = True
@@ -189,7 +199,7 @@ class Pipeline:
                     if self._preview is not None:
                         self._preview.close()
                 finally:
-                    self.publisher.close()
+                    self.publisher.close(linger_s=self.config.linger_s if self._ended_on_its_own else 0.0)
 
     def __enter__(self) -> "Pipeline":
         try:
@@ -221,9 +231,11 @@ class Pipeline:
             self.start()
         deadline = None if seconds is None else time.monotonic() + seconds
         target = None if frames is None else self.stats.frames + frames
+        self._ended_on_its_own = False
         try:
             self._loop(target, deadline)
             self._send_previews(flush=True)  # the last frame's preview follows its mask
+            self._ended_on_its_own = not self._stop
         finally:
             self._stop = False  # a stop request ends one run (it may come before the run starts)
         self._update_counters()
