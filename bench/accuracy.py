@@ -8,8 +8,6 @@ segmenter runs in torch (``streamavs.training.evaluate_cli``) and also gives the
 scores of positive and negative pairs. This module lays the result out:
 
 * the text table of :func:`streamavs.evaluation.format_table`, gate off and on;
-* :func:`print_table`: one line per gate setting, columns as in the robust-AVS paper's
-  Table 2: positive mIoU/F | silence, noise, off-screen mIoU/F/FPR | G-mIoU, G-F, G-FPR.
 * :func:`plot_conditions`: mIoU, F and FPR per condition, gate off and on side by side.
 * :func:`plot_similarity`: histograms of the similarity score for positive and negative
   pairs (the paper's Fig. 4).
@@ -29,8 +27,8 @@ from streamavs.bench.report import command_line, make_report, pyplot, save_figur
 from streamavs.errors import InputError, require
 
 __all__ = [
-    "CONDITIONS", "NEGATIVES", "evaluate", "similarity_summary", "accuracy_report", "print_table",
-    "plot_conditions", "plot_similarity", "write_plots", "main_command",
+    "CONDITIONS", "NEGATIVES", "evaluate", "similarity_summary", "accuracy_report", "plot_conditions",
+    "plot_similarity", "write_plots", "main_command",
 ]  # fmt: skip
 
 CONDITIONS = ("positive", "silence", "noise", "offscreen")
@@ -102,34 +100,6 @@ def _pct(x: float) -> str:
 
 def _frac(x: float) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
-
-
-def print_table(result: Mapping[str, Any], title: str = "robust table (paper Table 2 layout)", console: Any = None) -> None:
-    """One line per gate setting: positive mIoU/F, each negative's mIoU/F/FPR, the global metrics."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console(width=None if Console().is_terminal else 160)
-    table = Table(title=title)
-    table.add_column("similarity gate")
-    for cond in CONDITIONS:
-        keys = ("mIoU", "F") if cond == "positive" else ("mIoU", "F", "FPR")
-        for key in keys:
-            table.add_column(f"{cond}\n{key}", justify="right")
-    for key in ("G-mIoU", "G-F", "G-FPR"):
-        table.add_column(key, justify="right")
-    for gate, label in GATES:
-        t = result[gate]
-        cells = [_pct(t["positive"]["miou"]), _pct(t["positive"]["fscore"])]
-        for cond in NEGATIVES:
-            cells += [_pct(t[cond]["miou"]), _pct(t[cond]["fscore"]), _frac(t[cond]["fpr"])]
-        g = t["global"]
-        cells += [_pct(g["g_miou"]), _pct(g["g_f"]), _frac(g["g_fpr"])]
-        table.add_row(label, *cells)
-    n = {c: int(result["gate_off"][c]["n"]) for c in CONDITIONS}
-    table.caption = ("mIoU, F, G-mIoU, G-F in %; FPR, G-FPR as fractions; negatives' mIoU/F against the original "
-                     f"object masks (lower is better). Frames: {n}")  # fmt: skip
-    console.print(table)
 
 
 def plot_conditions(result: Mapping[str, Any], path: str | Path) -> Path:

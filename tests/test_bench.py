@@ -86,7 +86,7 @@ def _check_row(row: dict, fps: float) -> None:
 def test_latency_runner_on_tiny_model(tiny_checkpoint, tmp_path):
     """PyTorch eager on the checkpoint (TensorRT: skipped with its reason on a CPU machine)."""
     from streamavs.bench.latency import LatencyConfig, for_json, run_latency
-    from streamavs.bench.latency_output import plot_latency, print_table
+    from streamavs.bench.latency_output import plot_latency
 
     config = LatencyConfig(
         seconds=1.5, warmup=0.5, fps=30.0, backends=("torch", "tensorrt"),
@@ -110,7 +110,42 @@ def test_latency_runner_on_tiny_model(tiny_checkpoint, tmp_path):
     assert row["counters"]["source_clips_late"] == 0  # the next synthetic clip was ready in time
     png = plot_latency(report, tmp_path / "latency.png")
     assert png.read_bytes()[:8] == PNG
-    print_table(report)  # renders, skipped row included
+    _check_latency_tables(report)
+
+
+def _check_latency_tables(report: dict) -> None:
+    """The printed tables hold one summary line per row (skipped rows with their reason) and each
+    measured row's per-stage percentiles."""
+    import io
+
+    from rich.console import Console
+
+    from streamavs.bench.latency import STAGES
+    from streamavs.bench.latency_output import print_table
+    from streamavs.bench.report import fmt_ms
+
+    console = Console(file=io.StringIO(), width=400)
+    print_table(report, console)
+    lines = console.file.getvalue().splitlines()
+
+    def cells(line: str) -> list[str]:
+        return [c.strip() for c in line.split("│")[1:-1]]
+
+    table_rows = [cells(line) for line in lines if line.startswith("│")]
+    for row in report["rows"]:
+        summary = next(r for r in table_rows if r[:2] == [row["model"], row["backend"]])
+        if "skipped" in row:
+            assert summary[2] == "skipped"
+            assert f"{row['model']} / {row['backend']} skipped: {row['skipped']}" in lines
+            continue
+        c, s = row["counters"], row["stages"]
+        assert summary[2:8] == [f"{row['fps']:.1f}", f"{c['processed']}/{c['offered']}", str(c["dropped"]),
+                                str(c["audio_overflows"]), fmt_ms(s["inference"]["p50"]), fmt_ms(s["end_to_end"]["p50"])]
+        start = lines.index(next(line for line in lines if f"{row['model']} / {row['backend']} (" in line))
+        per_stage = {r[0]: r for r in map(cells, lines[start:]) if r and r[0] in STAGES}
+        for stage in STAGES:
+            st = s[stage]
+            assert per_stage[stage][1:4] == [str(st["n"]), fmt_ms(st["mean"], 2), fmt_ms(st["p50"], 2)], stage
 
 
 @pytest.mark.slow
@@ -174,13 +209,12 @@ def _robust_result() -> dict:
 
 
 def test_accuracy_table_plots_and_report(tmp_path):
-    from streamavs.bench.accuracy import accuracy_report, print_table, similarity_summary, write_plots
+    from streamavs.bench.accuracy import accuracy_report, similarity_summary, write_plots
 
     result = _robust_result()
     paths = write_plots(result, tmp_path / "plots")
     assert [p.name for p in paths] == ["conditions.png", "similarity.png"]
     assert all(p.read_bytes()[:8] == PNG for p in paths)
-    print_table(result)
     summary = similarity_summary(result["similarity"])
     assert summary["positive"]["n"] == 30 and sum(summary["negative"]["histogram"]) == 90
     assert summary["mean_gap"] > 0.4
