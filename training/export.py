@@ -207,7 +207,8 @@ def export_engine(
     require("torch", "train", "engine export")
     import torch
 
-    from streamavs.engine.torch import TorchEngine, streaming_manifest
+    from streamavs.engine.describe import streaming_manifest
+    from streamavs.engine.torch import TorchEngine
     from streamavs.model.streaming import load_streaming
 
     model, extra = load_streaming(checkpoint)

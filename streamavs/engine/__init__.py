@@ -1,5 +1,8 @@
 """Engines: the Engine interface, manifests and one module per backend (imported on demand).
 
+A manifest is read and checked by :mod:`~streamavs.engine.manifest`; export builds it from the
+model with :mod:`~streamavs.engine.describe`.
+
 >>> from streamavs.engine import load_engine          # doctest: +SKIP
 >>> with load_engine("avs_lite") as engine:           # doctest: +SKIP
 ...     cache = engine.initial_cache()
