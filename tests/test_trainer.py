@@ -67,6 +67,16 @@ def test_lr_schedules():
         OptimSection(lr_schedule="step")
 
 
+def test_eval_defaults_score_a_checkpoint_as_its_engine():
+    """[eval] defaults are the engine evaluation's batch size and a manifest's default thresholds."""
+    from streamavs.engine.manifest import Thresholds
+    from streamavs.evaluation import BATCH_SIZE
+    from streamavs.training.config import EvalSection
+
+    e, t = EvalSection(), Thresholds()
+    assert (e.batch_size, e.threshold, e.gate_threshold) == (BATCH_SIZE, t.mask, t.gate)
+
+
 def test_train_evaluates_and_resumes_from_the_saved_step(tmp_path):
     from streamavs.training.trainer import train
 

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamavs.engine.manifest import Thresholds
 from streamavs.errors import ConfigError
+from streamavs.evaluation import BATCH_SIZE
 
 
 def _build(cls, section: str, data: dict[str, Any]):
@@ -220,10 +222,13 @@ def lr_factor(optim: OptimSection, step: int, total_steps: int) -> float:
 
 @dataclass(frozen=True)
 class EvalSection:
+    """Defaults: the engine evaluation's batch size and an engine manifest's default thresholds, so a
+    checkpoint (``streamavs eval --checkpoint``) is scored as its exported engine is."""
+
     every_epochs: int = 1
-    batch_size: int = 16
-    threshold: float = 0.5
-    gate_threshold: float = 0.5  # similarity gate: mask emptied when sigma(sounding_logit) < this
+    batch_size: int = BATCH_SIZE
+    threshold: float = Thresholds.mask  # mask pixels: probability >= this
+    gate_threshold: float = Thresholds.gate  # similarity gate: mask emptied when sigma(sounding_logit) < this
 
     def __post_init__(self) -> None:
         _positive(self, "eval", "batch_size", "every_epochs")
