@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from streamavs.bench.latency_engines import BACKENDS
 from streamavs.cli.checks import output_file
 from streamavs.cli.train import (
     CheckpointOption, ClipsOption, DataOption, EngineOption, FscoreOption, JsonOutOption, PlotsOption, evaluate_command,
@@ -44,7 +45,7 @@ def latency(
     seconds: Annotated[float, typer.Option(help="Measured seconds per row.", min=0.1)] = 20.0,
     warmup: Annotated[float, typer.Option(help="Seconds run and discarded first, per row.", min=0.0)] = 3.0,
     fps: Annotated[float, typer.Option(help="Frame rate of the synthetic source.", min=0.1)] = 30.0,
-    backends: Annotated[str, typer.Option(help="Comma-separated: onnxruntime, torch, tensorrt.")] = "onnxruntime,torch,tensorrt",
+    backends: Annotated[str, typer.Option(help=f"Comma-separated: {', '.join(BACKENDS)}.")] = ",".join(BACKENDS),
     models: Annotated[
         str, typer.Option(help="Comma-separated: default, a registered architecture (avs_tpavi_b5), or a .pt/.json/.onnx path.")
     ] = "default,avs_tpavi_b5",
@@ -59,7 +60,6 @@ def latency(
     output_file(json_out, "--json", example="latency.json")
     output_file(plot, "--plot", example="latency.png")
     from streamavs.bench.latency import LatencyConfig, main_command
-    from streamavs.bench.latency_engines import BACKENDS
 
     chosen = _csv(backends, "--backends")
     unknown = [b for b in chosen if b not in BACKENDS]
