@@ -8,7 +8,7 @@ Test data (deterministic): synthetic single-source clips of the TEST split, clip
 is ``split_seed("test", seed_offset + i)``, with frequent sounding-state changes
 (``state_change_prob``, default 0.5: sources start and stop between seconds). On top of that a
 ``negative_second_share`` of the seconds get negative audio (silence / noise / off-screen, drawn
-by :func:`streamavs.training.conditions.make_negative` with the evaluation noise types, spliced
+by :func:`streamavs.datasets.conditions.make_negative` with the evaluation noise types, spliced
 into whole seconds) so negatives pass through the same front end and rules as in training.
 The ground truth of a second is the union of the visible objects that sound in it under the
 audio actually played: empty in negative seconds and in seconds whose source is quiet.

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from streamavs.bench.temporal_ablation import StreamClip, run_clip, set_threads, streaming_test_split
+from streamavs.bench.temporal_ablation import run_clip, set_threads
+from streamavs.datasets.streaming import StreamClip, streaming_test_split
 from streamavs.errors import ConfigError, DataError, StreamAVSError, require
 
 __all__ = ["has_both_transitions", "find_transition_clip", "render_temporal_figure", "main"]

@@ -63,7 +63,7 @@ def test_export_writes_engine_with_parity_recorded(lite64):
     parity = m.export["parity"]
     assert parity["passed"] and parity["tolerance"] == TOL and "20 consecutive frames" in parity["inputs"]
     assert all(0 <= v <= TOL for v in parity["max_abs_diff"].values())
-    assert m.temporal is not None and m.temporal.window == 3 and m.cache_shape == (1, 2, 17, 16, 16)
+    assert m.temporal is not None and m.temporal.window == 3 and m.cache_shape == (1, 2, 16 + 3, 16, 16)  # dim + frame logit, sounding logit, valid
     assert m.frame.size == (64, 64) and m.model["name"] == "avs_lite"
     assert m.training["metrics"]["positive"]["miou"] == 0.5
     assert m.export["checkpoint_sha256"] == file_sha256(ckpt)
