@@ -188,7 +188,7 @@ def export_int8_engine(
         if not parity["mask_disagreement"] <= gate.tolerance:
             raise EngineError(
                 f"INT8 export of {fp32.name} refused: {parity['mask_disagreement']:.2%} of mask pixels differ from the FP32 "
-                f"engine over {n_check} frames (tolerance {gate.tolerance:.2%}); nothing was written. Keep more of the "
+                f"engine over {n_check} frames (tolerance {gate.tolerance * 100:.4g}%); nothing was written. Keep more of the "
                 "graph in float (QuantizeConfig.exclude_stages) or calibrate on more clips"
             )
         parity.update(reference="the FP32 engine, ONNX Runtime", inputs=f"{n_check} consecutive frames, cache carried "

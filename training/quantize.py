@@ -27,7 +27,8 @@ u8 weights 60 (a slow path); the temporal stage all float 7.0; everything quanti
 arithmetic included, is faster but wrong (the masked attention bias and the uncertainty do not
 survive 8 bits: masks vanish, uncertainty becomes inf). bench/README.md, "INT8 engine".
 
-Needs the ``train`` extra (onnx); onnxruntime.quantization ships with onnxruntime.
+Needs the ``onnx`` package (the ``train`` extra), not torch; onnxruntime.quantization ships with
+onnxruntime and the calibration clips come from :mod:`streamavs.datasets` (numpy only).
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def calibration_inputs(fp32_manifest: str | Path, config: QuantizeConfig) -> tup
     Returns ([{"frame": (1, H, W, 3) uint8, "log_mel": (1, 1, 96, 64) float32, "feature_cache":
     cache as it arrived}, ...] in stream order, a description of the data).
     """
-    from streamavs.training.conditions import NegativeMix
+    from streamavs.datasets.conditions import NegativeMix
     from streamavs.engine.base import load_engine
     from streamavs.synthetic import SceneConfig
 
@@ -157,11 +158,11 @@ def calibration_inputs(fp32_manifest: str | Path, config: QuantizeConfig) -> tup
         scenes = SceneConfig(image_size=size, state_change_prob=0.3)
         mix = NegativeMix(share=config.negative_share)
         if kind == "real":
-            from streamavs.training.real_data import real_clips
+            from streamavs.datasets.real import real_clips
 
             clips = real_clips(split, config.calibration_clips, scenes, mix=mix, seed=config.seed)
         else:
-            from streamavs.training.synthetic_data import SyntheticClips
+            from streamavs.datasets.synthetic import SyntheticClips
 
             clips = SyntheticClips(split, config.calibration_clips, scenes, mix=mix, seed=config.seed)
         feeds: list[dict[str, np.ndarray]] = []
