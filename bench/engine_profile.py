@@ -11,7 +11,8 @@ stage of the engine by the weights it reads (``streamavs.training.graph_stages``
 encoder, audio encoder, fusion/decoder, temporal stage) in the graph ONNX Runtime actually ran
 (after its optimisations and fusions, saved from the same session). Also per operator type, so
 an INT8 engine shows which operators ran in int8 (QLinearConv, QGemm, ...) and what stayed in
-float or went to quantize/dequantize.
+float or went to quantize/dequantize; and per layer (the module path of the weights a node
+reads, e.g. ``segmenter.visual.body.blocks.1.0.conv_dw``), to compare layers across engines.
 
 Kernel time is the sum over nodes of each node's median time over the measured runs (ms per
 run; medians, because on a shared machine a run that another process preempts inflates a mean);
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import re
 import sys
 import tempfile
 import time
@@ -106,6 +108,12 @@ def profile_engine(manifest_path: Path, threads: int, inputs: list[tuple[np.ndar
         by_kind[op_kind(op_of[node])] += ms
         by_stage_kind[group_of(stages.get(node, "other"))][op_kind(op_of[node])] += ms
     nodes_by_op = Counter(n.op_type for n in graph.node)
+    by_layer: Counter[str] = Counter()  # module path of the weights a node reads -> ms (convolutions, linears)
+    for node in graph.node:
+        module = next((re.sub(r"\.(weight|bias).*$", "", i) for i in node.input
+                       if i.startswith(("segmenter.", "temporal.")) and re.search(r"\.(weight|bias)", i)), None)
+        if module is not None and node.name in per_node:
+            by_layer[module] += per_node[node.name]
     return {
         "engine": manifest.name, "precision": manifest.precision, "threads": threads, "settings": settings.to_dict(),
         "repeats": repeats, "warmup": warmup,
@@ -117,6 +125,7 @@ def profile_engine(manifest_path: Path, threads: int, inputs: list[tuple[np.ndar
         "group_op_kinds_ms": {g: dict(c) for g, c in by_stage_kind.items()},
         "ops_ms": dict(by_op.most_common()),
         "optimized_graph_nodes_by_op": dict(nodes_by_op.most_common()),
+        "layers_ms": dict(by_layer),
         "top_nodes_ms": [{"node": n, "op": op_of[n], "stage": stages.get(n, "other"), "ms": ms}
                          for n, ms in sorted(per_node.items(), key=lambda kv: -kv[1])[:20]],
     }

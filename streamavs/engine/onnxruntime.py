@@ -7,6 +7,10 @@ Session settings (:class:`SessionSettings`, why):
   engine does not steal the CPU from capture, audio and publishing between frames.
 - graph optimisation ORT_ENABLE_ALL (constant folding, fusions, layout transforms; for an INT8
   engine the QDQ fusions into QLinearConv and friends), memory arena and memory pattern on.
+These are measured, not assumed (``python -m streamavs.bench.session_sweep``,
+bench/results/session-sweep-2026-11-30.json, FP32 and INT8 real-object engines, 1 and 2 threads):
+basic or extended optimisation is 1.2-4x slower (no NCHWc layout for the float convolutions),
+parallel execution ~2x slower, arena and memory pattern off within +-4% (noise).
 The model bytes are read once: hashed against the manifest, then handed to the session, so the
 file that was checked is the file that runs.
 """
