@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamavs.audio import LogMelParams
 from streamavs.bench.report import command_line, make_report, write_json
 from streamavs.datasets.streaming import StreamClip, scene_config, streaming_test_split
 from streamavs.errors import ConfigError, InputError, StreamAVSError
@@ -91,7 +92,7 @@ def warm_up(model, calls: int = 2) -> None:
     size = model.image_size
     with torch.inference_mode():
         for _ in range(calls):
-            model(torch.zeros(1, size, size, 3, dtype=torch.uint8), torch.zeros(1, 1, 96, 64), model.initial_cache())
+            model(torch.zeros(1, size, size, 3, dtype=torch.uint8), torch.zeros(1, 1, *LogMelParams().example_shape), model.initial_cache())
 
 
 def set_threads(threads: int) -> None:

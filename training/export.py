@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from streamavs.audio import LogMelParams
 from streamavs.engine.base import Engine, load_engine
 from streamavs.engine.manifest import MODEL_SUFFIXES, Manifest, file_sha256, write_manifest
 from streamavs.errors import EngineError, InputError, require
@@ -67,7 +68,7 @@ def parity_inputs(size: int, n: int, seed: int = 0) -> tuple[list[tuple[np.ndarr
     except ImportError:
         rng = np.random.default_rng(seed)
         frames = rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
-        mels = rng.normal(-4.0, 2.0, size=(n, 96, 64)).astype(np.float32)
+        mels = rng.normal(-4.0, 2.0, size=(n, *LogMelParams().example_shape)).astype(np.float32)  # (n, 96, 64)
         return list(zip(frames, mels)), f"seeded random (seed {seed})"
     out: list[tuple[np.ndarray, np.ndarray]] = []
     clip_index = 0
@@ -213,7 +214,8 @@ def export_engine(
 
     model, extra = load_streaming(checkpoint)
     size = model.image_size
-    example = (torch.zeros(1, size, size, 3, dtype=torch.uint8), torch.zeros(1, 1, 96, 64), model.initial_cache())
+    log_mel = torch.zeros(1, 1, *LogMelParams().example_shape)  # (1, 1, 96, 64)
+    example = (torch.zeros(1, size, size, 3, dtype=torch.uint8), log_mel, model.initial_cache())
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     suffix = MODEL_SUFFIXES[backend]
