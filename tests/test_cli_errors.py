@@ -312,7 +312,7 @@ def fake_engine(tmp_path) -> Path:
                 TensorSpec("feature_cache", cache, "float32")),
         outputs=(TensorSpec("mask_prob", (1, 1, 8, 8), "float32"), TensorSpec("uncertainty", (1, 1, 8, 8), "float32"),
                  TensorSpec("sounding", (1,), "float32"), TensorSpec("new_feature_cache", cache, "float32")),
-        frame=FrameSpec(size=(8, 8)),
+        frame=FrameSpec(size=(8, 8), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
     )  # fmt: skip
     return write_manifest(manifest, folder / "fake.json")
 

@@ -17,7 +17,7 @@ import pytest
 from streamavs.audio import LogMelParams
 from streamavs.engine import FORMAT_VERSION, load_engine, read_manifest
 from streamavs.engine.manifest import (
-    FrameSpec, Manifest, TemporalSpec, TensorSpec, write_manifest,
+    FrameSpec, Manifest, TemporalSpec, TensorSpec, Thresholds, write_manifest,
 )
 from streamavs.errors import EngineError, InputError, ManifestMismatch, MissingDependency
 
@@ -79,7 +79,7 @@ def engine_dir(tmp_path: Path) -> Path:
         outputs=(TensorSpec("mask_prob", (1, 1, SIZE, SIZE), "float32"),
                  TensorSpec("uncertainty", (1, 1, SIZE, SIZE), "float32"),
                  TensorSpec("sounding", (1,), "float32"), TensorSpec("new_feature_cache", CACHE, "float32")),
-        frame=FrameSpec(size=(SIZE, SIZE)),
+        frame=FrameSpec(size=(SIZE, SIZE), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),  # the graph only divides by 255
         temporal=TemporalSpec(window=3, cache_shape=CACHE),
         model={"name": "tiny", "config": {}},
         training={"data": "none (test engine)", "metrics": {"positive": {"miou": 0.787}, "global": {"g_miou": 0.35}}},
@@ -106,6 +106,22 @@ def test_manifest_round_trip_and_required_fields(engine_dir):
     assert data["thresholds"] == {"mask": 0.5, "gate": 0.5} and data["audio_hop"] is False
     assert Manifest.from_dict(m.to_dict()) == m
     assert m.cache_shape == CACHE and m.audio.params == LogMelParams()
+
+
+@pytest.mark.parametrize("drop, named", [(("mean",), "mean"), (("std",), "std"), (("mean", "std"), "mean and std")])
+def test_manifest_without_normalisation_says_to_re_export(engine_dir, drop, named):
+    _edit(engine_dir / "tiny.json", lambda d: [d["frame"].pop(k) for k in drop])
+    with pytest.raises(EngineError) as exc:
+        load_engine(engine_dir / "tiny.json")
+    assert str(exc.value) == (f"tiny.json: frame states no {named} (the normalisation the engine was trained with); "
+                              "re-export the engine")
+
+
+def test_missing_thresholds_take_the_defaults(engine_dir):
+    _edit(engine_dir / "tiny.json", lambda d: d.update(thresholds={"gate": 0.25}))
+    assert read_manifest(engine_dir / "tiny.json").thresholds == Thresholds(mask=Thresholds().mask, gate=0.25)
+    _edit(engine_dir / "tiny.json", lambda d: d.pop("thresholds"))
+    assert read_manifest(engine_dir / "tiny.json").thresholds == Thresholds()
 
 
 def test_engine_runs_and_carries_the_cache(engine_dir):

@@ -62,26 +62,36 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class FrameSpec:
-    """The frame the engine takes: (height, width) in pixels, layout, and where normalisation happens."""
+    """The frame the engine takes: (height, width) in pixels, layout, and where normalisation happens.
+
+    mean, std: the per-channel RGB normalisation the engine applies after /255, copied at export
+    from the model's config; a manifest must state them (the runtime keeps no default of its own).
+    """
 
     size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
     layout: str = FRAME_LAYOUT
     normalisation: str = FRAME_NORMALISATION
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
     def to_dict(self) -> dict[str, Any]:
         return {"size": list(self.size), "layout": self.layout, "normalisation": self.normalisation,
                 "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FrameSpec":
+    def from_dict(cls, data: dict[str, Any], source: str = "manifest") -> "FrameSpec":
+        missing = [key for key in ("mean", "std") if key not in data]
+        if missing:
+            raise EngineError(
+                f"{source}: frame states no {' and '.join(missing)} (the normalisation the engine was trained "
+                "with); re-export the engine"
+            )
         return cls(
             size=(int(data["size"][0]), int(data["size"][1])),
+            mean=tuple(float(v) for v in data["mean"]),
+            std=tuple(float(v) for v in data["std"]),
             layout=str(data.get("layout", FRAME_LAYOUT)),
             normalisation=str(data.get("normalisation", FRAME_NORMALISATION)),
-            mean=tuple(float(v) for v in data.get("mean", FrameSpec.mean)),
-            std=tuple(float(v) for v in data.get("std", FrameSpec.std)),
         )
 
 
@@ -99,7 +109,7 @@ class AudioSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AudioSpec":
         rest = {k: v for k, v in data.items() if k not in ("window_s", "example")}
-        return cls(LogMelParams.from_dict(rest), float(data.get("window_s", 1.0)), str(data.get("example", AUDIO_EXAMPLE)))
+        return cls(LogMelParams.from_dict(rest), float(data.get("window_s", cls.window_s)), str(data.get("example", cls.example)))
 
 
 @dataclass(frozen=True)
@@ -129,7 +139,8 @@ class Thresholds:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Thresholds":
-        return cls(float(data.get("mask", 0.5)), float(data.get("gate", 0.5)))
+        """Missing thresholds take the defaults above."""
+        return cls(**{f.name: float(data[f.name]) for f in dataclasses.fields(cls) if f.name in data})
 
 
 @dataclass(frozen=True)
@@ -203,7 +214,7 @@ class Manifest:
                 sha256=str(data["sha256"]),
                 inputs=tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
                 outputs=tuple(TensorSpec.from_dict(t) for t in data["outputs"]),
-                frame=FrameSpec.from_dict(data["frame"]),
+                frame=FrameSpec.from_dict(data["frame"], source),
                 audio=AudioSpec.from_dict(data["audio"]),
                 temporal=None if data.get("temporal") is None else TemporalSpec.from_dict(data["temporal"]),
                 thresholds=Thresholds.from_dict(data.get("thresholds") or {}),
