@@ -32,7 +32,7 @@ from streamavs.errors import EngineError, InputError, ManifestMismatch
 __all__ = [
     "FORMAT_VERSION", "FRAME_LAYOUT", "FRAME_NORMALISATION", "AUDIO_EXAMPLE", "MODEL_SUFFIXES", "PRECISIONS",
     "TensorSpec", "FrameSpec", "AudioSpec", "TemporalSpec", "Thresholds", "Manifest",
-    "read_manifest", "write_manifest", "check_model_file", "check_model_inputs", "check_runtime", "file_sha256", "today",
+    "read_manifest", "write_manifest", "check_model_file", "check_model_bytes", "check_model_inputs", "check_runtime", "file_sha256", "today",
 ]
 
 FORMAT_VERSION = 1  # the newest manifest format this streamavs reads and writes
@@ -309,18 +309,28 @@ def write_manifest(manifest: Manifest, path: str | Path) -> Path:
     return path
 
 
-def check_model_file(manifest: Manifest, model_path: str | Path) -> None:
-    """The model file exists and its sha256 is the manifest's (else it was corrupted or modified)."""
+def check_model_file(manifest: Manifest, model_path: str | Path) -> bytes:
+    """The model file exists and its sha256 is the manifest's (else it was corrupted or modified).
+
+    Returns the bytes read, so a backend that loads from memory runs exactly the bytes checked.
+    """
     model_path = Path(model_path)
     if not model_path.is_file():
         raise EngineError(
             f"engine {manifest.name!r}: model file {model_path} named by its manifest does not exist; "
             "keep the model file beside its manifest or re-export the engine"
         )
-    actual = file_sha256(model_path)
+    data = model_path.read_bytes()
+    check_model_bytes(manifest, data, model_path.name)
+    return data
+
+
+def check_model_bytes(manifest: Manifest, data: bytes, model_file: str) -> None:
+    """The sha256 of `data`, the bytes of `model_file` already read, is the manifest's."""
+    actual = hashlib.sha256(data).hexdigest()
     if actual != manifest.sha256:
         raise ManifestMismatch(
-            f"engine {manifest.name!r}: model file {model_path.name} has sha256 {actual[:16]}... but its manifest "
+            f"engine {manifest.name!r}: model file {model_file} has sha256 {actual[:16]}... but its manifest "
             f"says {manifest.sha256[:16]}...; the file is corrupted or was modified: restore it or re-export the engine"
         )
 

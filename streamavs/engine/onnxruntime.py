@@ -18,7 +18,6 @@ file that was checked is the file that runs.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 
 from streamavs.audio import LogMelParams
 from streamavs.engine.base import Engine
-from streamavs.engine.manifest import Manifest, check_model_inputs, check_runtime
+from streamavs.engine.manifest import Manifest, check_model_file, check_model_inputs, check_runtime
 from streamavs.errors import EngineError, ManifestMismatch, MissingDependency
 
 __all__ = ["OnnxRuntimeEngine", "PROVIDER_ALIASES", "SessionSettings", "GRAPH_OPTIMIZATION", "default_threads",
@@ -137,7 +136,7 @@ class OnnxRuntimeEngine(Engine):
         ort = _import_ort()
         super().__init__(manifest, Path(model_path))
         check_runtime(manifest, audio_params=audio_params, frame_size=frame_size)
-        data = self._read_checked(manifest, self.model_path)
+        data = check_model_file(manifest, self.model_path)  # the bytes checked are the bytes that run
 
         settings = settings or SessionSettings()
         if threads is not None:
@@ -164,22 +163,6 @@ class OnnxRuntimeEngine(Engine):
         check_model_inputs(manifest, actual, self.model_path.name)
         self._input_names = [t.name for t in manifest.inputs]
         self._output_names = [t.name for t in manifest.outputs]
-
-    @staticmethod
-    def _read_checked(manifest: Manifest, path: Path) -> bytes:
-        if not path.is_file():
-            raise EngineError(
-                f"engine {manifest.name!r}: model file {path} named by its manifest does not exist; "
-                "keep the model file beside its manifest or re-export the engine"
-            )
-        data = path.read_bytes()
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != manifest.sha256:
-            raise ManifestMismatch(
-                f"engine {manifest.name!r}: model file {path.name} has sha256 {actual[:16]}... but its manifest "
-                f"says {manifest.sha256[:16]}...; the file is corrupted or was modified: restore it or re-export the engine"
-            )
-        return data
 
     @staticmethod
     def _resolve_providers(ort, providers) -> list:
