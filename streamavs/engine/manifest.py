@@ -20,14 +20,13 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from streamavs.audio import LogMelParams
 from streamavs.errors import EngineError, InputError, ManifestMismatch
+from streamavs.files import atomic_write
 
 __all__ = [
     "FORMAT_VERSION", "FRAME_LAYOUT", "FRAME_NORMALISATION", "AUDIO_EXAMPLE", "MODEL_SUFFIXES", "PRECISIONS",
@@ -294,19 +293,9 @@ def read_manifest(path: str | Path) -> Manifest:
 
 
 def write_manifest(manifest: Manifest, path: str | Path) -> Path:
-    """Write the manifest as indented JSON, atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
+    """Write the manifest as indented JSON, atomically (:func:`streamavs.files.atomic_write`)."""
     text = json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a manifest is meant to be read by all
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, text.encode("utf-8"))
 
 
 def check_model_file(manifest: Manifest, model_path: str | Path) -> bytes:

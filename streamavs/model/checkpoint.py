@@ -7,9 +7,8 @@ Layout (a dict saved with ``torch.save``)::
 
 from __future__ import annotations
 
-import os
+import io
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 
 from streamavs.errors import ConfigError, InputError
+from streamavs.files import atomic_write
 from streamavs.model.config import ModelConfig
 from streamavs.model.segmenter import AVSSegmenter
 
@@ -32,8 +32,7 @@ def save_checkpoint(path: str | Path, model: AVSSegmenter, extra: dict[str, Any]
     `extra` may hold tensors, numbers, strings, lists and dicts only (the file is read back
     with ``torch.load(weights_only=True)``).
 
-    Atomic: written to a temporary file in the same folder, then ``os.replace``d, so a crash
-    never leaves a truncated checkpoint behind.
+    Atomic (:func:`streamavs.files.atomic_write`): a crash never leaves a truncated checkpoint behind.
     """
     extra = dict(extra or {})
     clash = sorted(set(extra) & set(_RESERVED))
@@ -47,17 +46,9 @@ def save_checkpoint(path: str | Path, model: AVSSegmenter, extra: dict[str, Any]
         "state_dict": model.state_dict(),
         **extra,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return atomic_write(path, buffer.getvalue())
 
 
 _EXPECTED = "expected a .pt checkpoint written by `streamavs train` (exported engines are .json/.onnx files)"
