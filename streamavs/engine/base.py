@@ -22,7 +22,8 @@ from typing import Any, ClassVar, Iterable
 
 import numpy as np
 
-from streamavs.engine.manifest import MODEL_SUFFIXES, Manifest, read_manifest
+from streamavs.audio import LogMelParams
+from streamavs.engine.manifest import MODEL_SUFFIXES, Manifest, check_runtime, read_manifest
 from streamavs.errors import EngineError, InputError
 
 __all__ = ["EngineOutput", "Engine", "BACKENDS", "BACKEND_CHOICES", "engine_dirs", "find_engines", "resolve_engine", "load_engine"]
@@ -55,11 +56,24 @@ class EngineOutput:
 
 
 class Engine(abc.ABC):
-    """A loaded engine: validated inputs in, :class:`EngineOutput` out. A context manager."""
+    """A loaded engine: validated inputs in, :class:`EngineOutput` out. A context manager.
+
+    audio_params, frame_size: the runtime's front end (log-mel parameters, the (height, width)
+    it will feed when fixed), checked against the manifest (:func:`check_runtime`) before a
+    backend loads anything; None means the defaults / frames resized to the manifest's size.
+    """
 
     backend: ClassVar[str] = ""
 
-    def __init__(self, manifest: Manifest, model_path: Path | None) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        model_path: Path | None,
+        *,
+        audio_params: LogMelParams | None = None,
+        frame_size: tuple[int, int] | None = None,
+    ) -> None:
+        check_runtime(manifest, audio_params=audio_params, frame_size=frame_size)
         self.manifest = manifest
         self.model_path = model_path
         self._closed = False

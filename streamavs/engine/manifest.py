@@ -31,7 +31,8 @@ from streamavs.files import atomic_write
 __all__ = [
     "FORMAT_VERSION", "FRAME_LAYOUT", "FRAME_NORMALISATION", "AUDIO_EXAMPLE", "MODEL_SUFFIXES", "PRECISIONS",
     "TensorSpec", "FrameSpec", "AudioSpec", "TemporalSpec", "Thresholds", "Manifest",
-    "read_manifest", "write_manifest", "check_model_file", "check_model_bytes", "check_model_inputs", "check_runtime", "file_sha256", "today",
+    "read_manifest", "write_manifest", "check_model_file", "check_model_bytes", "check_model_inputs", "check_runtime",
+    "file_sha256", "today",
 ]
 
 FORMAT_VERSION = 1  # the newest manifest format this streamavs reads and writes

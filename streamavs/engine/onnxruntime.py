@@ -27,7 +27,7 @@ import numpy as np
 
 from streamavs.audio import LogMelParams
 from streamavs.engine.base import Engine
-from streamavs.engine.manifest import Manifest, check_model_file, check_model_inputs, check_runtime
+from streamavs.engine.manifest import Manifest, check_model_file, check_model_inputs
 from streamavs.errors import EngineError, ManifestMismatch, MissingDependency
 
 __all__ = ["OnnxRuntimeEngine", "PROVIDER_ALIASES", "SessionSettings", "GRAPH_OPTIMIZATION", "default_threads",
@@ -134,8 +134,7 @@ class OnnxRuntimeEngine(Engine):
         frame_size: tuple[int, int] | None = None,
     ) -> None:
         ort = _import_ort()
-        super().__init__(manifest, Path(model_path))
-        check_runtime(manifest, audio_params=audio_params, frame_size=frame_size)
+        super().__init__(manifest, Path(model_path), audio_params=audio_params, frame_size=frame_size)
         data = check_model_file(manifest, self.model_path)  # the bytes checked are the bytes that run
 
         settings = settings or SessionSettings()

@@ -26,7 +26,7 @@ import numpy as np
 
 from streamavs.audio import LogMelParams
 from streamavs.engine.base import Engine
-from streamavs.engine.manifest import Manifest, check_model_file, check_model_inputs, check_runtime
+from streamavs.engine.manifest import Manifest, check_model_file, check_model_inputs
 from streamavs.errors import EngineError, require
 
 __all__ = ["TensorRTEngine", "CastingStreaming", "compile_tensorrt", "save_tensorrt"]
@@ -112,8 +112,7 @@ class TensorRTEngine(Engine):
     ) -> None:
         del threads
         torch, _ = _require_trt("the TensorRT engine backend")
-        super().__init__(manifest, Path(model_path))
-        check_runtime(manifest, audio_params=audio_params, frame_size=frame_size)
+        super().__init__(manifest, Path(model_path), audio_params=audio_params, frame_size=frame_size)
         check_model_file(manifest, self.model_path)
         try:
             program = torch.export.load(str(self.model_path))

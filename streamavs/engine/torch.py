@@ -17,7 +17,7 @@ import numpy as np
 from streamavs.audio import LogMelParams
 from streamavs.engine.base import Engine
 from streamavs.engine.describe import streaming_manifest
-from streamavs.engine.manifest import Manifest, check_model_file, check_runtime, file_sha256
+from streamavs.engine.manifest import Manifest, check_model_file, file_sha256
 from streamavs.errors import EngineError, require
 
 __all__ = ["TorchEngine"]
@@ -43,8 +43,7 @@ class TorchEngine(Engine):
         frame_size: tuple[int, int] | None = None,
     ) -> None:
         torch = require("torch", "train", "the PyTorch engine backend")
-        super().__init__(manifest, model_path)
-        check_runtime(manifest, audio_params=audio_params, frame_size=frame_size)
+        super().__init__(manifest, model_path, audio_params=audio_params, frame_size=frame_size)
         if model is None:
             if model_path is None:
                 raise EngineError("TorchEngine needs a checkpoint path or an in-memory model")
