@@ -112,6 +112,7 @@ def test_bench_accuracy_is_an_alias_of_eval(tiny_engine, tmp_path):
                  "--json", str(b)]) == 0  # fmt: skip
     ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
     assert (ra["gate_off"], ra["gate_on"]) == (rb["gate_off"], rb["gate_on"])
+    assert ra["command"].startswith("streamavs eval ") and rb["command"].startswith("streamavs bench accuracy ")
     assert sum(ra["gate_off"][c]["n"] for c in ("positive", "silence", "noise", "offscreen")) == 10
 
 

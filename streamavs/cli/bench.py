@@ -10,9 +10,7 @@ import typer
 
 from streamavs.bench.latency_engines import BACKENDS
 from streamavs.cli.checks import output_file
-from streamavs.cli.train import (
-    CheckpointOption, ClipsOption, DataOption, EngineOption, FscoreOption, JsonOutOption, PlotsOption, evaluate_command,
-)  # fmt: skip
+from streamavs.cli.train import eval_command
 from streamavs.errors import InputError
 from streamavs.protocol import ENCODINGS
 
@@ -74,18 +72,9 @@ def latency(
     main_command(config, json_out=json_out, plot=plot, command=_command("latency"))
 
 
-@bench_app.command("accuracy")
-def accuracy(
-    engine: EngineOption = None,
-    checkpoint: CheckpointOption = None,
-    data: DataOption = "synthetic-single",
-    clips: ClipsOption = 80,
-    fscore_mode: FscoreOption = "set",
-    json_out: JsonOutOption = None,
-    plots: PlotsOption = None,
-) -> None:
-    """Same as `streamavs eval` (kept as an alias): the robust table with the gate off and on."""
-    evaluate_command(engine, checkpoint, data, clips, fscore_mode, json_out, plots, program="streamavs bench accuracy")
+bench_app.command("accuracy", help="Same as `streamavs eval` (kept as an alias): the robust table with the gate off and on.")(
+    eval_command("streamavs bench accuracy")
+)
 
 
 def register(app: typer.Typer) -> None:

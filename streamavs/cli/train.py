@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 
@@ -17,7 +17,7 @@ SetOption = Annotated[
     typer.Option("--set", help="Override a recipe value: section.key=value (TOML literal). Repeatable."),
 ]
 
-# Shared by `streamavs eval` and its alias `streamavs bench accuracy`.
+# The options of the evaluation command (eval_command).
 EngineOption = Annotated[Optional[Path], typer.Option(
     "--engine", help="An engine: a .json manifest, an .onnx beside its manifest, or a name from `streamavs engines`. "
                      "Runs without torch.")]  # fmt: skip
@@ -77,8 +77,14 @@ def register(app: typer.Typer) -> None:
             typer.echo(format_table(table["gate_off"]))
         typer.echo(f"checkpoints and log in {run_dir}")
 
-    @app.command("eval")
-    def eval_(
+    app.command("eval")(eval_command("streamavs eval"))
+
+
+def eval_command(program: str) -> Callable[..., None]:
+    """The evaluation command for typer, its options declared once: `streamavs eval`, and
+    `streamavs bench accuracy` (an alias: same options, same report; `program` names it in the report)."""
+
+    def command(
         engine: EngineOption = None,
         checkpoint: CheckpointOption = None,
         data: DataOption = "synthetic-single",
@@ -88,7 +94,9 @@ def register(app: typer.Typer) -> None:
         plots: PlotsOption = None,
     ) -> None:
         """Print the robust table (paper Table 2) with the similarity gate off and on."""
-        evaluate_command(engine, checkpoint, data, clips, fscore_mode, out, plots, program="streamavs eval")
+        evaluate_command(engine, checkpoint, data, clips, fscore_mode, out, plots, program=program)
+
+    return command
 
 
 def evaluate_command(engine: Path | None, checkpoint: Path | None, data: str, clips: int, fscore_mode: str,
