@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from streamavs.bench.latency_engines import BACKENDS
 from streamavs.bench.report import command_line, make_report, stats_ms, write_json
 from streamavs.errors import InputError
 
@@ -67,7 +68,7 @@ class LatencyConfig:
     seconds: float = 20.0
     warmup: float = 3.0
     fps: float = 30.0
-    backends: tuple[str, ...] = ("onnxruntime", "torch", "tensorrt")
+    backends: tuple[str, ...] = BACKENDS
     models: tuple[str, ...] = ("default", "avs_tpavi_b5")
     encoding: str = "u8"
     threads: int | None = None

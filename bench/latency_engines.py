@@ -27,11 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamavs.engine.base import BACKENDS as ENGINE_BACKENDS
 from streamavs.errors import EngineError, InputError, StreamAVSError
 
-__all__ = ["ModelArtifacts", "default_cache_dir", "check_model_spec", "resolve_model", "open_engine", "backend_unavailable"]
+__all__ = ["BACKENDS", "ModelArtifacts", "default_cache_dir", "check_model_spec", "resolve_model", "open_engine",
+           "backend_unavailable"]
 
-BACKENDS = ("onnxruntime", "torch", "tensorrt")
+BACKENDS: tuple[str, ...] = tuple(ENGINE_BACKENDS)  # a row per load_engine backend, in the registry's order
 EXPORT_CHECK_FRAMES = 5  # parity frames of on-the-fly exports (the full check is `streamavs export`)
 
 
