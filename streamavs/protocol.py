@@ -37,6 +37,7 @@ from streamavs.protocol_frame import (  # noqa: F401  (re-exported)
 )
 from streamavs.protocol_limits import DEFAULT_LIMITS, MAX_UINT, DecodeLimits  # noqa: F401  (re-exported)
 from streamavs.protocol_payload import (  # noqa: F401  (re-exported: one import path for users)
+    DEFAULT_THRESHOLD,
     ENCODINGS,
     PNG_SIGNATURE,
     _check_encoding,
@@ -101,7 +102,7 @@ class MaskMessage:
         if self.mask.dtype == np.bool_:
             return self.mask
         if threshold is None:
-            threshold = self.threshold if self.threshold is not None else 0.5
+            threshold = self.threshold if self.threshold is not None else DEFAULT_THRESHOLD
         return self.mask >= threshold
 
 
@@ -145,7 +146,7 @@ def encode_message(
     dropped: int,
     audio_overflows: int,
     encoding: str = "u8",
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
     audio_padded: bool = False,
 ) -> list[bytes]:
     """Build the frames ``[topic, header, payload]`` of one mask message (times in Unix seconds).

@@ -26,6 +26,9 @@ from streamavs.errors import InputError, ProtocolError
 from streamavs.protocol_limits import DEFAULT_LIMITS, DecodeLimits
 
 ENCODINGS = ("u8", "bits", "png", "rle")
+# Binary encodings keep pixels with probability >= threshold; this one when the sender names none
+# (an engine's manifest states its own, thresholds.mask).
+DEFAULT_THRESHOLD = 0.5
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Adam7 passes: (first column, first row, column step, row step).
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
@@ -37,7 +40,7 @@ def _check_encoding(encoding: object, error: type[Exception]) -> None:
 
 
 # ---------------------------------------------------------------------------------- encode
-def encode_mask(prob: np.ndarray, encoding: str = "u8", threshold: float = 0.5) -> bytes:
+def encode_mask(prob: np.ndarray, encoding: str = "u8", threshold: float = DEFAULT_THRESHOLD) -> bytes:
     """Encode an (H, W) probability mask (float in [0, 1], or bool) as a protocol v1 payload.
 
     Binary encodings (bits, png, rle) keep pixels with ``prob >= threshold``.

@@ -20,6 +20,7 @@ import zmq
 
 from streamavs.errors import InputError
 from streamavs.protocol import (
+    DEFAULT_THRESHOLD,
     FRAME_PREFIX,
     HEARTBEAT_PREFIX,
     MASK_PREFIX,
@@ -125,7 +126,7 @@ class Publisher:
         dropped: int = 0,
         audio_overflows: int = 0,
         encoding: str = "u8",
-        threshold: float = 0.5,
+        threshold: float = DEFAULT_THRESHOLD,
         audio_padded: bool = False,
     ) -> int:
         """Send one (H, W) probability mask (float in [0, 1]); times are Unix seconds.

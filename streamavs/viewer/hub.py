@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from streamavs.errors import InputError
-from streamavs.protocol import FrameMessage, Heartbeat, MaskMessage
+from streamavs.protocol import DEFAULT_THRESHOLD, FrameMessage, Heartbeat, MaskMessage
 from streamavs.subscriber import SubscriberStats
 
 __all__ = ["ViewerConfig", "StreamHub", "ClientSlot", "pack_view", "STATES"]
@@ -78,7 +78,7 @@ def pack_view(mask: MaskMessage | None, frame: FrameMessage | None, exact: bool)
     }  # fmt: skip
     head["mask"] = None if mask is None else {
         "seq": mask.seq, "t_capture": mask.t_capture, "shape": list(mask.shape), "encoding": mask.encoding,
-        "threshold": mask.threshold if mask.threshold is not None else 0.5,
+        "threshold": mask.threshold if mask.threshold is not None else DEFAULT_THRESHOLD,
         "sounding": mask.sounding, "uncertainty": mask.uncertainty,
     }  # fmt: skip
     head_b = json.dumps(head, separators=(",", ":")).encode("utf-8")
