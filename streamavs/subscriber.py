@@ -314,18 +314,7 @@ class Subscriber:
                     raise error
                 msg, self._latest = self._latest, None
                 return msg
-        while True:
-            left = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            if not self._sock.poll(left):
-                return None
-            try:
-                msg = self._take(self._sock)
-            except ProtocolError:  # counted by _take
-                if self._raise_errors:
-                    raise
-                continue
-            if isinstance(msg, MaskMessage):
-                return msg
+        return self._recv_plain(deadline, (MaskMessage,))
 
     def recv_any(self, timeout: float | None = None) -> MaskMessage | FrameMessage | Heartbeat | None:
         """The next message of any kind in arrival order (plain mode), or None after `timeout` seconds.
@@ -337,6 +326,16 @@ class Subscriber:
         if self._thread is not None:
             raise InputError("recv_any() needs the plain mode; this Subscriber is latest-only: use recv()")
         deadline = None if timeout is None else time.monotonic() + timeout
+        return self._recv_plain(deadline, (MaskMessage, FrameMessage, Heartbeat))
+
+    def _recv_plain(
+        self, deadline: float | None, kinds: tuple[type, ...]
+    ) -> MaskMessage | FrameMessage | Heartbeat | None:
+        """Plain mode: the next message of one of `kinds`, or None at `deadline` (time.monotonic()).
+
+        Every message read is accounted (by :meth:`_take`); the others are consumed. A malformed
+        one is skipped, or raised with ``on_protocol_error="raise"``.
+        """
         while True:
             left = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
             if not self._sock.poll(left):
@@ -347,7 +346,7 @@ class Subscriber:
                 if self._raise_errors:
                     raise
                 continue
-            if msg is not None:
+            if isinstance(msg, kinds):
                 return msg
 
     def stats(self) -> SubscriberStats:
