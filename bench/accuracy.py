@@ -4,7 +4,7 @@ This is ``streamavs eval`` (``streamavs bench accuracy`` is its alias): :func:`m
 evaluates an engine or a checkpoint over a four-condition test set (positive / silence /
 noise / off-screen audio), giving the robust table with the similarity gate off and on. An
 engine runs in the numpy loop of :mod:`streamavs.evaluation` (no torch); a .pt checkpoint's
-segmenter runs in torch (``streamavs.training.evaluate_cli``) and also gives the similarity
+segmenter runs in torch (``streamavs.training.evaluate_checkpoint``) and also gives the similarity
 scores of positive and negative pairs. This module lays the result out:
 
 * the text table of :func:`streamavs.evaluation.format_table`, gate off and on;
@@ -48,7 +48,7 @@ def evaluate(path: str | Path, data: str = "synthetic-single", clips: int = 80, 
         raise InputError(f"--clips must be a positive number of test clips, got {clips}")
     if Path(path).suffix == ".pt" and not engine:
         require("torch", "train", f"evaluating the checkpoint {path} (an exported engine needs no torch: --engine)")
-        from streamavs.training.evaluate_cli import evaluate_checkpoint
+        from streamavs.training.evaluate_checkpoint import evaluate_checkpoint
 
         return evaluate_checkpoint(path, data, clips=clips, fscore_mode=fscore_mode, progress=progress)
     from streamavs.evaluation import evaluate_engine_path

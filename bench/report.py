@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from streamavs.errors import StreamAVSError, require
+from streamavs.files import jsonable
 
 __all__ = [
     "STAT_KEYS", "LIBRARIES", "RESULTS_DIR", "machine_info", "command_line", "now_iso", "stats_ms",
@@ -138,27 +139,11 @@ def make_report(benchmark: str, command: str, **payload: Any) -> dict[str, Any]:
     return {"benchmark": benchmark, "command": command, "date": now_iso(), "machine": machine_info(), **payload}
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, Path):
-        return str(x)
-    if isinstance(x, np.generic):
-        return _jsonable(x.item())
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None  # JSON has no NaN/inf; null means "not measured"
-    return x
-
-
 def write_json(report: Mapping[str, Any], path: str | Path) -> Path:
     """Write `report` as indented JSON (NaN/inf become null; numpy values become numbers)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(report), indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(jsonable(report), indent=2) + "\n", encoding="utf-8")
     return path
 
 

@@ -151,7 +151,7 @@ def wall_from_log(run: Path) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     from streamavs.evaluation import format_table
-    from streamavs.training.evaluate_cli import evaluate_path
+    from streamavs.training.evaluate_checkpoint import evaluate_path
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=None,

@@ -1,17 +1,20 @@
-"""Writing files so that a reader never sees half of one.
+"""Writing files that every reader can read.
 
 :func:`atomic_write` is how engine manifests (``streamavs.engine.manifest``) and training
 checkpoints (``streamavs.model.checkpoint``) reach the disk: a crash or a full disk leaves the
-old file or none, never a truncated one.
+old file or none, never a truncated one. :func:`jsonable` turns what manifests and reports hold
+(numpy and torch values, paths, NaN) into plain JSON values.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any, Mapping
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "jsonable"]
 
 
 def atomic_write(path: str | Path, data: bytes) -> Path:
@@ -33,3 +36,23 @@ def atomic_write(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def jsonable(x: Any) -> Any:
+    """A copy of `x` that ``json.dumps`` writes as standard JSON, recursively.
+
+    Mappings -> dicts with str keys; lists and tuples -> lists; numpy arrays and scalars and
+    torch tensors -> numbers or lists (``tolist``); NaN and +-inf -> None (JSON has none; null
+    reads "not measured"); anything else that is not a JSON value (a Path ...) -> its str.
+    """
+    if isinstance(x, Mapping):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if hasattr(x, "tolist"):  # np.ndarray, numpy scalars, torch.Tensor
+        return jsonable(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    return str(x)

@@ -134,7 +134,8 @@ def test_record_evaluation_stores_what_eval_measures(tiny_engine, tmp_path):
     import shutil
 
     from streamavs.evaluation import evaluate_engine_path
-    from streamavs.training.evaluate_cli import json_safe, record_evaluation
+    from streamavs.files import jsonable
+    from streamavs.training.evaluate_checkpoint import record_evaluation
 
     for suffix in (".json", ".onnx"):
         shutil.copy(tiny_engine.with_suffix(suffix), tmp_path / f"tiny{suffix}")
@@ -143,7 +144,7 @@ def test_record_evaluation_stores_what_eval_measures(tiny_engine, tmp_path):
     stored = json.loads(manifest.read_text())["training"]["eval"]
     assert stored["command"] == "streamavs eval --engine tiny.json --data synthetic-single --clips 4"
     fresh = evaluate_engine_path(manifest, "synthetic-single", clips=4, progress=False)
-    assert json_safe(fresh["gate_off"]) == stored["gate_off"] and json_safe(fresh["gate_on"]) == stored["gate_on"]
+    assert jsonable(fresh["gate_off"]) == stored["gate_off"] and jsonable(fresh["gate_on"]) == stored["gate_on"]
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +179,7 @@ def test_numpy_loop_matches_the_checkpoint_path(calibrated_checkpoint):
     from streamavs.datasets import robust_test_set
     from streamavs.engine import load_engine
     from streamavs.evaluation import evaluate_engine
-    from streamavs.training.evaluate_cli import evaluate_checkpoint
+    from streamavs.training.evaluate_checkpoint import evaluate_checkpoint
 
     torch_path = evaluate_checkpoint(calibrated_checkpoint, "synthetic-single", clips=2, progress=False)
     with load_engine(calibrated_checkpoint) as engine:  # the TorchEngine: numpy in, numpy out

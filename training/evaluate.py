@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from streamavs.evaluation import format_table, update_meters
+from streamavs.evaluation import update_meters
 from streamavs.metrics import RobustMeter
 from streamavs.training.config import EvalSection
 
-__all__ = ["evaluate", "format_table"]
+__all__ = ["evaluate"]
 
 
 @torch.no_grad()

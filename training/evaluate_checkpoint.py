@@ -13,9 +13,10 @@ from typing import Any
 
 from streamavs.datasets.specs import DATA_SPECS, REAL_SPECS, robust_test_set
 from streamavs.errors import InputError
+from streamavs.files import jsonable
 
 __all__ = ["DATA_SPECS", "REAL_SPECS", "robust_test_set", "evaluate_checkpoint", "evaluate_path",
-           "record_evaluation", "json_safe"]
+           "record_evaluation"]
 
 
 def evaluate_checkpoint(path: str | Path, data: str, *, clips: int = 80, fscore_mode: str = "set",
@@ -57,19 +58,6 @@ def record_evaluation(manifest_path: str | Path, data: str, clips: int, *, progr
     record = {"data": data, "clips": clips, "gate_off": result["gate_off"], "gate_on": result["gate_on"],
               "command": f"streamavs eval --engine {Path(manifest_path).name} --data {data} --clips {clips}"}
     manifest = read_manifest(manifest_path)
-    training = {**manifest.training, "eval": json_safe(record)}
+    training = {**manifest.training, "eval": jsonable(record)}
     write_manifest(dataclasses.replace(manifest, training=training), manifest_path)
     return record
-
-
-def json_safe(value: Any) -> Any:
-    """NaN/inf -> None, recursively (JSON has no NaN)."""
-    import math
-
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

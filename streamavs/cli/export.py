@@ -77,8 +77,8 @@ def register(app: typer.Typer) -> None:
                    f"parity over {n_check} frames: {diffs} (tolerance {m.export['parity']['tolerance']:g}); "
                    f"{result.seconds:.1f} s")
         if eval_data:
-            from streamavs.training.evaluate import format_table
-            from streamavs.training.evaluate_cli import record_evaluation
+            from streamavs.evaluation import format_table
+            from streamavs.training.evaluate_checkpoint import record_evaluation
 
             record = record_evaluation(result.manifest_path, eval_data, eval_clips)
             typer.echo(f"robust table of the engine on {eval_data} ({eval_clips} clips), recorded in the manifest:")

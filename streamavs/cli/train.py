@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
             _drop_if_empty(run_dir, new_folder)
             raise
         if table:
-            from streamavs.training.evaluate import format_table
+            from streamavs.evaluation import format_table
 
             typer.echo(format_table(table["gate_off"]))
         typer.echo(f"checkpoints and log in {run_dir}")

@@ -14,23 +14,9 @@ from typing import Any
 
 from streamavs.audio import LogMelParams
 from streamavs.engine.manifest import AudioSpec, FrameSpec, Manifest, TemporalSpec, TensorSpec, today
+from streamavs.files import jsonable
 
-__all__ = ["streaming_manifest", "library_versions", "jsonable"]
-
-
-def jsonable(x: Any) -> Any:
-    """A JSON-able copy of checkpoint metadata: tensors/arrays become numbers or lists."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if hasattr(x, "tolist"):  # torch.Tensor, np.ndarray, numpy scalars
-        return jsonable(x.tolist())
-    if isinstance(x, float) and x != x:
-        return None  # NaN is not JSON
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return x
-    return str(x)
+__all__ = ["streaming_manifest", "library_versions"]
 
 
 def library_versions(**extra: Any) -> dict[str, Any]:
