@@ -23,8 +23,8 @@ copies. Profiling itself costs a little, so take speeds from ``engine_speed``, s
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
+import os
 import re
 import sys
 import tempfile
@@ -35,7 +35,9 @@ from typing import Any
 
 import numpy as np
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from streamavs.bench.engine_speed import engine_parser
+from streamavs.bench.report import command_line, default_out, machine_info, now_iso, run_script, write_json
+from streamavs.errors import EngineError
 INT8_OPS = ("QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger", "ConvInteger", "QLinearAdd", "QLinearMul",
             "QLinearConcat", "QLinearSigmoid", "QLinearSoftmax", "QLinearAveragePool", "QLinearGlobalAveragePool",
             "QLinearLeakyRelu", "QLinearReduceMean", "DynamicQuantizeMatMul", "MatMulIntegerToFloat")
@@ -85,7 +87,8 @@ def profile_engine(manifest_path: Path, threads: int, inputs: list[tuple[np.ndar
     # Node events of the measured runs only (the warm-up runs come first in the profile).
     runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
     if len(runs) != warmup + repeats:
-        raise RuntimeError(f"the profile holds {len(runs)} runs, expected {warmup + repeats}")
+        raise EngineError(f"the profile holds {len(runs)} runs, expected {warmup + repeats}; this onnxruntime "
+                          "profiles differently: record with the version in the report")
     first = runs[warmup]["ts"]
     times: dict[str, list[float]] = defaultdict(list)
     op_of: dict[str, str] = {}
@@ -131,8 +134,7 @@ def profile_engine(manifest_path: Path, threads: int, inputs: list[tuple[np.ndar
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    from streamavs.bench.report import command_line, machine_info, now_iso
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, Any]:
     from streamavs.engine.base import resolve_engine
     from streamavs.engine.manifest import read_manifest
     from streamavs.training.export import parity_inputs
@@ -150,11 +152,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 groups = ", ".join(f"{g} {v['share'] * 100:.0f}%" for g, v in p["groups"].items())
                 print(f"{p['engine']} {threads}t: wall {p['wall_ms']['median']:.2f} ms, kernels "
                       f"{p['kernel_ms_per_run']:.2f} ms: {groups}", file=sys.stderr)
-    import os
-
     return {
         "benchmark": "engine_profile",
-        "command": command_line(argv=sys.argv[1:], program="python -m streamavs.bench.engine_profile"),
+        "command": command_line(argv, program="python -m streamavs.bench.engine_profile"),
         "date": now_iso(),
         "machine": machine,
         "inputs": f"{source}, cycled; cache carried between calls",
@@ -164,21 +164,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--engine", action="append", required=True, help="an ONNX engine (.json, .onnx or name); repeatable")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--repeats", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--out", type=Path, default=None,
-                   help="JSON path (default bench/results/engine-profile-<date>.json)")
-    args = p.parse_args(argv)
-    from streamavs.bench.report import write_json
-
-    record = run(args)
-    out = write_json(record, args.out or RESULTS_DIR / f"engine-profile-{_dt.date.today().isoformat()}.json")
+    args = engine_parser(__doc__, "engine-profile", repeats=100, warmup=20).parse_args(argv)
+    out = write_json(run(args, argv), args.out or default_out("engine-profile"))
     print(f"wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -22,10 +22,8 @@ Records median / p95 / mean / min / max in milliseconds, FPS at the median, and 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -34,36 +32,28 @@ from typing import Any
 
 import numpy as np
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from streamavs.bench.report import command_line, default_out, machine_info, now_iso, run_script, write_json
+from streamavs.errors import InputError
+
+PROGRAM = "python -m streamavs.bench.engine_speed"
 
 
 def time_engine(engine, inputs: list[tuple[np.ndarray, np.ndarray]], repeats: int, warmup: int) -> dict[str, float]:
     """Latency statistics (ms) of `repeats` engine.run calls after `warmup` untimed ones."""
-    cache = engine.initial_cache()
-    ms = np.empty(repeats)
-    for i in range(warmup + repeats):
-        frame, mel = inputs[i % len(inputs)]
-        t0 = time.perf_counter()
-        cache = engine.run(frame, mel, cache).cache  # run() returns host arrays: work is finished
-        if i >= warmup:
-            ms[i - warmup] = (time.perf_counter() - t0) * 1e3
-    median = float(np.median(ms))
-    return {
-        "repeats": repeats, "warmup": warmup, "median_ms": median, "p95_ms": float(np.percentile(ms, 95)),
-        "mean_ms": float(ms.mean()), "min_ms": float(ms.min()), "max_ms": float(ms.max()), "fps_at_median": 1e3 / median,
-    }
+    return time_interleaved({"engine": engine}, inputs, repeats, warmup)["engine"]
 
 
 def time_interleaved(engines: dict[str, Any], inputs: list[tuple[np.ndarray, np.ndarray]], repeats: int,
                      warmup: int) -> dict[str, dict[str, float]]:
-    """time_engine's statistics for several engines timed call by call in turn (each carrying its own cache)."""
+    """Latency statistics (ms) of each engine over `repeats` engine.run calls after `warmup` untimed ones, the
+    engines timed call by call in turn (A, B, A, B, ...), each carrying its own cache."""
     caches = {k: e.initial_cache() for k, e in engines.items()}
     ms = {k: np.empty(repeats) for k in engines}
     for i in range(warmup + repeats):
         frame, mel = inputs[i % len(inputs)]
         for key, engine in engines.items():
             t0 = time.perf_counter()
-            caches[key] = engine.run(frame, mel, caches[key]).cache
+            caches[key] = engine.run(frame, mel, caches[key]).cache  # run() returns host arrays: work is finished
             if i >= warmup:
                 ms[key][i - warmup] = (time.perf_counter() - t0) * 1e3
     out = {}
@@ -89,16 +79,26 @@ def _random_checkpoint(path: Path, model: str, size: int, window: int) -> Path:
     return path
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    from streamavs.bench.report import machine_info
+def engine_parser(doc: str, name: str, *, repeats: int, warmup: int) -> argparse.ArgumentParser:
+    """The command line of the runners that time ONNX engines per thread count (engine_profile, session_sweep):
+    `doc` is the runner's module docstring, `name` names its default report, bench/results/<name>-<date>.json."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--engine", action="append", required=True, help="an ONNX engine (.json, .onnx or name); repeatable")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="ONNX Runtime intra-op threads, a row each")
+    parser.add_argument("--repeats", type=int, default=repeats, help="timed runs per row")
+    parser.add_argument("--warmup", type=int, default=warmup, help="untimed runs before them")
+    parser.add_argument("--out", type=Path, default=None, help=f"JSON path (default bench/results/{name}-<date>.json)")
+    return parser
 
+
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, Any]:
     machine = machine_info()  # before the work: its load average says how busy the machine was
     from streamavs.engine import load_engine
     from streamavs.engine.torch import TorchEngine
     from streamavs.training.export import export_engine, parity_inputs
 
     if args.engine and len(args.engine) > 1:
-        return run_compare(args, machine)
+        return run_compare(args, machine, argv)
     with tempfile.TemporaryDirectory(prefix="engine-speed-") as tmp:
         ckpt = Path(args.checkpoint) if args.checkpoint else _random_checkpoint(
             Path(tmp) / f"{args.model}-{args.size}.pt", args.model, args.size, args.window)
@@ -128,8 +128,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     return {
         "benchmark": "engine_speed",
-        "command": " ".join(shlex.quote(a) for a in ["python", "-m", "streamavs.bench.engine_speed", *sys.argv[1:]]),
-        "date": _dt.datetime.now().isoformat(timespec="seconds"),
+        "command": command_line(argv, program=PROGRAM),
+        "date": now_iso(),
         "machine": machine,
         "engine": {"name": manifest.name, "model": manifest.model.get("name"), "frame": list(manifest.frame.size),
                    "temporal_window": manifest.temporal.window if manifest.temporal else None,
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def run_compare(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, Any]:
+def run_compare(args: argparse.Namespace, machine: dict[str, Any], argv: list[str] | None = None) -> dict[str, Any]:
     """Several engines timed interleaved per ONNX Runtime thread count; ratios against the first engine."""
     from streamavs.engine import load_engine
     from streamavs.engine.base import resolve_engine
@@ -155,9 +155,10 @@ def run_compare(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
     manifests = [read_manifest(p) for p in paths]
     keys = [m.name for m in manifests]
     if len(set(keys)) != len(keys):
-        raise SystemExit(f"engine names must differ to be told apart in the record, got {keys}")
+        raise InputError(f"engine names must differ to be told apart in the record, got {keys}; copy one under another name")
     if len({m.frame.size for m in manifests}) != 1:
-        raise SystemExit(f"engines to compare must take the same frame size, got {[m.frame.size for m in manifests]}")
+        raise InputError(f"engines to compare must take the same frame size, got {[m.frame.size for m in manifests]}; "
+                         "export them at one size")
     inputs, source = parity_inputs(manifests[0].frame.size[0], 16, seed=1)
     results: dict[str, Any] = {}
     ratios: dict[str, dict[str, float]] = {}
@@ -177,8 +178,8 @@ def run_compare(args: argparse.Namespace, machine: dict[str, Any]) -> dict[str, 
               f"{json.dumps({k: round(v, 2) for k, v in ratios[f'{n}t'].items()})}", file=sys.stderr)
     return {
         "benchmark": "engine_speed",
-        "command": " ".join(shlex.quote(a) for a in ["python", "-m", "streamavs.bench.engine_speed", *sys.argv[1:]]),
-        "date": _dt.datetime.now().isoformat(timespec="seconds"),
+        "command": command_line(argv, program=PROGRAM),
+        "date": now_iso(),
         "machine": machine,
         "mode": "interleaved: engines timed call by call in turn, each carrying its own cache",
         "engines": [{"name": m.name, "precision": m.precision, "model_file": m.model_file, "sha256": m.sha256,
@@ -218,10 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None,
                    help="JSON path (default bench/results/engine-speed-<date>.json, then -2, -3, ... if taken)")
     args = p.parse_args(argv)
-    record = run(args)
-    out = args.out or _free_path(RESULTS_DIR / f"engine-speed-{_dt.date.today().isoformat()}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    record = run(args, argv)
+    out = write_json(record, args.out or _free_path(default_out("engine-speed")))
     print(json.dumps({k: {"median_ms": round(v["median_ms"], 2), "p95_ms": round(v["p95_ms"], 2)}
                       for k, v in record["results"].items()}, indent=1))
     if record.get("ratio_vs_first"):
@@ -232,4 +231,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

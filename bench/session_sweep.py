@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as _dt
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from streamavs.bench.engine_speed import engine_parser, time_interleaved
+from streamavs.bench.report import command_line, default_out, machine_info, now_iso, run_script, write_json
 
 # Variant name -> the fields it changes from the backend's defaults (threads are set per row).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -38,9 +37,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # still-spinning threads slow whichever session runs next (measured: 2x), so no fair ratio exists.
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    from streamavs.bench.engine_speed import time_interleaved
-    from streamavs.bench.report import command_line, machine_info, now_iso
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, Any]:
     from streamavs.engine import load_engine
     from streamavs.engine.base import resolve_engine
     from streamavs.engine.manifest import read_manifest
@@ -76,7 +73,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"{manifest.name} {threads}t: {line}", file=sys.stderr)
     return {
         "benchmark": "session_sweep",
-        "command": command_line(argv=sys.argv[1:], program="python -m streamavs.bench.session_sweep"),
+        "command": command_line(argv, program="python -m streamavs.bench.session_sweep"),
         "date": now_iso(),
         "machine": machine,
         "mode": "every engine x variant loaded at once and timed interleaved, call by call; each its own cache",
@@ -89,21 +86,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--engine", action="append", required=True, help="an ONNX engine (.json, .onnx or name); repeatable")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p = engine_parser(__doc__, "session-sweep", repeats=150, warmup=15)
     p.add_argument("--variants", nargs="*", help=f"subset of {list(VARIANTS)} (default all)")
-    p.add_argument("--repeats", type=int, default=150)
-    p.add_argument("--warmup", type=int, default=15)
-    p.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/session-sweep-<date>.json)")
     args = p.parse_args(argv)
-    from streamavs.bench.report import write_json
-
-    record = run(args)
-    out = write_json(record, args.out or RESULTS_DIR / f"session-sweep-{_dt.date.today().isoformat()}.json")
+    out = write_json(run(args, argv), args.out or default_out("session-sweep"))
     print(f"wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

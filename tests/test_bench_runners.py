@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from streamavs.bench.report import RESULTS_DIR, default_out, run_script
 from streamavs.errors import InputError
 
@@ -49,4 +51,32 @@ def test_a_runner_writes_its_report_to_out_and_exits_0(tmp_path):
     assert report["command"].endswith(f"python -m streamavs.bench.frontend --repeats 3 --warmup 1 --out {out}")
     assert {s: report["stages"][s]["repeats"] for s in report["stages"]} == {
         "example_ending_at": 3, "frames_1s": 3, "prepare_44k1_stereo_1s": 3, "examples_per_second_5s": 1}
+    assert proc.stdout.strip().splitlines()[-1] == f"wrote {out}"
+
+
+@pytest.mark.parametrize("runner", ["engine_speed", "engine_profile", "session_sweep"])
+def test_engine_runners_exit_2_with_one_line_for_an_unknown_engine(tmp_path, runner):
+    out = tmp_path / "report.json"
+    args = ["--engine", "no-such-engine", "--engine", "no-such-engine-2"]  # engine_speed compares two
+    proc = subprocess.run([sys.executable, "-m", f"streamavs.bench.{runner}", *args, "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no engine 'no-such-engine': not a file"), lines
+    assert not out.exists()
+
+
+def test_session_sweep_writes_its_report_to_out(tmp_path):
+    out = tmp_path / "sweep.json"
+    args = ["--engine", "streamavs-synthetic-lite", "--threads", "1", "--repeats", "2", "--warmup", "1",
+            "--variants", "default", "no_memory_arena", "--out", str(out)]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "streamavs.bench.session_sweep", *args],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "session_sweep"
+    assert report["command"] == "python -m streamavs.bench.session_sweep " + " ".join(args)
+    rows = report["results"]["streamavs-synthetic-lite_1t"]
+    assert set(rows) == {"default", "no_memory_arena"} and rows["default"]["vs_default"] == 1.0
+    assert all(r["repeats"] == 2 and r["warmup"] == 1 for r in rows.values())
     assert proc.stdout.strip().splitlines()[-1] == f"wrote {out}"
