@@ -37,7 +37,7 @@ from streamavs.engine.base import Engine, load_engine
 from streamavs.engine.manifest import MODEL_SUFFIXES, Manifest, file_sha256, write_manifest
 from streamavs.errors import EngineError, InputError, require
 
-__all__ = ["ExportResult", "export_engine", "parity_inputs", "check_parity", "DEFAULT_TOLERANCE"]
+__all__ = ["ExportResult", "export_engine", "parity_inputs", "check_parity", "install_engine", "DEFAULT_TOLERANCE"]
 
 DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}  # max abs diff of probabilities, per precision
 ONNX_OPSET = 18  # dynamo exporter; the TorchScript fallback uses 17
@@ -160,6 +160,17 @@ def _check_name(name: str) -> str:
     return name
 
 
+def install_engine(manifest: Manifest, model_tmp: Path, manifest_tmp: Path, out_dir: Path) -> tuple[Path, Path]:
+    """The last step of an export that passed its checks: write the final `manifest` over `manifest_tmp`,
+    then move the model file and the manifest from their temporary folder into `out_dir` (same file
+    system: renames). Returns (model path, manifest path) in `out_dir`."""
+    write_manifest(manifest, manifest_tmp)
+    model_path, manifest_path = out_dir / model_tmp.name, out_dir / manifest_tmp.name
+    os.replace(model_tmp, model_path)  # model first: a manifest always names a complete file
+    os.replace(manifest_tmp, manifest_path)
+    return model_path, manifest_path
+
+
 def with_media_provenance(manifest: Manifest) -> Manifest:
     """An engine trained on the real-media benchmark records the media it learned from (versions, sha256, licences)."""
     data = manifest.training.get("data")
@@ -266,10 +277,7 @@ def export_engine(
         }
         record["seconds"] = round(time.perf_counter() - t0, 2)
         manifest = manifest_with(record)
-        write_manifest(manifest, manifest_tmp)
-        model_path, manifest_path = out_dir / model_tmp.name, out_dir / manifest_tmp.name
-        os.replace(model_tmp, model_path)  # model first: a manifest always names a complete file
-        os.replace(manifest_tmp, manifest_path)
+        model_path, manifest_path = install_engine(manifest, model_tmp, manifest_tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return ExportResult(model_path, manifest_path, manifest, diffs, time.perf_counter() - t0)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -40,7 +39,7 @@ from streamavs.datasets.specs import check_spec
 from streamavs.engine.base import load_engine, resolve_engine
 from streamavs.engine.manifest import Manifest, file_sha256, read_manifest, today, write_manifest
 from streamavs.errors import EngineError, InputError
-from streamavs.training.export import ExportResult, _check_name, export_engine, parity_inputs
+from streamavs.training.export import ExportResult, _check_name, export_engine, install_engine, parity_inputs
 from streamavs.training.quantize import QuantizeConfig, calibration_inputs, compare_engines, cpu_int8_support, quantize_model
 
 __all__ = ["Int8Gate", "export_int8_engine", "default_eval_data", "DEFAULT_MASK_DISAGREEMENT"]
@@ -209,10 +208,7 @@ def export_int8_engine(
         export = {**manifest.export, "parity": parity, "accuracy_gate": {"data": eval_data, "clips": gate.eval_clips, **accuracy},
                   "seconds": round(time.perf_counter() - t0, 2)}
         manifest = dataclasses.replace(manifest, training={**manifest.training, "eval": eval_int8}, export=export)
-        write_manifest(manifest, manifest_tmp)
-        model_path, manifest_path = out_dir / model_tmp.name, out_dir / manifest_tmp.name
-        os.replace(model_tmp, model_path)  # model first: a manifest always names a complete file
-        os.replace(manifest_tmp, manifest_path)
+        model_path, manifest_path = install_engine(manifest, model_tmp, manifest_tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result = ExportResult(model_path, manifest_path, manifest, parity["max_abs_diff"], time.perf_counter() - t0)
