@@ -170,8 +170,9 @@ def run_file(path: Path, engine: Path, realtime: bool):
         with pipe:
             snap = pipe.run()
             counters = pipe.capture.counters()
-            # Drained while the publisher is open: it closes with LINGER 0, dropping what it has
-            # not sent. The timeout only bounds the wait for a message that was lost.
+            # Drained while the publisher is open, so every message is still there to be read
+            # (closing lingers only up to PipelineConfig.linger_s). The timeout only bounds the
+            # wait for a message that was lost.
             while len(msgs) < snap.published and (msg := sub.recv(timeout=10)) is not None:
                 msgs.append(msg)
     assert pipe.ended

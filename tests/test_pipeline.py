@@ -45,8 +45,9 @@ def load(path: Path):
 def drain(sub: Subscriber, n: int) -> list:
     """The `n` messages published so far, in the order received (fewer if some never arrive).
 
-    Call it while the pipeline is open: its publisher closes with LINGER 0, dropping what it has
-    not sent yet. The timeout only bounds the wait for a message that was lost.
+    Call it while the pipeline is open, so every message is still there to be read: closing lingers
+    only up to PipelineConfig.linger_s for a subscriber that is behind (and not at all after a
+    stop or an error). The timeout only bounds the wait for a message that was lost.
     """
     out = []
     while len(out) < n and (msg := sub.recv(timeout=10)) is not None:
