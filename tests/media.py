@@ -201,18 +201,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-SLOW_JOINER_MAX = 3  # messages a subscriber may miss while its subscription reaches a publisher that just bound
-
-
 def assert_every_frame_arrived(msgs: list, n: int) -> None:
-    """Messages 0..n-1 in order, none lost, except that the first few may precede the subscription.
+    """Every mask from the first received to the last frame's (seq n - 1) arrived, in order, none lost.
 
-    ZeroMQ PUB/SUB: the run binds after the subscriber connects, and the subscription reaches the
-    publisher a moment later (the "slow joiner"); messages sent before that are not queued for it.
+    Only the first ones may be missing: the run binds after the subscriber connects, and the
+    subscription reaches the publisher a moment later (ZeroMQ's "slow joiner"), so masks sent
+    before that are not queued for it; how many depends on the machine's load (5 to 30 on a busy
+    one). From then on nothing may be lost, the last masks included: a run that ends on its own
+    lingers until they are delivered.
     """
     seqs = [m.seq for m in msgs]
-    assert seqs and seqs[0] <= SLOW_JOINER_MAX, f"first message seq {seqs[:1]}"
-    assert seqs == list(range(seqs[0], n)), "one message per frame, in order, none lost"
+    assert seqs, f"none of the {n} masks arrived"
+    assert seqs[-1] == n - 1, f"the last mask received is seq {seqs[-1]}; the last frame's is {n - 1}"
+    missing = sorted(set(range(seqs[0], n)) - set(seqs))
+    assert seqs == list(range(seqs[0], n)), f"masks {seqs[0]}..{n - 1} in order, none lost; missing {missing[:20]}"
 
 
 def run_and_subscribe(args: list[str]) -> tuple[list, int, str]:
