@@ -88,24 +88,30 @@ def test_dirichlet_uncertainty_is_normalised_eq10():
     assert dirichlet_uncertainty(confident).item() < 1e-2
 
 
-def test_outputs_are_bounded_and_the_uncertainty_gates_the_correction():
+def test_outputs_are_bounded_and_the_uncertainty_gates_the_past():
     torch.manual_seed(3)
-    stage = TemporalStage(TemporalConfig(in_channels=4, window=2, dim=8, heads=2))
+    stage = TemporalStage(TemporalConfig(in_channels=4, window=3, dim=8, heads=2)).eval()
     _randomise_delta(stage)
-    fused, logits, sounding = _inputs(1, 1, 4, 6, 6)
+    fused, logits, sounding = _inputs(1, 3, 4, 6, 6)
     with torch.no_grad():
         for p in stage.parameters():
             p.mul_(50)  # extreme weights: the output must stay a probability
-        out, _ = stage.step(fused[:, 0] * 10, logits[:, 0], sounding[:, 0], torch.zeros(1, 1, 8 + 3, 6, 6))
+        outs, cache = _run_stream(stage, (fused * 10, logits, sounding))
+    out = outs[-1]
     assert out.mask_prob.min() >= 0 and out.mask_prob.max() <= 1
     assert out.uncertainty.min() > 0 and out.uncertainty.max() <= 1
-    assert (out.mask_logits - logits[:, 0]).abs().max() > 1.0  # the correction is on
-    with torch.no_grad():  # no evidence anywhere (u = 1): the frame's own logit passes through untouched
+
+    def last_step(cache):
+        with torch.no_grad():
+            return stage.step(fused[:, -1], logits[:, -1], sounding[:, -1], cache)[0].mask_logits
+
+    other_past = cache.clone()
+    other_past[:, :, :8] = torch.randn_like(other_past[:, :, :8]) * 10  # other projected features in the past
+    assert (last_step(cache) - last_step(other_past)).abs().max() > 1e-3  # the past matters ...
+    with torch.no_grad():  # ... until there is no evidence anywhere (u = 1): then the past is shut out
         stage.alpha_head.weight.zero_()
         stage.alpha_head.bias.fill_(-30.0)
-        out, _ = stage.step(fused[:, 0] * 10, logits[:, 0], sounding[:, 0], torch.zeros(1, 1, 8 + 3, 6, 6))
-    assert out.uncertainty.min() > 0.999
-    assert (out.mask_logits - logits[:, 0]).abs().max() < 1e-3 * (1 + logits.abs().max())
+    assert torch.equal(last_step(cache), last_step(other_past))
 
 
 @pytest.mark.parametrize("uncertainty", [True, False])
@@ -125,6 +131,10 @@ def test_an_untrained_stage_is_the_frame_only_model(uncertainty):
 def test_first_stage_checkpoints_are_refused_with_the_fix():
     with pytest.raises(ConfigError, match="retrain the stage"):
         TemporalConfig.from_dict({"in_channels": 4, "window": 5, "dim": 32, "heads": 4, "uncertainty": True})
+    with pytest.raises(ConfigError, match="retrain the stage"):  # version 2 gated the whole correction
+        TemporalConfig.from_dict({"in_channels": 4, "uncertainty": True, "version": 2})
+    ungated = TemporalConfig.from_dict({"in_channels": 4, "uncertainty": False, "version": 2})
+    assert ungated.version == 3  # without the uncertainty, version 2 is the same network
 
 
 def test_config_errors_name_the_problem():

@@ -1,30 +1,37 @@
 """Causal temporal attention + Dirichlet-uncertainty smoothing (RAVS Sec. 3.3, adapted to live streams).
 
 The stage sits on top of a per-frame segmenter. It never replaces the frame's mask: it adds a
-correction to the frame's own mask logits, and the Dirichlet uncertainty decides how much of
-that correction is let through::
+correction to the frame's own mask logits, and the Dirichlet uncertainty decides how much of the
+*temporal context* may enter that correction::
 
-    m_t   = m_frame,t + (1 - u_t) * delta_t        (per pixel, at the fused map's resolution)
+    u_t   = uncertainty(current, context, audio change)            (per pixel, in (0, 1])
+    m_t   = m_frame,t + delta(current, (1 - u_t) * context, audio change)
     p_t   = sigmoid(upsample(m_t))
 
-- ``m_frame`` is the segmenter's own logit (its mask head on the fused map) and ``delta`` the
-  correction read from the temporal context; the delta head starts at zero, so an untrained
-  stage *is* the frame-only model (identity at step 0, tested exactly), and training can only
-  move it away where that lowers the loss.
-- ``u`` in (0, 1] is the normalised Dirichlet variance of an evidential head over
-  {silent, sounding} (RAVS eq. 10, below). Where the context has evidence (steady stretches:
-  the same object sounding, or nothing sounding, for several frames) u is low and the context
-  may steady the mask; where it has none (the sounding state is changing, object boundaries,
-  scenes unlike training) u is high and the frame's own mask passes through, so onsets and
-  offsets are not delayed. The uncertainty therefore *is* the smoothing gate, as the design
-  card asks, and with ``uncertainty = False`` (the ablation) the correction is added ungated.
+- ``m_frame`` is the segmenter's own logit (its mask head on the fused map). The delta head
+  starts at zero, so an untrained stage *is* the frame-only model (identity at step 0, tested
+  exactly), and training can only move it away where that lowers the loss.
+- ``u`` is the normalised Dirichlet variance of an evidential head over {silent, sounding}
+  (RAVS eq. 10, below). Where the context has evidence (steady stretches: the same object
+  sounding, or nothing sounding, for several frames) u is low and the attended past enters the
+  correction and steadies the mask; where it has none (the sounding state is changing, object
+  boundaries, scenes unlike training) u is high and the past is shut out, so the correction is
+  computed from the current frame and the audio change alone and onsets are not held back by a
+  stale past. The uncertainty therefore *is* the smoothing gate, as the design card asks; with
+  ``uncertainty = False`` (the ablation) the context enters ungated.
 
-Why this form (measured, bench/results/temporal-ablation-long-2026-11-22.json): the first
-stage replaced the frame's mask with its own head's and on a well-trained segmenter cost 3.7
-points of mIoU just after an onset and 2.3 of G-mIoU against frame-only; the attention-only
-variant scored the same as the full stage, so the uncertainty did nothing. A residual that
-starts at the identity cannot start worse than frame-only, and a gate that is the uncertainty
-gives the uncertainty a job whose effect is measured by switching it off.
+Why this form (measured; bench/README.md, "Temporal stage v2"):
+- The first stage replaced the frame's mask with its own head's; on a well-trained segmenter it
+  cost 3.7 points of mIoU just after an onset and 2.3 of G-mIoU against frame-only
+  (bench/results/temporal-ablation-long-2026-11-22.json), and the same stage without the
+  uncertainty scored the same: the uncertainty did nothing. A residual that starts at the
+  identity cannot start worse than frame-only.
+- A first residual version let the uncertainty gate the *whole* correction (``m_frame + (1 - u)
+  delta``). On the real-media test split it met every target against frame-only but lost to its
+  own ungated ablation just after onsets (mIoU 46.4 vs 49.5;
+  bench/results/real-media-temporal-ablation-gate-correction-2026-11-30.json): the correction is
+  also a per-frame refinement, which the gate withheld exactly on the transition frames. Gating
+  only the context keeps the refinement and withholds only the past.
 
 Inputs per frame: the fused map (B, C, h, w), the frame logit (B, 1, h, w) and the sounding
 logit (B,) of the segmenter. Audio change is given explicitly: every cached slot keeps the raw
@@ -75,16 +82,16 @@ class TemporalConfig:
     window: int = 5  # T: the current frame plus T-1 cached ones
     dim: int = 32  # attention width per pixel
     heads: int = 4
-    uncertainty: bool = True  # False: the correction is added ungated (the ablation)
-    version: int = 2  # 2: residual on the frame's logits, gated by the uncertainty
+    uncertainty: bool = True  # False: the context enters the correction ungated (the ablation)
+    version: int = 3  # 3: residual on the frame's logits; the uncertainty gates the temporal context
 
     def __post_init__(self) -> None:
         if self.window < 1:
             raise ConfigError(f"temporal window must be >= 1 frame, got {self.window}")
         if self.dim % self.heads:
             raise ConfigError(f"temporal dim {self.dim} must be divisible by heads {self.heads}")
-        if self.version != 2:
-            raise ConfigError(f"temporal stage version {self.version} is not supported by this StreamAVS (only 2); "
+        if self.version != 3:
+            raise ConfigError(f"temporal stage version {self.version} is not supported by this StreamAVS (only 3); "
                               "retrain the stage with `streamavs train -c training/configs/*_temporal_full.toml`")
 
     def to_dict(self) -> dict:
@@ -100,6 +107,8 @@ class TemporalConfig:
         if "version" not in data:  # saved before the residual stage existed
             raise ConfigError("this checkpoint holds the first temporal stage (it replaced the frame's mask), which "
                               "this StreamAVS no longer runs; retrain the stage (training/configs/*_temporal_full.toml)")
+        if data["version"] == 2 and not data.get("uncertainty", True):
+            data = {**data, "version": 3}  # without the uncertainty, versions 2 and 3 are the same network
         return cls(**data)
 
     def cache_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
@@ -108,7 +117,7 @@ class TemporalConfig:
 
 
 class TemporalOutput(NamedTuple):
-    mask_logits: torch.Tensor  # (B, 1, h, w) frame logit + gated correction, at the fused map's resolution
+    mask_logits: torch.Tensor  # (B, 1, h, w) frame logit + correction, at the fused map's resolution
     mask_prob: torch.Tensor  # (B, 1, h, w) sigmoid(mask_logits)
     uncertainty: torch.Tensor  # (B, 1, h, w) normalised Dirichlet variance in (0, 1]; zeros if disabled
     alpha: torch.Tensor | None  # (B, 2, h, w) Dirichlet parameters {silent, sounding}, or None
@@ -126,7 +135,7 @@ def dirichlet_uncertainty(alpha: torch.Tensor) -> torch.Tensor:
 
 class TemporalStage(nn.Module):
     """Causal per-pixel attention over T frames; a zero-initialised correction of the frame's
-    logits, gated by a Dirichlet uncertainty head."""
+    logits, into which a Dirichlet uncertainty head lets the attended past."""
 
     def __init__(self, config: TemporalConfig):
         super().__init__()
@@ -141,7 +150,11 @@ class TemporalStage(nn.Module):
         self.delta_head = nn.Conv2d(d, 1, 1)
         nn.init.zeros_(self.delta_head.weight)  # identity at step 0: the frame-only model
         nn.init.zeros_(self.delta_head.bias)
-        self.alpha_head = nn.Conv2d(d, 2, 1) if config.uncertainty else None
+        if config.uncertainty:  # the evidence read from the same inputs, before the gate
+            self.evidence = nn.Sequential(nn.Conv2d(2 * d + _CHANGE_CHANNELS, d, 3, padding=1), nn.ReLU())
+            self.alpha_head = nn.Conv2d(d, 2, 1)
+        else:
+            self.evidence, self.alpha_head = None, None
 
     # -- the two entry points -------------------------------------------------------------
     def step(self, fused: torch.Tensor, frame_logits: torch.Tensor, sounding_logit: torch.Tensor,
@@ -200,12 +213,14 @@ class TemporalStage(nn.Module):
         past_mean = (raw[:, :-1] * past_valid).sum(dim=1) / past_n  # (B, 2, h, w)
         has_past = (past_valid.sum(dim=1) > 0).to(raw.dtype)  # (B, 1, h, w): 0 at stream start
         change = (raw[:, -1] - past_mean) * has_past  # (B, 2, h, w)
-        x = self.refine(torch.cat([current, mixed, change, change.abs()], dim=1))  # (B, d, h, w)
-        delta = self.delta_head(x)  # (B, 1, h, w), zero at initialisation
+        change = torch.cat([change, change.abs()], dim=1)  # (B, 4, h, w)
         if self.alpha_head is None:
-            logits = frame_logits + delta
+            x = self.refine(torch.cat([current, mixed, change], dim=1))  # (B, d, h, w)
+            logits = frame_logits + self.delta_head(x)  # the delta head is zero at initialisation
             return TemporalOutput(logits, torch.sigmoid(logits), torch.zeros_like(logits), None)
-        alpha = F.softplus(self.alpha_head(x)) + 1.0  # (B, 2, h, w)
-        u = dirichlet_uncertainty(alpha)
-        logits = frame_logits + (1.0 - u) * delta
+        evidence = self.evidence(torch.cat([current, mixed, change], dim=1))  # (B, d, h, w)
+        alpha = F.softplus(self.alpha_head(evidence)) + 1.0  # (B, 2, h, w)
+        u = dirichlet_uncertainty(alpha)  # (B, 1, h, w)
+        x = self.refine(torch.cat([current, (1.0 - u) * mixed, change], dim=1))  # the past enters where u is low
+        logits = frame_logits + self.delta_head(x)
         return TemporalOutput(logits, torch.sigmoid(logits), u, alpha)
