@@ -12,7 +12,7 @@ Data: synthetic clips whose objects start and stop sounding between seconds
 masks at the fused map's resolution (1/4 of the input).
 
 Loss (see :func:`temporal_loss`): BCE + soft IoU on the stage's output ``sigmoid(m_frame +
-(1 - u) delta)``, each frame weighted by ``transition_weight`` when the sounding state changed
+delta)`` (the uncertainty gates the past inside delta), each frame weighted by ``transition_weight`` when the sounding state changed
 at it (a start or a stop: the frames the stage must not delay); a consistency term, the mean
 change of the probability between consecutive frames on pixels whose target did not change
 (what the flicker metric counts; without it the first residual stage raised mIoU after onsets
@@ -22,7 +22,7 @@ correction helps"; the evidential loss (Sensoy et al. 2018: type-II likelihood p
 that removes evidence for the wrong class) asks for evidence for the right class at every pixel
 and penalises misleading evidence, so the head keeps evidence low exactly where the features
 cannot tell silent from sounding: where the cached past and the current audio disagree. That
-is where the gate lets the frame's own mask through.
+is where the gate shuts the past out of the correction.
 
 The stage starts as the identity (frame-only); the checkpoint keeps the epoch with the lowest
 validation *mask* loss (BCE + soft IoU + consistency: the evidential term is left out, so
