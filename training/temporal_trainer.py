@@ -220,6 +220,7 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
     save_streaming_checkpoint(out / "temporal.pt", model, {
         "train_config": cfg.to_dict(),
         "segmenter_checkpoint": str(cfg.model.init_checkpoint),
+        "segmenter_provenance": seg_extra.get("provenance", "trained by this project's recipe (train_config)"),
         "metrics": seg_extra.get("metrics", {}),
         "temporal_history": history,
         "temporal_best_epoch": best[1],

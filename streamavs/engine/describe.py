@@ -72,6 +72,12 @@ def streaming_manifest(
         "metrics": jsonable(extra.get("metrics", {})),
         "run": jsonable({k: v for k, v in (extra.get("run_state") or {}).items() if k in ("epoch", "global_step", "best_gmiou")}),
     }
+    if "segmenter_checkpoint" in extra:  # a temporal stage trained on a frozen segmenter (training/temporal_trainer.py)
+        training["temporal_stage"] = jsonable({
+            "segmenter_checkpoint": extra["segmenter_checkpoint"],
+            "segmenter_provenance": extra.get("segmenter_provenance"),
+            "best_epoch": extra.get("temporal_best_epoch"),
+        })
     model_record = {"name": cfg.name, "config": cfg.to_dict()}
     if temporal is not None:
         model_record["temporal_config"] = model.temporal.config.to_dict()
