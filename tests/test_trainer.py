@@ -141,7 +141,7 @@ def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path):
     model, extra = load_streaming(tmp_path / "temporal" / "temporal.pt")
     assert model.temporal is not None and model.temporal.config.window == 5
     assert [h["epoch"] for h in extra["temporal_history"]] == [0, 1, 2]  # epoch 0: the identity (frame-only)
-    best = min(extra["temporal_history"], key=lambda h: h["val_loss"])
+    best = max(extra["temporal_history"], key=lambda h: h["val_score"])  # first of equals: max keeps the earliest
     assert extra["temporal_best_epoch"] == best["epoch"]  # the kept stage is the best on validation
     before = torch.load(seg_run / "last.pt", weights_only=False)["state_dict"]
     after = model.segmenter.state_dict()
