@@ -37,7 +37,6 @@ CLI (writes JSON and prints the table with the targets, full vs frame-only)::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import math
 import sys
 import time
@@ -46,9 +45,9 @@ from pathlib import Path
 import numpy as np
 
 from streamavs.audio import LogMelParams
-from streamavs.bench.report import command_line, make_report, write_json
+from streamavs.bench.report import command_line, default_out, make_report, run_script, write_json
 from streamavs.datasets.streaming import StreamClip, scene_config, streaming_test_split
-from streamavs.errors import ConfigError, InputError, StreamAVSError
+from streamavs.errors import ConfigError, InputError
 
 __all__ = ["StreamClip", "scene_config", "streaming_test_split", "run_clip", "warm_up", "set_threads", "evaluate_streaming", "format_table", "compare",
            "compare_uncertainty", "main"]
@@ -309,15 +308,11 @@ def main(argv: list[str] | None = None) -> int:
         results=results,
         targets=targets,
     )
-    out = write_json(report, args.out or Path("bench/results") / f"temporal-ablation-{dt.date.today().isoformat()}.json")
+    out = write_json(report, args.out or default_out("temporal-ablation"))
     print(format_table(report))
     print(f"\nwrote {out}")
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except StreamAVSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_script(main))

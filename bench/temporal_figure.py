@@ -19,15 +19,15 @@ its own audio and that has a negative second.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from streamavs.bench.report import default_out, run_script
 from streamavs.bench.temporal_ablation import run_clip, set_threads
 from streamavs.datasets.streaming import StreamClip, streaming_test_split
-from streamavs.errors import ConfigError, DataError, StreamAVSError, require
+from streamavs.errors import ConfigError, DataError, require
 
 __all__ = ["has_both_transitions", "find_transition_clip", "render_temporal_figure", "main"]
 
@@ -172,15 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     split = dict(image_size=args.image_size, seconds=args.seconds, state_change_prob=args.state_change_prob,
                  negative_second_share=args.negative_second_share, data=args.data)
     clip = next(iter(streaming_test_split(1, args.clip, **split))) if args.clip is not None else None
-    out = args.out or Path("bench/results") / f"temporal-figure-{dt.date.today().isoformat()}.png"
+    out = args.out or default_out("temporal-figure", "png")
     info = render_temporal_figure(args.frame_only, args.full, out, clip, seed_offset=args.seed_offset, **split)
     print(f"wrote {info['path']} (test clip {info['clip_index']}: {' '.join(info['state'])})")
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except StreamAVSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(run_script(main))
