@@ -72,6 +72,8 @@ def streaming_manifest(
         "metrics": jsonable(extra.get("metrics", {})),
         "run": jsonable({k: v for k, v in (extra.get("run_state") or {}).items() if k in ("epoch", "global_step", "best_gmiou")}),
     }
+    if "provenance" in extra:  # weights not trained by a recipe here (e.g. recovered by scripts/recover_segmenter.py)
+        training["provenance"] = jsonable(extra["provenance"])
     if "segmenter_checkpoint" in extra:  # a temporal stage trained on a frozen segmenter (training/temporal_trainer.py)
         training["temporal_stage"] = jsonable({
             "segmenter_checkpoint": extra["segmenter_checkpoint"],
