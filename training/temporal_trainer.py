@@ -106,12 +106,11 @@ def temporal_loss(out: TemporalOutput, target: torch.Tensor, section: TemporalSe
     y = flat(target)
     w = transition_weights(target, section.transition_weight).reshape(b * length)  # (B*L,)
     w = w / w.mean()
-    logits = flat(out.mask_logits)
-    bce = (F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
-    iou = soft_iou_loss(torch.sigmoid(logits), y, w)
-    steady = consistency_loss(torch.sigmoid(out.mask_logits), target)
+    bce = (F.binary_cross_entropy_with_logits(flat(out.mask_logits), y, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
+    iou = soft_iou_loss(flat(out.mask_prob), y, w)  # mask_prob is sigmoid(mask_logits)
+    steady = consistency_loss(out.mask_prob, target)
     mask = bce + iou + section.consistency_weight * steady
-    parts = {"bce": bce.item(), "iou": iou.item(), "consistency": steady.item(), "mask": mask.item()}
+    parts = {"bce": bce.item(), "iou": iou.item(), "consistency": steady.item()}
     if out.alpha is None:
         return mask, parts
     edl = evidential_loss(flat(out.alpha), y, kl_weight)
@@ -239,14 +238,12 @@ def _validate(stage: TemporalStage, val: dict[str, torch.Tensor], section: Tempo
 
     stage.eval()
     meter = TemporalMeter()
-    losses, mask_losses, ious, fprs = [], [], [], []
+    losses, ious, fprs = [], [], []
     for start in range(0, val["fused"].shape[0], 8):
         idx = slice(start, start + 8)
         target = val["target"][idx]
         out = _run_stage(stage, val, idx)
-        loss, parts = temporal_loss(out, target, section, 1.0)
-        losses.append(loss.item())
-        mask_losses.append(parts["mask"])
+        losses.append(temporal_loss(out, target, section, 1.0)[0].item())
         gt = target[:, :, 0].numpy() > 0.5  # (B, L, h, w)
         prob = out.mask_prob[:, :, 0].numpy()
         for b in range(gt.shape[0]):
@@ -257,5 +254,4 @@ def _validate(stage: TemporalStage, val: dict[str, torch.Tensor], section: Tempo
             fprs += per_frame["fpr"][~present].tolist()
     miou = 100.0 * float(np.mean(ious)) if ious else 0.0
     fpr = float(np.mean(fprs)) if fprs else 0.0
-    return {"val_loss": float(np.mean(losses)), "val_mask_loss": float(np.mean(mask_losses)),
-            "val_miou": miou, "val_fpr": fpr, "val_score": miou - 100.0 * fpr, **meter.result()}
+    return {"val_loss": float(np.mean(losses)), "val_miou": miou, "val_fpr": fpr, "val_score": miou - 100.0 * fpr, **meter.result()}

@@ -214,9 +214,9 @@ class TemporalStage(nn.Module):
         mixed = self.out((attn.unsqueeze(3) * v).sum(dim=2).reshape(b, d, h, w))  # (B, d, h, w)
         # audio change: the current frame and sounding logits against the mean of the valid past
         past_valid = valid[:, :-1]  # (B, T-1, 1, h, w)
-        past_n = past_valid.sum(dim=1).clamp(min=1.0)  # (B, 1, h, w)
-        past_mean = (raw[:, :-1] * past_valid).sum(dim=1) / past_n  # (B, 2, h, w)
-        has_past = (past_valid.sum(dim=1) > 0).to(raw.dtype)  # (B, 1, h, w): 0 at stream start
+        past_n = past_valid.sum(dim=1)  # (B, 1, h, w): valid past slots, 0 at stream start
+        past_mean = (raw[:, :-1] * past_valid).sum(dim=1) / past_n.clamp(min=1.0)  # (B, 2, h, w)
+        has_past = (past_n > 0).to(raw.dtype)  # (B, 1, h, w)
         change = (raw[:, -1] - past_mean) * has_past  # (B, 2, h, w)
         change = torch.cat([change, change.abs()], dim=1)  # (B, 4, h, w)
         if self.alpha_head is None:
