@@ -19,7 +19,7 @@ from media import start_c_subscriber
 
 from streamavs.errors import InputError, ProtocolError
 from streamavs.protocol import ENCODINGS, decode_png, encode_heartbeat, encode_mask, encode_message
-from streamavs.publish import Publisher, Subscriber, generate_curve_keys, is_loopback, load_curve_key
+from streamavs.publish import Publisher, Subscriber, is_loopback
 from test_protocol import hostile_messages
 
 ENGINE = {"name": "tiny", "sha256": "0123abcd"}
@@ -237,34 +237,6 @@ def test_hostile_messages_do_not_grow_memory(raw_pub):
         growth = _peak_rss_mb() - before
         assert sub.stats().protocol_errors == len(hostile)
     assert growth < 50, f"peak resident memory grew by {growth:.0f} MB decoding {len(hostile)} hostile messages"
-
-
-def test_curve_keys_restrict_subscribers(tmp_path):
-    public, secret = generate_curve_keys(tmp_path / "server")
-    other_public, _ = generate_curve_keys(tmp_path / "other")
-    assert load_curve_key(secret, secret=True)[0] == load_curve_key(public, secret=False)[0]
-    with (
-        Publisher(ANY_PORT, curve_secret_key=secret) as pub,
-        Subscriber(pub.address, curve_server_key=public) as good,
-        Subscriber(pub.address) as plain,  # no key
-        Subscriber(pub.address, curve_server_key=other_public) as wrong,
-    ):
-        _join(lambda: pub.heartbeat(force=True), good)
-        for i in range(5):
-            seq = _publish(pub, np.ones((4, 4), np.float32))
-            assert good.recv(timeout=RECV_S).seq == seq == i
-            assert plain.recv(timeout=0) is None and wrong.recv(timeout=0) is None
-        for sub in (plain, wrong):
-            assert (sub.stats().received, sub.stats().heartbeats) == (0, 0)
-
-
-def test_curve_secret_key_as_z85_string():
-    public, secret = zmq.curve_keypair()
-    with Publisher(ANY_PORT, curve_secret_key=secret.decode()) as pub:
-        with Subscriber(pub.address, curve_server_key=public) as sub:
-            _join(lambda: pub.heartbeat(force=True), sub)
-    with pytest.raises(InputError, match="does not exist; create a pair"):
-        Publisher(ANY_PORT, curve_secret_key="no/such/server.key_secret")
 
 
 def test_address_in_use_names_address_and_suggests_another():

@@ -32,6 +32,7 @@ import pytest
 from media import free_port
 
 import streamavs.engines
+from streamavs.cli.run import stop_process
 from streamavs.engine.base import REAL_ENGINE
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -171,12 +172,7 @@ async def browse(url: str, port: int, start_run, profile: Path) -> dict:
                                    if e.get("method") == "Network.requestWillBeSent"]
                 out["sockets"] = [e["params"]["url"] for e in cdp.events if e.get("method") == "Network.webSocketCreated"]
     finally:
-        chrome.terminate()
-        try:
-            chrome.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            chrome.kill()
-            chrome.wait()
+        stop_process(chrome, timeout_s=10)
     return out
 
 

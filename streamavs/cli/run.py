@@ -164,23 +164,24 @@ def _curve_public(secret_file: Optional[Path]) -> Optional[str]:
     return load_curve_key(secret_file, secret=True)[0].decode("ascii")
 
 
+def stop_process(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
+    """Stop a child process: SIGTERM, then SIGKILL when it has not exited within `timeout_s`."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _start_viewer(stack: ExitStack, address: str, port: int, curve_public: Optional[str]) -> None:
     """`streamavs view ADDRESS --port PORT` as a child process, stopped (SIGTERM) when the run ends."""
     cmd = [sys.executable, "-m", "streamavs", "view", address, "--port", str(port)]
     if curve_public is not None:
         cmd += ["--curve-server-key", curve_public]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=sys.stderr)  # its URL goes with our status lines
-
-    def stop() -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    stack.callback(stop)
+    stack.callback(stop_process, proc)
 
 
 def _install_signal_handlers(pipeline) -> dict:
