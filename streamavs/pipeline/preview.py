@@ -17,6 +17,7 @@ import numpy as np
 
 from streamavs.buffers import VideoFrame
 from streamavs.errors import InputError
+from streamavs.pipeline.rate import next_slot
 from streamavs.pipeline.worker import SinkWorker
 
 __all__ = ["PreviewConfig", "EncodedFrame", "FramePreview"]
@@ -84,10 +85,10 @@ class FramePreview:
         return self._worker.dropped
 
     def _due(self, t_ns: int) -> bool:
-        if self._next_due is not None and t_ns < self._next_due:
+        nxt = next_slot(self._next_due, t_ns, self._period_ns)
+        if nxt is None:
             return False
-        nxt = (self._next_due or t_ns) + self._period_ns
-        self._next_due = nxt if nxt > t_ns else t_ns + self._period_ns  # far behind: restart the slots here
+        self._next_due = nxt
         return True
 
     def offer(self, frame: VideoFrame) -> bool:

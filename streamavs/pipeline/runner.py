@@ -30,6 +30,7 @@ from streamavs.pairing import Pair, Pairer
 from streamavs.clock import now_ns, wall_time
 from streamavs.errors import InputError
 from streamavs.pipeline.preview import FramePreview, PreviewConfig
+from streamavs.pipeline.rate import next_slot
 from streamavs.pipeline.stats import PipelineStats, StatsSnapshot
 from streamavs.protocol import ENCODINGS
 from streamavs.threads import limit_blas_threads
@@ -268,11 +269,10 @@ class Pipeline:
         """Rate limiter on stream time: a frame is processed when it reaches the next slot."""
         if self._period_ns is None:
             return True
-        if self._next_due is not None and t_ns < self._next_due:
+        nxt = next_slot(self._next_due, t_ns, self._period_ns)
+        if nxt is None:
             return False
-        # Next slot one period later; if far behind (a gap in the stream), restart from this frame.
-        nxt = (self._next_due or t_ns) + self._period_ns
-        self._next_due = nxt if nxt > t_ns else t_ns + self._period_ns
+        self._next_due = nxt
         return True
 
     def _send_previews(self, flush: bool = False) -> None:
