@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from streamavs.datasets.specs import DATA_SPECS, REAL_SPECS, robust_test_set
+from streamavs.datasets.specs import robust_test_set
 from streamavs.errors import InputError
 from streamavs.files import jsonable
 
-__all__ = ["DATA_SPECS", "REAL_SPECS", "robust_test_set", "evaluate_checkpoint", "evaluate_path",
-           "record_evaluation"]
+__all__ = ["evaluate_checkpoint", "evaluate_path", "record_evaluation"]
 
 
 def evaluate_checkpoint(path: str | Path, data: str, *, clips: int = 80, fscore_mode: str = "set",
