@@ -89,11 +89,11 @@ def eval_noise_fpr(checkpoint: Path, clips: int, image_size: int = 224, seed: in
     from streamavs.synthetic import SceneConfig
     from streamavs.datasets.negatives import NoiseConfig, make_noise
     from streamavs.training.data import collate
-    from streamavs.training.synthetic_data import SyntheticFrames
+    from streamavs.datasets.synthetic import SyntheticFrames
 
     model, _ = load_model(checkpoint)
     if data == "real":
-        from streamavs.training.real_data import real_frames
+        from streamavs.datasets.real import real_frames
 
         frames = real_frames("test", clips, SceneConfig(image_size=image_size))
     else:

@@ -1,5 +1,5 @@
-"""The synthetic data sets for training: :mod:`streamavs.datasets.synthetic` (numpy only,
-re-exported here) and :class:`ClipWindowSampler`, the torch sampler that reads them clip by clip.
+""":class:`ClipWindowSampler`, the torch sampler that reads the synthetic frame set
+(:class:`streamavs.datasets.synthetic.SyntheticFrames`, numpy only) clip by clip.
 """
 
 from __future__ import annotations
@@ -7,12 +7,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from streamavs.datasets.synthetic import SyntheticClips, SyntheticFrames, synthetic_offscreen_bank, synthetic_test_set
+from streamavs.datasets.synthetic import SyntheticFrames
 from streamavs.errors import ConfigError
-from streamavs.training.avsbench import collate
 
-__all__ = ["SyntheticFrames", "SyntheticClips", "ClipWindowSampler", "synthetic_offscreen_bank",
-           "synthetic_test_set", "collate"]
+__all__ = ["ClipWindowSampler"]
 
 
 class ClipWindowSampler(torch.utils.data.Sampler):

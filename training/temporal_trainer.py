@@ -153,9 +153,9 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
 
     from streamavs.errors import ConfigError
     from streamavs.model.checkpoint import load_model
-    from streamavs.training.conditions import NegativeMix
+    from streamavs.datasets.conditions import NegativeMix
     from streamavs.training.data import scene_config
-    from streamavs.training.synthetic_data import SyntheticClips
+    from streamavs.datasets.synthetic import SyntheticClips
 
     section = cfg.temporal
     if section is None or not cfg.model.init_checkpoint:
@@ -174,7 +174,7 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
     mix = NegativeMix(share=section.clip_negative_share)  # silence, off-screen and noise seconds
     t0 = time.perf_counter()
     if cfg.data.kind == "real":
-        from streamavs.training.real_data import real_clips
+        from streamavs.datasets.real import real_clips
 
         clips = lambda split, size, seed: real_clips(split, size, scenes, cfg.data.media, mix=mix, seed=seed)  # noqa: E731
     else:
