@@ -246,6 +246,10 @@ class TemporalSection:
     transition_weight: float = 3.0  # loss weight of frames where the sounding state changed (starts, stops)
     consistency_weight: float = 2.0  # frame-to-frame probability change on target-stable pixels (flicker)
     clip_negative_share: float = 0.3  # share of clip-seconds given negative audio
+    clip_seconds: int = 5  # length of the training and validation clips (the streaming benchmark streams 10 s)
+
+    def __post_init__(self) -> None:
+        _positive(self, "temporal", "window", "dim", "heads", "clip_seconds")
 
 
 @dataclass(frozen=True)
