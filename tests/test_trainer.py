@@ -135,7 +135,7 @@ def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path):
     cfg = load_config(REPO / "training" / "configs" / "synthetic_temporal_full.toml", {
         "model.init_checkpoint": str(seg_run / "last.pt"),
         "data.image_size": 64, "data.train_clips": 4, "data.val_clips": 2,
-        "optim.epochs": 2, "optim.batch_size": 2, "temporal.clip_seconds": 3,
+        "optim.epochs": 2, "optim.batch_size": 2, "temporal.clip_seconds": 3, "temporal.keep": "no_worse",
     })
     train_temporal(cfg, tmp_path / "temporal", progress=False)
     model, extra = load_streaming(tmp_path / "temporal" / "temporal.pt")

@@ -234,6 +234,9 @@ class EvalSection:
         _positive(self, "eval", "batch_size", "every_epochs")
 
 
+TEMPORAL_KEEP_RULES = ("best_score", "no_worse")
+
+
 @dataclass(frozen=True)
 class TemporalSection:
     """Present: train the temporal stage on top of the (frozen) segmenter of [model].init_checkpoint."""
@@ -247,9 +250,12 @@ class TemporalSection:
     consistency_weight: float = 2.0  # frame-to-frame probability change on target-stable pixels (flicker)
     clip_negative_share: float = 0.3  # share of clip-seconds given negative audio
     clip_seconds: int = 5  # length of the training and validation clips (the streaming benchmark streams 10 s)
+    keep: str = "best_score"  # which epoch is saved: "best_score" | "no_worse" (see training/temporal_trainer.py)
 
     def __post_init__(self) -> None:
         _positive(self, "temporal", "window", "dim", "heads", "clip_seconds")
+        if self.keep not in TEMPORAL_KEEP_RULES:
+            raise ConfigError(f"[temporal] keep must be one of {TEMPORAL_KEEP_RULES}, got {self.keep!r}")
 
 
 @dataclass(frozen=True)

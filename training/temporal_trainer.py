@@ -26,13 +26,15 @@ is where the gate shuts the past out of the correction.
 
 The stage starts as the identity (frame-only); the checkpoint keeps the epoch with the best
 validation score, ``val_score = mIoU of the frames where something sounds (percent) - 100 x FPR
-of the frames where nothing does``, at the fused resolution (threshold 0.5), among the epochs
-that are no worse than frame-only on validation on each transition target (FPR just after
-silence, mIoU just after an onset, flicker: :func:`keeps_frame_only_promise`). The log's epoch
-0 is the frame-only model on the same validation clips: a stage that never beats frame-only on
-validation is saved as the identity. (Selecting by the score alone, on 5 s clips, kept a
-real-media stage whose test flicker was 12% above frame-only's; 10 s validation clips, as long
-as the benchmark's, show that increase, and the rule refuses such epochs. Selecting by the validation loss instead kept an epoch
+of the frames where nothing does``, at the fused resolution (threshold 0.5). The log's epoch 0
+is the frame-only model on the same validation clips: a stage that never beats frame-only on
+validation is saved as the identity. With ``[temporal] keep = "no_worse"`` only epochs no worse
+than frame-only on validation on each transition target (FPR just after silence, mIoU just after
+an onset, flicker: :func:`keeps_frame_only_promise`) compete. Measured on the real-media test
+split (bench/README.md, "Temporal stage v2"): "best_score" on 5 s clips (the shipped stage)
+gains 4.1 points of mIoU just after onsets and of G-mIoU with 12% more flicker than frame-only;
+"no_worse" on 10 s clips (``clip_seconds = 10``, as long as the benchmark's, where validation
+shows the flicker the test shows) gains 1.3 and 0.5 with 2% more flicker. (Selecting by the validation loss instead kept an epoch
 that lowered the loss by tempering over-confident frame logits but lost 1.3 points of G-mIoU on
 the synthetic test split.)
 """
@@ -226,7 +228,8 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
         history.append({"epoch": epoch + 1, **val_metrics})
         log.write(json.dumps({"event": "eval", "epoch": epoch + 1, **val_metrics}) + "\n")
         log.flush()
-        if keeps_frame_only_promise(val_metrics, identity) and val_metrics["val_score"] > best[0]:
+        allowed = section.keep == "best_score" or keeps_frame_only_promise(val_metrics, identity)
+        if allowed and val_metrics["val_score"] > best[0]:
             best = (val_metrics["val_score"], epoch + 1, copy.deepcopy(stage.state_dict()))
     log.write(json.dumps({"event": "best", "epoch": best[1], "val_score": best[0]}) + "\n")
     log.close()
