@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from streamavs.errors import ConfigError
-from streamavs.training.config import load_config, parse_set
+from streamavs.training.config import TEMPORAL_KEEP_RULES, load_config, parse_set
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "training" / "configs" / "synthetic_single_full.toml"
@@ -125,7 +125,8 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert not any(k.startswith("module.") for k in ckpt["state_dict"])  # saved unwrapped
 
 
-def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path):
+@pytest.mark.parametrize("keep", TEMPORAL_KEEP_RULES)
+def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path, keep):
     from streamavs.model.streaming import load_streaming
     from streamavs.training.temporal_trainer import keeps_frame_only_promise, train_temporal
     from streamavs.training.trainer import train
@@ -135,19 +136,29 @@ def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path):
     cfg = load_config(REPO / "training" / "configs" / "synthetic_temporal_full.toml", {
         "model.init_checkpoint": str(seg_run / "last.pt"),
         "data.image_size": 64, "data.train_clips": 4, "data.val_clips": 2,
-        "optim.epochs": 2, "optim.batch_size": 2, "temporal.clip_seconds": 3, "temporal.keep": "no_worse",
+        "optim.epochs": 2, "optim.batch_size": 2, "temporal.clip_seconds": 3, "temporal.keep": keep,
     })
     train_temporal(cfg, tmp_path / "temporal", progress=False)
     model, extra = load_streaming(tmp_path / "temporal" / "temporal.pt")
     assert model.temporal is not None and model.temporal.config.window == 5
     assert [h["epoch"] for h in extra["temporal_history"]] == [0, 1, 2]  # epoch 0: the identity (frame-only)
     history = extra["temporal_history"]
-    allowed = [h for h in history if h["epoch"] == 0 or keeps_frame_only_promise(h, history[0])]
+    allowed = [h for h in history if keep == "best_score" or h["epoch"] == 0 or keeps_frame_only_promise(h, history[0])]
     best = max(allowed, key=lambda h: h["val_score"])  # first of equals: max keeps the earliest
-    assert extra["temporal_best_epoch"] == best["epoch"]  # the best on validation among those keeping the promise
+    assert extra["temporal_best_epoch"] == best["epoch"]  # the best on validation among the epochs the rule allows
     before = torch.load(seg_run / "last.pt", weights_only=False)["state_dict"]
     after = model.segmenter.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the segmenter stayed frozen
     frame = torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
     prob, unc, sounding, cache = model(frame, torch.zeros(1, 1, 96, 64), model.initial_cache())
     assert prob.shape == (1, 1, 64, 64) and cache.shape == model.cache_shape()
+
+
+def test_no_worse_rule_refuses_an_epoch_worse_on_any_transition_target():
+    from streamavs.training.temporal_trainer import keeps_frame_only_promise
+
+    frame_only = {"fpr_silenced": 0.002, "flicker": 0.010, "miou_started": 46.0}
+    assert keeps_frame_only_promise(dict(frame_only), frame_only)  # equal is no worse
+    assert keeps_frame_only_promise({"fpr_silenced": 0.001, "flicker": 0.009, "miou_started": 47.0}, frame_only)
+    for key, worse in (("fpr_silenced", 0.0021), ("flicker", 0.0101), ("miou_started", 45.9)):
+        assert not keeps_frame_only_promise({**frame_only, key: worse}, frame_only), key
