@@ -46,11 +46,11 @@ import numpy as np
 
 from streamavs.audio import LogMelParams
 from streamavs.bench.report import command_line, default_out, make_report, run_script, write_json
-from streamavs.datasets.streaming import StreamClip, scene_config, streaming_test_split
+from streamavs.datasets.streaming import STREAM_SPLITS, StreamClip, scene_config, streaming_test_split
 from streamavs.errors import ConfigError, InputError
 
-__all__ = ["StreamClip", "scene_config", "streaming_test_split", "run_clip", "warm_up", "set_threads", "evaluate_streaming", "format_table", "compare",
-           "compare_uncertainty", "main"]
+__all__ = ["StreamClip", "scene_config", "streaming_test_split", "run_clip", "warm_up", "set_threads", "evaluate_streaming",
+           "OperatingPoint", "operating_points", "select_operating_point", "format_table", "compare", "compare_uncertainty", "main"]
 
 TARGET_G_MIOU_DROP = 0.3  # points: the full stage may lose at most this much overall G-mIoU
 TARGET_ERROR_AUROC = 0.8  # the uncertainty must detect mask errors on transition frames at least this well
@@ -116,20 +116,51 @@ def _finite(x):
     return x
 
 
+class OperatingPoint:
+    """The temporal metrics, the robust table and the predicted mask area at one mask threshold."""
+
+    def __init__(self, threshold: float):
+        from streamavs.metrics import RobustMeter, TemporalMeter
+
+        self.threshold = threshold
+        self.temporal, self.robust = TemporalMeter(threshold), RobustMeter(threshold)
+        self._fg = self._gt = self._pixels = 0
+
+    def update(self, prob: np.ndarray, clip: StreamClip) -> None:
+        """Add one streamed clip: `prob` (T, H, W) in [0, 1]."""
+        self.temporal.update(prob, clip.gt, clip.started, clip.silenced)
+        conds = np.array(clip.eval_condition)
+        for cond in sorted(set(clip.eval_condition)):
+            sel = conds == cond
+            self.robust.update(cond, prob[sel], clip.gt_eval[sel])
+        self._fg += int((prob > self.threshold).sum())
+        self._gt += int(clip.gt.sum())
+        self._pixels += prob.size
+
+    def area(self) -> dict[str, float]:
+        """Share of all pixels predicted foreground, and the share that is (``gt``)."""
+        n = max(self._pixels, 1)
+        return {"predicted": self._fg / n, "gt": self._gt / n}
+
+
 def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, seed_offset: int = 0,
                        state_change_prob: float = 0.5, negative_second_share: float = 0.25,
-                       image_size: int = 224, seconds: int = 10, threshold: float = 0.5, data: str = "synthetic") -> dict:
-    """Stream the test split through the checkpoint's model and score it.
+                       image_size: int = 224, seconds: int = 10, threshold: float = 0.5, data: str = "synthetic",
+                       split: str = "test", sweep: tuple[float, ...] = ()) -> dict:
+    """Stream the test split (or, ``split="val"``, the validation clips built the same way)
+    through the checkpoint's model and score it.
 
     Returns ``{"checkpoint", "use_temporal", "temporal_config" (or None), "temporal":
     TemporalMeter.result(), "robust": RobustMeter.table(), "state_silent":
     SegmentationMeter.result() of the quiet-source seconds, "counts": {"frames", "audio":
     {condition: seconds}, "eval": {condition: seconds}}, "ms_per_frame": {"mean", "p50"},
     "mean_sounding": {"sounding_gt", "empty_gt"}, "uncertainty": {"transition" | "all":
-    {"error_auroc", "error_rate", "ece"}}}`` with NaN as None. Units: mIoU, F, G-mIoU, G-F in
+    {"error_auroc", "error_rate", "ece"}}, "area": {"predicted", "gt"}, "sweep": [{"threshold",
+    "temporal", "g_miou", "area"} per threshold of `sweep`]}`` with NaN as None. The sweep is
+    the model's operating curve: the same streamed probabilities cut at other mask thresholds. Units: mIoU, F, G-mIoU, G-F in
     percent; FPR, G-FPR, flicker, AUROC, error rate and ECE as fractions.
     """
-    from streamavs.metrics import CalibrationMeter, ErrorDetectionMeter, RobustMeter, SegmentationMeter, TemporalMeter
+    from streamavs.metrics import CalibrationMeter, ErrorDetectionMeter, SegmentationMeter
     from streamavs.model.streaming import load_streaming
 
     model, extra = load_streaming(checkpoint, use_temporal=use_temporal)
@@ -137,24 +168,24 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
         raise ConfigError(f"{checkpoint} has no temporal stage (no 'temporal_config' in the file); evaluate it "
                           "with use_temporal=False (--frame-only), or pass a checkpoint of the temporal trainer")
     warm_up(model)
-    temporal, robust, quiet = TemporalMeter(threshold), RobustMeter(threshold), SegmentationMeter(threshold)
+    point, quiet = OperatingPoint(threshold), SegmentationMeter(threshold)
+    curve = [OperatingPoint(float(t)) for t in sweep]
     errors = {k: ErrorDetectionMeter(threshold) for k in ("transition", "all")}
     calibration = {k: CalibrationMeter() for k in ("transition", "all")}
     audio_counts: dict[str, int] = {}
     eval_counts: dict[str, int] = {}
     ms, snd_pos, snd_neg, frames = [], [], [], 0
     for clip in streaming_test_split(clips, seed_offset, state_change_prob, negative_second_share, image_size, seconds,
-                                     data):
+                                     data, split):
         out = run_clip(model, clip)
-        temporal.update(out["prob"], clip.gt, clip.started, clip.silenced)
+        for p in (point, *curve):
+            p.update(out["prob"], clip)
         for key, sel in (("transition", clip.started | clip.silenced), ("all", slice(None))):
             errors[key].update(out["prob"][sel], clip.gt[sel], np.clip(out["uncertainty"][sel], 0.0, 1.0))
             calibration[key].update(out["prob"][sel], clip.gt[sel])
         conds = np.array(clip.eval_condition)
         for cond in sorted(set(clip.eval_condition)):
-            sel = conds == cond
-            robust.update(cond, out["prob"][sel], clip.gt_eval[sel])
-            eval_counts[cond] = eval_counts.get(cond, 0) + int(sel.sum())
+            eval_counts[cond] = eval_counts.get(cond, 0) + int((conds == cond).sum())
         state_quiet = np.array([a == "positive" for a in clip.audio]) & (conds == "silence")
         if state_quiet.any():
             quiet.update(out["prob"][state_quiet], clip.gt_eval[state_quiet])
@@ -170,14 +201,17 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
         "checkpoint": str(checkpoint),
         "use_temporal": bool(use_temporal),
         "temporal_config": extra.get("temporal_config") if use_temporal else None,
-        "temporal": temporal.result(),
+        "temporal": point.temporal.result(),
         "uncertainty": {k: {"error_auroc": errors[k].result()["auroc"], "error_rate": errors[k].result()["error_rate"],
                             "ece": calibration[k].result()["ece"]} for k in errors},
-        "robust": robust.table(),
+        "robust": point.robust.table(),
         "state_silent": quiet.result(),
         "counts": {"frames": frames, "audio": audio_counts, "eval": eval_counts},
         "ms_per_frame": {"mean": mean(ms), "p50": float(np.median(ms)) if ms else float("nan")},
         "mean_sounding": {"sounding_gt": mean(snd_pos), "empty_gt": mean(snd_neg)},
+        "area": point.area(),
+        "sweep": [{"threshold": p.threshold, "temporal": p.temporal.result(),
+                   "g_miou": p.robust.table()["global"]["g_miou"], "area": p.area()} for p in curve],
     })
 
 
@@ -220,6 +254,31 @@ def compare_uncertainty(full: dict, no_uncertainty: dict) -> dict:
     }
 
 
+def operating_points(candidate: dict, frame_only: dict) -> list[dict]:
+    """The stage's targets at each threshold of `candidate`'s sweep, against frame-only at its own
+    threshold: ``[{"threshold", "targets": compare(...), "all_met"}]``. A threshold at which every
+    target is met shows the stage's operating curve passes above frame-only's operating point; it
+    is a measurement of the curve, not a threshold to ship (pick a threshold on validation)."""
+    rows = []
+    for row in candidate.get("sweep", []):
+        point = {"temporal": row["temporal"], "robust": {"global": {"g_miou": row["g_miou"]}}}
+        targets = compare(point, frame_only)
+        rows.append({"threshold": row["threshold"], "targets": targets,
+                     "all_met": all(t["met"] for t in targets.values())})
+    return rows
+
+
+def select_operating_point(points: list[dict], candidate: dict) -> float | None:
+    """The mask threshold to ship a stage with, chosen on VALIDATION clips (``--split val``):
+    among the thresholds of `points` (:func:`operating_points`) at which every target is met,
+    the one with the highest G-mIoU of `candidate`'s sweep; None when there is none. The same
+    rule as the temporal trainer's ``keep = "no_worse"`` (no worse on every target, then the
+    best score), applied to the threshold."""
+    g_miou = {row["threshold"]: row["g_miou"] for row in candidate.get("sweep", [])}
+    allowed = [p["threshold"] for p in points if p["all_met"] and g_miou.get(p["threshold"]) is not None]
+    return max(allowed, key=lambda t: g_miou[t]) if allowed else None
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -250,6 +309,23 @@ def format_table(report: dict) -> str:
         if u is not None:
             lines.append(f"{label:28s} {_fmt(u['transition']['error_auroc'], 3):>12s} {_fmt(u['all']['error_auroc'], 3):>13s} "
                          f"{_fmt(u['transition']['ece'], 4):>8s} {_fmt(u['all']['ece'], 4):>8s}")
+    for key, label in _ROWS:
+        r = report["results"].get(key) or {}
+        if not r.get("sweep"):
+            continue
+        met = {p["threshold"]: p["all_met"] for p in report.get("operating_points", {}).get(key, [])}
+        lines.append(f"\noperating curve, {label} (every target vs frame-only at its own threshold):")
+        lines.append(f"  {'threshold':>9s} {'mIoU start%':>11s} {'FPR silenc':>10s} {'flicker':>8s} {'G-mIoU%':>8s} "
+                     f"{'mask area':>9s}  all targets")
+        for row in r["sweep"]:
+            t = row["temporal"]
+            all_met = {True: "MET", False: "-", None: ""}[met.get(row["threshold"])]
+            lines.append(f"  {row['threshold']:9.3f} {_fmt(t['miou_started'], 2):>11s} {_fmt(t['fpr_silenced'], 4):>10s} "
+                         f"{_fmt(t['flicker'], 4):>8s} {_fmt(row['g_miou'], 2):>8s} {_fmt(row['area']['predicted'], 4):>9s}  {all_met}")
+    for key, threshold in (report.get("selected_threshold") or {}).items():
+        chosen = "none meets every target" if threshold is None else f"{threshold:g}"
+        lines.append(f"selected on validation, {dict(_ROWS)[key]}: mask threshold {chosen} "
+                     "(every target met, then the highest G-mIoU)")
     titles = {"full": "full stage vs frame-only", "no_uncertainty": "attention, no uncertainty vs frame-only",
               "uncertainty": "full stage vs the same stage without uncertainty (base = no-uncertainty row / target)"}
     for key in ("full", "no_uncertainty", "uncertainty"):
@@ -261,6 +337,17 @@ def format_table(report: dict) -> str:
             met = {True: "MET", False: "not met", None: "n/a"}[row["met"]]
             lines.append(f"  {name:22s} {_fmt(row['candidate'], 4):>9s} vs {_fmt(row['frame_only'], 4):>9s}  {met}")
     return "\n".join(lines)
+
+
+def _thresholds(text: str) -> tuple[float, ...]:
+    """argparse type of --sweep: "0.4,0.5,0.6" -> (0.4, 0.5, 0.6), each in (0, 1)."""
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated thresholds such as 0.4,0.5,0.6; got {text!r}") from None
+    if not values or not all(0.0 < v < 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"thresholds must lie in (0, 1); got {text!r}")
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--data", choices=("synthetic", "real"), default="synthetic",
                         help="test clips: the procedural benchmark or the real-media one (fetched media)")
+    parser.add_argument("--split", choices=STREAM_SPLITS, default="test",
+                        help="test (the benchmark) or val (the same clips from the validation split)")
+    parser.add_argument("--sweep", type=_thresholds, default=(),
+                        help="comma-separated mask thresholds: each model's operating curve, e.g. 0.4,0.5,0.6,0.7")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: on a shared CPU more threads can be 10-100x slower)")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/temporal-ablation-<date>.json)")
@@ -285,21 +376,23 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError("give at least one temporal checkpoint: --full and/or --no-uncertainty")
     split = dict(clips=args.clips, seed_offset=args.seed_offset, state_change_prob=args.state_change_prob,
                  negative_second_share=args.negative_second_share, image_size=args.image_size, seconds=args.seconds,
-                 data=args.data)
+                 data=args.data, split=args.split)
     results = {}
     for key, path, temporal in (("frame_only", args.frame_only, False), ("no_uncertainty", args.no_uncertainty, True),
                                 ("full", args.full, True)):
         if path is not None:
             print(f"streaming {key}: {path}", file=sys.stderr)
-            results[key] = evaluate_streaming(path, temporal, **split)
+            results[key] = evaluate_streaming(path, temporal, **split, sweep=args.sweep)
     targets = {k: compare(results[k], results["frame_only"]) for k in ("full", "no_uncertainty") if k in results}
+    points = {k: operating_points(results[k], results["frame_only"])
+              for k in ("full", "no_uncertainty") if k in results and args.sweep}
     if "full" in results and "no_uncertainty" in results:
         targets["uncertainty"] = compare_uncertainty(results["full"], results["no_uncertainty"])
     report = make_report(
         "temporal_ablation",
         command_line(argv, "python -m streamavs.bench.temporal_ablation"),
         torch_threads=args.threads,
-        test_split={**split, "split": "test", "setting": "single", "threshold": 0.5,
+        test_split={**split, "setting": "single", "threshold": 0.5, "sweep": list(args.sweep),
                     "scene_config": scene_config(args.state_change_prob, args.image_size, args.seconds).to_dict(),
                     "negatives": "silence / noise (train + eval types) / off-screen, one kind per negative second"},
         units={"miou_started": "percent", "fpr_silenced": "fraction", "flicker": "fraction", "miou": "percent",
@@ -307,7 +400,10 @@ def main(argv: list[str] | None = None) -> int:
                "error_auroc": "fraction", "error_rate": "fraction", "ece": "fraction"},
         results=results,
         targets=targets,
+        operating_points=points,
     )
+    if args.split == "val":  # a threshold is only ever selected on validation
+        report["selected_threshold"] = {k: select_operating_point(points[k], results[k]) for k in points}
     out = write_json(report, args.out or default_out("temporal-ablation"))
     print(format_table(report))
     print(f"\nwrote {out}")

@@ -95,10 +95,13 @@ def _score(pred: np.ndarray, gt: np.ndarray, threshold: float) -> str:
 def render_temporal_figure(frame_only: str | Path, full: str | Path, out: str | Path, clip: StreamClip | None = None,
                            *, seed_offset: int = 0, image_size: int = 224, seconds: int = 10,
                            state_change_prob: float = 0.5, negative_second_share: float = 0.25,
-                           threshold: float = 0.5, dpi: int = 110, data: str = "synthetic") -> dict:
+                           threshold: float = 0.5, full_threshold: float | None = None, dpi: int = 110,
+                           data: str = "synthetic") -> dict:
     """Stream one clip through both checkpoints and write the PNG figure to `out`.
 
-    `frame_only` is evaluated without a temporal stage, `full` with it. `clip` defaults to
+    `frame_only` is evaluated without a temporal stage, `full` with it; each row's mask is cut at
+    its own operating point: `threshold` for frame-only, `full_threshold` (default `threshold`)
+    for the full stage, as in the engine's manifest (``thresholds.mask``). `clip` defaults to
     :func:`find_transition_clip` on the `data` benchmark ("synthetic" or "real"). Returns ``{"path", "clip_index", "seed", "audio", "state",
     "sounding_frame_only", "sounding_full"}``.
     """
@@ -115,11 +118,13 @@ def render_temporal_figure(frame_only: str | Path, full: str | Path, out: str | 
                                     state_change_prob=state_change_prob, negative_second_share=negative_second_share,
                                     data=data)
     a, b = run_clip(base, clip), run_clip(model, clip)
+    cut = {1: threshold, 2: threshold if full_threshold is None else full_threshold}  # row -> mask threshold
     t_len = clip.frames.shape[0]
     fig = Figure(figsize=(1.3 * t_len + 1.6, 6.4), dpi=dpi)
     FigureCanvasAgg(fig)
     axes = fig.subplots(4, t_len, squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.12})
-    labels = ("frame + GT", "frame-only", "full stage", "uncertainty\n(full stage)")
+    labels = ("frame + GT", f"frame-only\n(p > {threshold:g})", f"full stage\n(p > {cut[2]:g})",
+              "uncertainty\n(full stage)")
     image = None
     for t in range(t_len):
         frame = clip.frames[t]
@@ -127,14 +132,14 @@ def render_temporal_figure(frame_only: str | Path, full: str | Path, out: str | 
         gt = _outline(_tint(frame, clip.gt[t], _GT_RGB), clip.gt[t], _GT_RGB)
         if not clip.gt[t].any():
             gt = _outline(gt, clip.gt_eval[t], _SILENT_RGB)
-        panels = (gt, _tint(frame, a["prob"][t] > threshold, _PRED_RGB), _tint(frame, b["prob"][t] > threshold, _PRED_RGB))
+        panels = (gt, _tint(frame, a["prob"][t] > cut[1], _PRED_RGB), _tint(frame, b["prob"][t] > cut[2], _PRED_RGB))
         for row, panel in enumerate(panels):
             axes[row, t].imshow(panel)
         image = axes[3, t].imshow(b["uncertainty"][t], cmap="magma", vmin=0.0, vmax=1.0)
         audio = "own audio" if clip.audio[t] == "positive" else clip.audio[t]
         axes[0, t].set_title(f"t={t + 1} s\n{audio}\n{_state(clip, t)}", fontsize=7)
         for row, out_ in ((1, a), (2, b)):
-            axes[row, t].text(2, 2, f"s={out_['sounding'][t]:.2f}\n{_score(out_['prob'][t], clip.gt[t], threshold)}",
+            axes[row, t].text(2, 2, f"s={out_['sounding'][t]:.2f}\n{_score(out_['prob'][t], clip.gt[t], cut[row])}",
                               fontsize=6, color="white", va="top", ha="left",
                               bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "linewidth": 0})
         for row in range(4):
@@ -144,7 +149,7 @@ def render_temporal_figure(frame_only: str | Path, full: str | Path, out: str | 
         axes[row, 0].set_ylabel(label, fontsize=8)
     fig.colorbar(image, ax=list(axes[3]), fraction=0.02, pad=0.01, label="uncertainty")
     fig.suptitle(f"test clip {clip.index} (seed {clip.seed}): green = sounding GT, white outline = visible silent "
-                 f"source, red = predicted mask (p > {threshold}), s = sounding score", fontsize=9)
+                 f"source, red = predicted mask (p > each row's threshold), s = sounding score", fontsize=9)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, bbox_inches="tight")
@@ -165,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--negative-second-share", type=float, default=0.25)
     parser.add_argument("--data", choices=("synthetic", "real"), default="synthetic",
                         help="test clips: the procedural benchmark or the real-media one (fetched media)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="frame-only's mask threshold")
+    parser.add_argument("--full-threshold", type=float,
+                        help="the full stage's mask threshold (its engine's thresholds.mask; default --threshold)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, help="PNG path (default bench/results/temporal-figure-<date>.png)")
     args = parser.parse_args(argv)
@@ -173,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                  negative_second_share=args.negative_second_share, data=args.data)
     clip = next(iter(streaming_test_split(1, args.clip, **split))) if args.clip is not None else None
     out = args.out or default_out("temporal-figure", "png")
-    info = render_temporal_figure(args.frame_only, args.full, out, clip, seed_offset=args.seed_offset, **split)
+    info = render_temporal_figure(args.frame_only, args.full, out, clip, seed_offset=args.seed_offset,
+                                  threshold=args.threshold, full_threshold=args.full_threshold, **split)
     print(f"wrote {info['path']} (test clip {info['clip_index']}: {' '.join(info['state'])})")
     return 0
 

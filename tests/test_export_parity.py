@@ -164,3 +164,20 @@ def test_avs_tpavi_b5_exports_and_passes_parity(tmp_path):
     assert all(diffs[k] <= TOL for k in ("mask_prob", "uncertainty", "sounding")), diffs
     assert result.manifest.temporal is None and result.manifest.cache_shape == (1, 1, 1, 1, 1)
     print(f"avs_tpavi_b5 export + 4-frame parity: {time.perf_counter() - t0:.1f} s, diffs {diffs}")
+
+
+def test_export_records_the_chosen_mask_threshold(lite64, tmp_path):
+    """--mask-threshold is the engine's operating point: in the manifest, and what evaluation cuts at."""
+    from streamavs.errors import InputError
+    from streamavs.training.export import export_engine
+
+    ckpt, default = lite64
+    assert default.manifest.thresholds.mask == 0.5
+    result = export_engine(ckpt, "onnx", tmp_path / "engines", name="lite64-t", n_check=2, threads=1, mask_threshold=0.65)
+    assert read_manifest(result.manifest_path).thresholds.mask == 0.65
+    with load_engine(result.manifest_path, threads=1) as engine:
+        assert engine.manifest.thresholds.mask == 0.65
+    for bad in (0.0, 1.0, True):
+        with pytest.raises(InputError, match="mask_threshold must be a probability in \\(0, 1\\)"):
+            export_engine(ckpt, "onnx", tmp_path / "bad", n_check=2, mask_threshold=bad)
+    assert not (tmp_path / "bad").exists()  # refused before any work

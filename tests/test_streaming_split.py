@@ -42,6 +42,7 @@ def test_split_ground_truth_follows_the_played_audio():
     (dict(clips=1, seed_offset=-1), "seed_offset must be a non-negative integer"),
     (dict(clips=1, negative_second_share=1.5), r"negative_second_share must be a probability in \[0, 1\], got 1.5"),
     (dict(clips=1, data="avsbench"), "data must be 'synthetic' or 'real', got 'avsbench'"),
+    (dict(clips=1, split="train"), r"split must be one of \('test', 'val'\), got 'train'"),
 ])
 def test_bad_arguments_are_config_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -53,3 +54,15 @@ def test_the_temporal_ablation_streams_the_same_split():
 
     assert temporal_ablation.streaming_test_split is streaming_test_split
 
+
+
+def test_validation_clips_are_built_the_same_way_from_the_validation_split():
+    from streamavs.synthetic import split_seed
+
+    val = list(streaming_test_split(2, 5, negative_second_share=0.5, split="val", **SPLIT))
+    test = list(streaming_test_split(2, 5, negative_second_share=0.5, **SPLIT))
+    assert [c.seed for c in val] == [split_seed("val", 5), split_seed("val", 6)]
+    assert not {c.seed for c in val} & {c.seed for c in test}
+    for c in val:  # the same construction: ground truth empty in negative seconds
+        assert c.frames.shape == (4, 64, 64, 3)
+        assert all(not c.gt[t].any() for t, a in enumerate(c.audio) if a != "positive")

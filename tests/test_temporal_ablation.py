@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from streamavs.bench.temporal_ablation import compare, compare_uncertainty, evaluate_streaming, main
+from streamavs.bench.temporal_ablation import (compare, compare_uncertainty, evaluate_streaming, main, operating_points,
+                                               select_operating_point)
 from streamavs.bench.temporal_figure import find_transition_clip, has_both_transitions, render_temporal_figure
 from streamavs.errors import ConfigError
 from streamavs.model.registry import create_model
@@ -80,6 +81,33 @@ def test_evaluate_streaming_keys_and_ranges(checkpoints):
         evaluate_streaming(checkpoints["frame_only"], False, 1, image_size=96, seconds=2)
 
 
+def test_sweep_is_the_operating_curve_of_the_same_stream(checkpoints):
+    r = evaluate_streaming(checkpoints["full"], True, 2, **SPLIT, sweep=(0.3, 0.5, 0.7))
+    at_half = r["sweep"][1]
+    assert at_half["threshold"] == 0.5 and at_half["temporal"] == r["temporal"]  # the main result, cut again
+    assert at_half["g_miou"] == r["robust"]["global"]["g_miou"] and at_half["area"] == r["area"]
+    areas = [row["area"]["predicted"] for row in r["sweep"]]
+    assert areas[0] >= areas[1] >= areas[2] and areas[0] > areas[2]  # a higher threshold marks fewer pixels
+    assert len({row["area"]["gt"] for row in r["sweep"]}) == 1
+
+
+def test_operating_points_mark_thresholds_where_every_target_is_met():
+    def row(threshold, fpr, miou, flicker, g):
+        return {"threshold": threshold, "temporal": {"fpr_silenced": fpr, "miou_started": miou, "flicker": flicker},
+                "g_miou": g}
+
+    frame_only = {"temporal": {"fpr_silenced": 0.3, "miou_started": 50.0, "flicker": 0.1}, "robust": {"global": {"g_miou": 70.0}}}
+    candidate = {"sweep": [row(0.5, 0.31, 56.0, 0.12, 72.0), row(0.6, 0.25, 52.0, 0.09, 70.5), row(0.7, 0.2, 49.0, 0.07, 68.0)]}
+    points = operating_points(candidate, frame_only)
+    assert [p["all_met"] for p in points] == [False, True, False]
+    assert points[2]["targets"]["miou_started_higher"]["met"] is False and points[2]["targets"]["flicker_lower"]["met"]
+    assert operating_points({}, frame_only) == []
+    assert select_operating_point(points, candidate) == 0.6
+    candidate["sweep"].insert(0, row(0.55, 0.28, 53.0, 0.095, 71.0))  # also meets every target, higher G-mIoU
+    assert select_operating_point(operating_points(candidate, frame_only), candidate) == 0.55
+    assert select_operating_point(points[::2], candidate) is None
+
+
 def test_compare_targets():
     def result(fpr, miou, flicker, g):
         return {"temporal": {"fpr_silenced": fpr, "miou_started": miou, "flicker": flicker},
@@ -109,7 +137,7 @@ def test_cli_writes_strict_json_and_table(checkpoints, tmp_path, capsys):
     out = tmp_path / "ablation.json"
     argv = ["--frame-only", str(checkpoints["frame_only"]), "--no-uncertainty", str(checkpoints["no_uncertainty"]),
             "--full", str(checkpoints["full"]), "--clips", "1", "--seconds", "3", "--image-size", "64",
-            "--threads", "1", "--out", str(out)]
+            "--threads", "1", "--sweep", "0.4,0.6", "--out", str(out)]
     assert main(argv) == 0
     report = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     assert set(report["results"]) == {"frame_only", "no_uncertainty", "full"}
@@ -119,9 +147,31 @@ def test_cli_writes_strict_json_and_table(checkpoints, tmp_path, capsys):
                                                      "error_auroc_transition"}
     assert report["command"].startswith("python -m streamavs.bench.temporal_ablation --frame-only")
     assert report["machine"]["cores"] >= 1 and report["torch_threads"] == 1 and report["test_split"]["seconds"] == 3
+    assert report["test_split"]["split"] == "test" and report["test_split"]["sweep"] == [0.4, 0.6]
+    assert "selected_threshold" not in report  # never selected on the test split
+    assert {k: [p["threshold"] for p in v] for k, v in report["operating_points"].items()} == \
+        {"full": [0.4, 0.6], "no_uncertainty": [0.4, 0.6]}
     table = capsys.readouterr().out
-    for label in ("frame-only", "attention, no uncertainty", "full stage", "g_miou_within_target", "err AUROC tr"):
+    for label in ("frame-only", "attention, no uncertainty", "full stage", "g_miou_within_target", "err AUROC tr",
+                  "operating curve, full stage"):
         assert label in table
+
+
+def test_cli_selects_a_threshold_on_validation_only(checkpoints, tmp_path):
+    out = tmp_path / "val.json"
+    assert main(["--frame-only", str(checkpoints["frame_only"]), "--full", str(checkpoints["full"]), "--split", "val",
+                 "--sweep", "0.3,0.5,0.7", "--clips", "1", "--seconds", "3", "--image-size", "64", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["test_split"]["split"] == "val"
+    points = report["operating_points"]["full"]
+    assert report["selected_threshold"] == {"full": select_operating_point(points, report["results"]["full"])}
+
+
+@pytest.mark.parametrize("sweep", ["0.5,1.5", "half"])
+def test_cli_rejects_bad_sweep_thresholds(checkpoints, sweep, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--frame-only", str(checkpoints["frame_only"]), "--full", str(checkpoints["full"]), "--sweep", sweep])
+    assert exit_info.value.code == 2 and "--sweep" in capsys.readouterr().err
 
 
 def test_figure_is_written(checkpoints, tmp_path):
@@ -129,7 +179,7 @@ def test_figure_is_written(checkpoints, tmp_path):
 
     clip = find_transition_clip(0, **SPLIT)
     assert has_both_transitions(clip)
-    info = render_temporal_figure(checkpoints["frame_only"], checkpoints["full"], tmp_path / "fig.png", clip)
+    info = render_temporal_figure(checkpoints["frame_only"], checkpoints["full"], tmp_path / "fig.png", clip, full_threshold=0.6)
     png = matplotlib.image.imread(info["path"])
     assert png.ndim == 3 and png.shape[1] > png.shape[0] > 200  # 4 rows, 4 columns + colour bar
     assert "started" in info["state"] and "stopped" in info["state"] and info["clip_index"] == clip.index

@@ -43,6 +43,10 @@ def register(app: typer.Typer) -> None:
         calibration_clips: Annotated[int, typer.Option(help="--int8: calibration clips (x5 frames, in stream order).", min=1)] = 48,
         max_miou_drop: Annotated[float, typer.Option(help="--int8: positive mIoU points the INT8 engine may lose.", min=0)] = 1.0,
         max_fpr_rise: Annotated[float, typer.Option(help="--int8: G-FPR the INT8 engine may add.", min=0)] = 0.002,
+        mask_threshold: Annotated[Optional[float], typer.Option(
+            help="The engine's mask threshold (manifest thresholds.mask; default 0.5), chosen on validation clips, e.g. "
+                 "by `python -m streamavs.bench.temporal_ablation --split val --sweep 0.4,0.5,0.6`. --int8 keeps the "
+                 "FP32 engine's.", min=0.0, max=1.0)] = None,
     ) -> None:
         """Export CHECKPOINT to an engine; refuses to write it unless it matches PyTorch within --tolerance."""
         from streamavs.cli.checks import output_dir
@@ -51,6 +55,9 @@ def register(app: typer.Typer) -> None:
         if int8:
             if fp16 or backend is not ExportBackend.onnx:
                 raise InputError("--int8 makes an ONNX Runtime engine; drop --fp16 and --backend tensorrt")
+            if mask_threshold is not None:
+                raise InputError("--int8 keeps the FP32 engine's mask threshold; set --mask-threshold when exporting "
+                                 "the FP32 engine and drop it here")
             output_dir(out, "--out", example="engines")
             require("onnx", "train", "streamavs export --int8")
             _export_int8(checkpoint, out, name, tolerance, n_check, threads, eval_data, eval_clips, calibration,
@@ -68,14 +75,14 @@ def register(app: typer.Typer) -> None:
         from streamavs.training.export import export_engine
 
         result = export_engine(checkpoint, backend.value, out, name, fp16=fp16, tolerance=tolerance,
-                               n_check=n_check, threads=threads)
+                               n_check=n_check, threads=threads, mask_threshold=mask_threshold)
         m = result.manifest
         diffs = ", ".join(f"{k} {v:.2e}" for k, v in result.max_abs_diff.items())
         size = result.model_path.stat().st_size / 1e6
         typer.echo(f"wrote {result.model_path} ({size:.1f} MB) and {result.manifest_path.name}")
         typer.echo(f"exporter {m.export.get('exporter')}, {m.precision}, frame {m.frame.size[0]}x{m.frame.size[1]}, "
                    f"parity over {n_check} frames: {diffs} (tolerance {m.export['parity']['tolerance']:g}); "
-                   f"{result.seconds:.1f} s")
+                   f"mask threshold {m.thresholds.mask:g}; {result.seconds:.1f} s")
         if eval_data:
             from streamavs.evaluation import format_table
             from streamavs.training.evaluate_checkpoint import record_evaluation

@@ -5,7 +5,8 @@ Clip i of a run is the TEST split's ``split_seed("test", seed_offset + i)``, wit
 sounding-state changes (``state_change_prob``, default 0.5: sources start and stop between
 seconds). On top of that a ``negative_second_share`` of the seconds get negative audio
 (silence / noise / off-screen, drawn by :func:`streamavs.datasets.conditions.make_negative`
-with the evaluation noise types, spliced into whole seconds), so negatives pass through the
+with the evaluation noise types, spliced into whole seconds; ``split="val"`` builds the same
+clips from the validation split with the training noise types only), so negatives pass through the
 same front end and rules as in training. The ground truth of a second is the union of the
 visible objects that sound in it under the audio actually played: empty in negative seconds
 and in seconds whose source is quiet.
@@ -31,7 +32,9 @@ from streamavs.errors import ConfigError
 from streamavs.metrics import transition_flags
 from streamavs.synthetic import SceneConfig
 
-__all__ = ["StreamClip", "scene_config", "streaming_test_split"]
+__all__ = ["STREAM_SPLITS", "StreamClip", "scene_config", "streaming_test_split"]
+
+STREAM_SPLITS = ("test", "val")  # the benchmark, and the same construction on the split training selects on
 
 _NEGATIVE_SEED = 0x7E3A  # seeds the negative seconds of clip i: default_rng([_NEGATIVE_SEED, seed_offset + i])
 
@@ -78,21 +81,26 @@ def _check_args(clips: int, seed_offset: int, negative_second_share: float) -> N
 
 def streaming_test_split(clips: int, seed_offset: int = 0, state_change_prob: float = 0.5,
                          negative_second_share: float = 0.25, image_size: int = 224, seconds: int = 10,
-                         data: str = "synthetic") -> Iterator[StreamClip]:
+                         data: str = "synthetic", split: str = "test") -> Iterator[StreamClip]:
     """The deterministic streaming test split: yields `clips` StreamClips (generated lazily).
 
     data: "synthetic" (procedural bank) or "real" (the real-media test split: held-out
     backgrounds and recordings, media from $STREAMAVS_MEDIA or the default cache).
+    split: "test" (the benchmark) or "val" (the same construction on the validation split, the
+    one training selects on: to see whether validation shows what the test split shows).
     """
     _check_args(clips, seed_offset, negative_second_share)
+    if split not in STREAM_SPLITS:
+        raise ConfigError(f"split must be one of {STREAM_SPLITS}, got {split!r}")
     scenes = scene_config(state_change_prob, image_size, seconds)
     if data == "real":
-        data = real_clips("test", seed_offset + clips, scenes, cache_clips=1)
+        data = real_clips(split, seed_offset + clips, scenes, cache_clips=1)
     elif data == "synthetic":
-        data = SyntheticClips("test", seed_offset + clips, scenes, cache_clips=1)
+        data = SyntheticClips(split, seed_offset + clips, scenes, cache_clips=1)
     else:
         raise ConfigError(f"data must be 'synthetic' or 'real', got {data!r}")
     bank, noise = data.offscreen_bank(), NoiseConfig()
+    noise_split = "eval" if split == "test" else "train"  # held-out noise kinds stay out of validation
     for index in range(seed_offset, seed_offset + clips):
         rng = np.random.default_rng([_NEGATIVE_SEED, index])
         negative = rng.random(seconds) < negative_second_share  # (T,)
@@ -102,7 +110,7 @@ def streaming_test_split(clips: int, seed_offset: int = 0, state_change_prob: fl
         audio = [kinds[int(rng.integers(len(kinds)))] if neg else "positive" for neg in negative]
         wave = data.waveform(index)
         for kind in sorted(set(audio) - {"positive"}):  # one negative waveform per kind, spliced into its seconds
-            neg_wave, _ = make_negative(kind, data, index, rng, noise=noise, split="eval", bank=bank)
+            neg_wave, _ = make_negative(kind, data, index, rng, noise=noise, split=noise_split, bank=bank)
             wave = splice_seconds(wave, neg_wave, np.array([a == kind for a in audio]))
         sample = data.build(index, wave if negative.any() else None, audio)
         clip = data.clip(index)
