@@ -125,8 +125,8 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert not any(k.startswith("module.") for k in ckpt["state_dict"])  # saved unwrapped
 
 
-@pytest.mark.parametrize("keep", TEMPORAL_KEEP_RULES)
-def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path, keep):
+@pytest.mark.parametrize(("keep", "resolution"), [("best_score", "fused"), ("no_worse", "full")])
+def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path, keep, resolution):
     from streamavs.model.streaming import load_streaming
     from streamavs.training.temporal_trainer import keeps_frame_only_promise, train_temporal
     from streamavs.training.trainer import train
@@ -137,6 +137,7 @@ def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path, keep):
         "model.init_checkpoint": str(seg_run / "last.pt"),
         "data.image_size": 64, "data.train_clips": 4, "data.val_clips": 2,
         "optim.epochs": 2, "optim.batch_size": 2, "temporal.clip_seconds": 3, "temporal.keep": keep,
+        "temporal.resolution": resolution,
     })
     train_temporal(cfg, tmp_path / "temporal", progress=False)
     model, extra = load_streaming(tmp_path / "temporal" / "temporal.pt")
@@ -162,3 +163,39 @@ def test_no_worse_rule_refuses_an_epoch_worse_on_any_transition_target():
     assert keeps_frame_only_promise({"fpr_silenced": 0.001, "flicker": 0.009, "miou_started": 47.0}, frame_only)
     for key, worse in (("fpr_silenced", 0.0021), ("flicker", 0.0101), ("miou_started", 45.9)):
         assert not keeps_frame_only_promise({**frame_only, key: worse}, frame_only), key
+
+
+def test_full_resolution_validation_measures_what_the_engine_outputs():
+    """With resolution = "full" the validation cuts the logits upsampled to the frame (as the
+    engine does) against full-size masks: for the identity stage that is frame-only at full size."""
+    import numpy as np
+
+    from streamavs.metrics import TemporalMeter, frame_metrics, transition_flags
+    from streamavs.model.temporal import TemporalConfig, TemporalStage, to_frame
+    from streamavs.training.config import TemporalSection
+    from streamavs.training.temporal_trainer import _validate
+
+    g = torch.Generator().manual_seed(0)
+    n, length, c, h, size = 3, 4, 8, 8, 32
+    frame_logits = 2.0 * torch.randn(n, length, 1, h, h, generator=g)
+    target_full = torch.rand(n, length, 1, size, size, generator=g) > 0.6
+    target_full[:, 1] = False  # a silent second: transitions on both sides
+    val = {"fused": torch.randn(n, length, c, h, h, generator=g).half(), "frame_logits": frame_logits,
+           "sounding_logit": torch.randn(n, length, generator=g), "target_full": target_full,
+           "target": torch.nn.functional.interpolate(target_full.flatten(0, 1).float(), size=(h, h), mode="area")
+           .gt(0.5).float().reshape(n, length, 1, h, h)}
+    stage = TemporalStage(TemporalConfig(in_channels=c, window=3, dim=8, heads=2))  # untrained: the identity
+    got = _validate(stage, val, TemporalSection(resolution="full"))
+    prob = torch.sigmoid(to_frame(frame_logits.flatten(0, 1), (size, size))).reshape(n, length, size, size).numpy()
+    gt = target_full[:, :, 0].numpy()
+    meter, ious = TemporalMeter(), []
+    for b in range(n):
+        present = gt[b].reshape(length, -1).any(axis=1)
+        meter.update(prob[b], gt[b], *transition_flags(present))
+        ious += frame_metrics(prob[b], gt[b], 0.5)["iou"][present].tolist()
+    expected = meter.result()
+    for key in ("miou_started", "fpr_silenced", "flicker", "n_stable"):
+        assert got[key] == pytest.approx(expected[key]), key
+    assert got["n_stable"] > (size * size) and got["val_miou"] == pytest.approx(100.0 * np.mean(ious))
+    fused = _validate(stage, val, TemporalSection())  # the same clips at the fused size count other pixels
+    assert fused["n_stable"] < got["n_stable"]

@@ -235,6 +235,7 @@ class EvalSection:
 
 
 TEMPORAL_KEEP_RULES = ("best_score", "no_worse")
+TEMPORAL_RESOLUTIONS = ("fused", "full")  # where the stage's mask loss and validation are computed
 
 
 @dataclass(frozen=True)
@@ -251,11 +252,17 @@ class TemporalSection:
     clip_negative_share: float = 0.3  # share of clip-seconds given negative audio
     clip_seconds: int = 5  # length of the training and validation clips (the streaming benchmark streams 10 s)
     keep: str = "best_score"  # which epoch is saved: "best_score" | "no_worse" (see training/temporal_trainer.py)
+    # where the mask loss and the validation metrics are computed: "fused" (the 1/4-resolution map the stage
+    # works on, targets area-downsampled) or "full" (the stage's logits upsampled to the frame, as the engine
+    # outputs them and the benchmark measures them)
+    resolution: str = "fused"
 
     def __post_init__(self) -> None:
         _positive(self, "temporal", "window", "dim", "heads", "clip_seconds")
         if self.keep not in TEMPORAL_KEEP_RULES:
             raise ConfigError(f"[temporal] keep must be one of {TEMPORAL_KEEP_RULES}, got {self.keep!r}")
+        if self.resolution not in TEMPORAL_RESOLUTIONS:
+            raise ConfigError(f"[temporal] resolution must be one of {TEMPORAL_RESOLUTIONS}, got {self.resolution!r}")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,12 @@ and penalises misleading evidence, so the head keeps evidence low exactly where 
 cannot tell silent from sounding: where the cached past and the current audio disagree. That
 is where the gate shuts the past out of the correction.
 
+Resolution (``[temporal] resolution``): "fused" computes the mask terms and the validation
+metrics on the 1/4-resolution map the stage works on, against area-downsampled targets; "full"
+upsamples the stage's logits to the frame first (``to_frame``, as the engine does) and uses the
+full-size masks, so boundary pixels, which the flicker metric counts at full size, are trained
+and validated where they are measured. The evidential term stays on the fused map.
+
 The stage starts as the identity (frame-only); the checkpoint keeps the epoch with the best
 validation score, ``val_score = mIoU of the frames where something sounds (percent) - 100 x FPR
 of the frames where nothing does``, at the fused resolution (threshold 0.5). The log's epoch 0
@@ -53,7 +59,7 @@ import torch
 import torch.nn.functional as F
 
 from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
-from streamavs.model.temporal import TemporalConfig, TemporalOutput, TemporalStage
+from streamavs.model.temporal import TemporalConfig, TemporalOutput, TemporalStage, to_frame
 from streamavs.threads import limit_blas_threads
 from streamavs.training.config import TemporalSection, TrainConfig
 
@@ -105,37 +111,54 @@ def consistency_loss(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (change * stable).sum() / stable.sum().clamp(min=1.0)
 
 
+def frame_logits_of(out: TemporalOutput, size: tuple[int, int]) -> torch.Tensor:
+    """The stage's mask logits at the frame's size, as the engine outputs them: (B, L, 1, H, W)."""
+    b, length = out.mask_logits.shape[:2]
+    return to_frame(out.mask_logits.flatten(0, 1), size).reshape(b, length, 1, *size)
+
+
 def temporal_loss(out: TemporalOutput, target: torch.Tensor, section: TemporalSection,
-                  kl_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
-    """out: stacked over time (B, L, ...); target: (B, L, 1, h, w)."""
+                  kl_weight: float, target_full: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """out: stacked over time (B, L, ...); target: (B, L, 1, h, w) at the fused resolution.
+
+    With `target_full` ((B, L, 1, H, W), ``[temporal] resolution = "full"``) the mask terms (BCE,
+    soft IoU, consistency) are computed on the logits upsampled to the frame, against the
+    full-resolution masks; the evidential term stays on the fused map, where the Dirichlet lives."""
     b, length = target.shape[:2]
     flat = lambda x: x.reshape(b * length, *x.shape[2:])  # noqa: E731  (B*L, C, h, w)
-    y = flat(target)
     w = transition_weights(target, section.transition_weight).reshape(b * length)  # (B*L,)
     w = w / w.mean()
-    bce = (F.binary_cross_entropy_with_logits(flat(out.mask_logits), y, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
-    iou = soft_iou_loss(flat(out.mask_prob), y, w)  # mask_prob is sigmoid(mask_logits)
-    steady = consistency_loss(out.mask_prob, target)
+    if target_full is None:
+        logits, mask_target = out.mask_logits, target
+    else:
+        logits, mask_target = frame_logits_of(out, target_full.shape[-2:]), target_full.to(target.dtype)
+    prob = torch.sigmoid(logits)
+    y_mask = flat(mask_target)
+    bce = (F.binary_cross_entropy_with_logits(flat(logits), y_mask, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
+    iou = soft_iou_loss(flat(prob), y_mask, w)
+    steady = consistency_loss(prob, mask_target)
     mask = bce + iou + section.consistency_weight * steady
     parts = {"bce": bce.item(), "iou": iou.item(), "consistency": steady.item()}
     if out.alpha is None:
         return mask, parts
-    edl = evidential_loss(flat(out.alpha), y, kl_weight)
+    edl = evidential_loss(flat(out.alpha), flat(target), kl_weight)
     return mask + section.edl_weight * edl, {**parts, "edl": edl.item()}
 
 
 @torch.no_grad()
-def cache_features(segmenter, clips, batch_clips: int = 4, progress: bool = True) -> dict[str, torch.Tensor]:
+def cache_features(segmenter, clips, batch_clips: int = 4, progress: bool = True,
+                   full_targets: bool = False) -> dict[str, torch.Tensor]:
     """Run the frozen segmenter over every clip once: the stage's inputs and 1/4-res targets.
 
     Returns {"fused": (N, L, C, h, w) float16, "frame_logits": (N, L, 1, h, w) float32 (the mask
-    head on the full-precision map), "sounding_logit": (N, L), "target": (N, L, 1, h, w)}."""
+    head on the full-precision map), "sounding_logit": (N, L), "target": (N, L, 1, h, w)}, and
+    with `full_targets` also "target_full": (N, L, 1, H, W) bool, the masks at the frame's size."""
     from tqdm import tqdm
 
     from streamavs.training.data import collate
 
     segmenter.eval()
-    fused, logits, sounding, targets = [], [], [], []
+    fused, logits, sounding, targets, full = [], [], [], [], []
     for start in tqdm(range(0, len(clips), batch_clips), desc="caching features", disable=not progress, unit="batch"):
         batch = collate([clips[i] for i in range(start, min(start + batch_clips, len(clips)))])
         b, length = batch["frame"].shape[:2]
@@ -146,8 +169,13 @@ def cache_features(segmenter, clips, batch_clips: int = 4, progress: bool = True
         sounding.append(out.sounding_logit.reshape(b, length))
         small = F.interpolate(batch["mask"].flatten(0, 1), size=(h, w), mode="area")  # (B*L, 1, h, w)
         targets.append((small > 0.5).float().reshape(b, length, 1, h, w))
-    return {"fused": torch.cat(fused), "frame_logits": torch.cat(logits), "sounding_logit": torch.cat(sounding),
-            "target": torch.cat(targets)}
+        if full_targets:
+            full.append(batch["mask"] > 0.5)  # (B, L, 1, H, W)
+    cache = {"fused": torch.cat(fused), "frame_logits": torch.cat(logits), "sounding_logit": torch.cat(sounding),
+             "target": torch.cat(targets)}
+    if full_targets:
+        cache["target_full"] = torch.cat(full)
+    return cache
 
 
 def keeps_frame_only_promise(metrics: dict[str, Any], identity: dict[str, Any]) -> bool:
@@ -194,8 +222,9 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
         clips = lambda split, size, seed: real_clips(split, size, scenes, cfg.data.media, mix=mix, seed=seed)  # noqa: E731
     else:
         clips = lambda split, size, seed: SyntheticClips(split, size, scenes, mix=mix, seed=seed)  # noqa: E731
-    train = cache_features(segmenter, clips("train", cfg.data.train_clips, cfg.seed), progress=progress)
-    val = cache_features(segmenter, clips("val", cfg.data.val_clips, cfg.seed + 1), progress=progress)
+    full = section.resolution == "full"
+    train = cache_features(segmenter, clips("train", cfg.data.train_clips, cfg.seed), progress=progress, full_targets=full)
+    val = cache_features(segmenter, clips("val", cfg.data.val_clips, cfg.seed + 1), progress=progress, full_targets=full)
     cache_s = time.perf_counter() - t0
 
     stage = TemporalStage(TemporalConfig(in_channels=segmenter.fused_channels, window=section.window,
@@ -217,7 +246,8 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
         for start in bar:
             idx = order[start:start + cfg.optim.batch_size]
             result = _run_stage(stage, train, idx)
-            loss, parts = temporal_loss(result, train["target"][idx], section, kl_weight)
+            loss, parts = temporal_loss(result, train["target"][idx], section, kl_weight,
+                                        train["target_full"][idx] if full else None)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(stage.parameters(), cfg.optim.grad_clip)
@@ -247,7 +277,8 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
 
 @torch.no_grad()
 def _validate(stage: TemporalStage, val: dict[str, torch.Tensor], section: TemporalSection) -> dict[str, Any]:
-    """Loss and temporal metrics at the fused resolution on the cached validation clips."""
+    """Loss and temporal metrics on the cached validation clips, at the fused resolution or, with
+    ``[temporal] resolution = "full"``, at the frame's (the logits upsampled as the engine does)."""
     import numpy as np
 
     from streamavs.metrics import TemporalMeter, frame_metrics, transition_flags
@@ -258,10 +289,14 @@ def _validate(stage: TemporalStage, val: dict[str, torch.Tensor], section: Tempo
     for start in range(0, val["fused"].shape[0], 8):
         idx = slice(start, start + 8)
         target = val["target"][idx]
+        target_full = val["target_full"][idx] if section.resolution == "full" else None  # cached when "full"
         out = _run_stage(stage, val, idx)
-        losses.append(temporal_loss(out, target, section, 1.0)[0].item())
-        gt = target[:, :, 0].numpy() > 0.5  # (B, L, h, w)
-        prob = out.mask_prob[:, :, 0].numpy()
+        losses.append(temporal_loss(out, target, section, 1.0, target_full)[0].item())
+        if target_full is None:
+            gt, prob = target[:, :, 0].numpy() > 0.5, out.mask_prob[:, :, 0].numpy()  # (B, L, h, w)
+        else:
+            gt = target_full[:, :, 0].numpy()  # (B, L, H, W)
+            prob = torch.sigmoid(frame_logits_of(out, target_full.shape[-2:]))[:, :, 0].numpy()
         for b in range(gt.shape[0]):
             present = gt[b].reshape(gt.shape[1], -1).any(axis=1)  # (L,) something sounds in frame t
             meter.update(prob[b], gt[b], *transition_flags(present))

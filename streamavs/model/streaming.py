@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from streamavs.model.temporal import TemporalConfig, TemporalStage
+from streamavs.model.temporal import TemporalConfig, TemporalStage, to_frame
 
 PLACEHOLDER_CACHE = (1, 1, 1, 1, 1)
 INPUT_NAMES = ("frame", "log_mel", "feature_cache")
@@ -66,8 +65,8 @@ class StreamingSegmenter(nn.Module):
         frame_logits = self.segmenter.mask_head(out.fused)  # (1, 1, h, w): the frame-only logit before upsampling
         t_out, new_cache = self.temporal.step(out.fused, frame_logits, out.sounding_logit, feature_cache)
         size = (x.shape[2], x.shape[3])
-        prob = torch.sigmoid(F.interpolate(t_out.mask_logits, size=size, mode="bilinear", align_corners=False))
-        unc = F.interpolate(t_out.uncertainty, size=size, mode="bilinear", align_corners=False)
+        prob = torch.sigmoid(to_frame(t_out.mask_logits, size))
+        unc = to_frame(t_out.uncertainty, size)
         return prob, unc, sounding, new_cache
 
 
