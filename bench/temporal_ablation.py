@@ -46,7 +46,8 @@ import numpy as np
 
 from streamavs.audio import LogMelParams
 from streamavs.bench.report import command_line, default_out, make_report, run_script, write_json
-from streamavs.datasets.streaming import STREAM_SPLITS, StreamClip, scene_config, streaming_test_split
+from streamavs.datasets.streaming import NEGATIVES, STREAM_SPLITS, StreamClip, scene_config, streaming_test_split
+from streamavs.engine.manifest import Thresholds, check_threshold_value
 from streamavs.errors import ConfigError, InputError
 
 __all__ = ["StreamClip", "scene_config", "streaming_test_split", "run_clip", "warm_up", "set_threads", "evaluate_streaming",
@@ -54,6 +55,7 @@ __all__ = ["StreamClip", "scene_config", "streaming_test_split", "run_clip", "wa
 
 TARGET_G_MIOU_DROP = 0.3  # points: the full stage may lose at most this much overall G-mIoU
 TARGET_ERROR_AUROC = 0.8  # the uncertainty must detect mask errors on transition frames at least this well
+FRAME_ONLY_THRESHOLD = Thresholds.mask  # the mask threshold of every main row; the targets compare with frame-only here
 
 
 def run_clip(model, clip: StreamClip) -> dict[str, np.ndarray]:
@@ -145,7 +147,8 @@ class OperatingPoint:
 
 def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, seed_offset: int = 0,
                        state_change_prob: float = 0.5, negative_second_share: float = 0.25,
-                       image_size: int = 224, seconds: int = 10, threshold: float = 0.5, data: str = "synthetic",
+                       image_size: int = 224, seconds: int = 10, threshold: float = FRAME_ONLY_THRESHOLD,
+                       data: str = "synthetic",
                        split: str = "test", sweep: tuple[float, ...] = ()) -> dict:
     """Stream the test split (or, ``split="val"``, the validation clips built the same way)
     through the checkpoint's model and score it.
@@ -270,10 +273,11 @@ def operating_points(candidate: dict, frame_only: dict) -> list[dict]:
 
 def select_operating_point(points: list[dict], candidate: dict) -> float | None:
     """The mask threshold to ship a stage with, chosen on VALIDATION clips (``--split val``):
-    among the thresholds of `points` (:func:`operating_points`) at which every target is met,
-    the one with the highest G-mIoU of `candidate`'s sweep; None when there is none. The same
-    rule as the temporal trainer's ``keep = "no_worse"`` (no worse on every target, then the
-    best score), applied to the threshold."""
+    among the thresholds of `points` (:func:`operating_points`) at which every target of
+    :func:`compare` is met (FPR just after silence strictly lower, mIoU just after onsets
+    strictly higher, flicker strictly lower, G-mIoU at most TARGET_G_MIOU_DROP lower than
+    frame-only at its threshold), the one with the highest G-mIoU of `candidate`'s sweep; None
+    when there is none."""
     g_miou = {row["threshold"]: row["g_miou"] for row in candidate.get("sweep", [])}
     allowed = [p["threshold"] for p in points if p["all_met"] and g_miou.get(p["threshold"]) is not None]
     return max(allowed, key=lambda t: g_miou[t]) if allowed else None
@@ -340,13 +344,16 @@ def format_table(report: dict) -> str:
 
 
 def _thresholds(text: str) -> tuple[float, ...]:
-    """argparse type of --sweep: "0.4,0.5,0.6" -> (0.4, 0.5, 0.6), each in (0, 1)."""
+    """argparse type of --sweep: "0.4,0.5,0.6" -> (0.4, 0.5, 0.6), each strictly between 0 and 1."""
     try:
-        values = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
+        values = tuple(check_threshold_value(float(x), f"each --sweep threshold ({x.strip()})")
+                       for x in text.split(",") if x.strip())
+    except InputError as exc:  # a number outside (0, 1)
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    except ValueError:  # not a number
         raise argparse.ArgumentTypeError(f"expected comma-separated thresholds such as 0.4,0.5,0.6; got {text!r}") from None
-    if not values or not all(0.0 < v < 1.0 for v in values):
-        raise argparse.ArgumentTypeError(f"thresholds must lie in (0, 1); got {text!r}")
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated thresholds such as 0.4,0.5,0.6; got {text!r}")
     return values
 
 
@@ -392,9 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         "temporal_ablation",
         command_line(argv, "python -m streamavs.bench.temporal_ablation"),
         torch_threads=args.threads,
-        test_split={**split, "setting": "single", "threshold": 0.5, "sweep": list(args.sweep),
+        test_split={**split, "setting": "single", "threshold": FRAME_ONLY_THRESHOLD, "sweep": list(args.sweep),
                     "scene_config": scene_config(args.state_change_prob, args.image_size, args.seconds).to_dict(),
-                    "negatives": "silence / noise (train + eval types) / off-screen, one kind per negative second"},
+                    "negatives": NEGATIVES[args.split]},
         units={"miou_started": "percent", "fpr_silenced": "fraction", "flicker": "fraction", "miou": "percent",
                "g_miou": "percent", "g_f": "percent", "fpr": "fraction", "g_fpr": "fraction",
                "error_auroc": "fraction", "error_rate": "fraction", "ece": "fraction"},
@@ -404,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.split == "val":  # a threshold is only ever selected on validation
         report["selected_threshold"] = {k: select_operating_point(points[k], results[k]) for k in points}
+        if not args.sweep:
+            print("no --sweep: no operating curve, so no mask threshold was selected "
+                  "(add e.g. --sweep 0.4,0.45,0.5,0.55,0.6,0.65,0.7,0.75)", file=sys.stderr)
     out = write_json(report, args.out or default_out("temporal-ablation"))
     print(format_table(report))
     print(f"\nwrote {out}")

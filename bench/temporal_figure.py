@@ -27,7 +27,8 @@ import numpy as np
 from streamavs.bench.report import default_out, run_script
 from streamavs.bench.temporal_ablation import run_clip, set_threads
 from streamavs.datasets.streaming import StreamClip, streaming_test_split
-from streamavs.errors import ConfigError, DataError, require
+from streamavs.engine.manifest import Thresholds, check_threshold_value
+from streamavs.errors import ConfigError, DataError, InputError, require
 
 __all__ = ["has_both_transitions", "find_transition_clip", "render_temporal_figure", "main"]
 
@@ -95,7 +96,7 @@ def _score(pred: np.ndarray, gt: np.ndarray, threshold: float) -> str:
 def render_temporal_figure(frame_only: str | Path, full: str | Path, out: str | Path, clip: StreamClip | None = None,
                            *, seed_offset: int = 0, image_size: int = 224, seconds: int = 10,
                            state_change_prob: float = 0.5, negative_second_share: float = 0.25,
-                           threshold: float = 0.5, full_threshold: float | None = None, dpi: int = 110,
+                           threshold: float = Thresholds.mask, full_threshold: float | None = None, dpi: int = 110,
                            data: str = "synthetic") -> dict:
     """Stream one clip through both checkpoints and write the PNG figure to `out`.
 
@@ -103,7 +104,8 @@ def render_temporal_figure(frame_only: str | Path, full: str | Path, out: str | 
     its own operating point: `threshold` for frame-only, `full_threshold` (default `threshold`)
     for the full stage, as in the engine's manifest (``thresholds.mask``). `clip` defaults to
     :func:`find_transition_clip` on the `data` benchmark ("synthetic" or "real"). Returns ``{"path", "clip_index", "seed", "audio", "state",
-    "sounding_frame_only", "sounding_full"}``.
+    "sounding_frame_only", "sounding_full", "thresholds": {"frame_only", "full"}, "mask_pixels":
+    {"frame_only", "full"} (pixels drawn red over the clip)}``.
     """
     FigureCanvasAgg = require("matplotlib.backends.backend_agg", "train", "the temporal figure").FigureCanvasAgg
     Figure = require("matplotlib.figure", "train", "the temporal figure").Figure
@@ -155,7 +157,17 @@ def render_temporal_figure(frame_only: str | Path, full: str | Path, out: str | 
     fig.savefig(out, bbox_inches="tight")
     return {"path": str(out), "clip_index": clip.index, "seed": clip.seed, "audio": list(clip.audio),
             "state": [_state(clip, t) for t in range(t_len)],
-            "sounding_frame_only": a["sounding"].tolist(), "sounding_full": b["sounding"].tolist()}
+            "sounding_frame_only": a["sounding"].tolist(), "sounding_full": b["sounding"].tolist(),
+            "thresholds": {"frame_only": cut[1], "full": cut[2]},
+            "mask_pixels": {"frame_only": int((a["prob"] > cut[1]).sum()), "full": int((b["prob"] > cut[2]).sum())}}
+
+
+def _threshold(text: str) -> float:
+    """argparse type of --threshold / --full-threshold: a probability strictly between 0 and 1."""
+    try:
+        return check_threshold_value(float(text), "a mask threshold")
+    except (ValueError, InputError) as exc:
+        raise argparse.ArgumentTypeError(str(exc) if isinstance(exc, InputError) else f"expected a number, got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--negative-second-share", type=float, default=0.25)
     parser.add_argument("--data", choices=("synthetic", "real"), default="synthetic",
                         help="test clips: the procedural benchmark or the real-media one (fetched media)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="frame-only's mask threshold")
-    parser.add_argument("--full-threshold", type=float,
+    parser.add_argument("--threshold", type=_threshold, default=Thresholds.mask, help="frame-only's mask threshold")
+    parser.add_argument("--full-threshold", type=_threshold,
                         help="the full stage's mask threshold (its engine's thresholds.mask; default --threshold)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, help="PNG path (default bench/results/temporal-figure-<date>.png)")

@@ -287,3 +287,12 @@ def test_cli_engines_lists_and_describes(engine_dir, capsys):
 
     assert main(["engines", str(engine_dir / "missing.onnx")]) != 0
     assert "no engine" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mask", [0.0, 1.0, 1.5])
+def test_a_threshold_outside_0_1_is_refused_with_its_key(engine_dir, mask):
+    from streamavs.errors import InputError
+
+    _edit(engine_dir / "tiny.json", lambda d: d.update(thresholds={"mask": mask, "gate": 0.5}))
+    with pytest.raises((InputError, EngineError), match=r"thresholds.mask must be a probability strictly between 0 and 1"):
+        read_manifest(engine_dir / "tiny.json")

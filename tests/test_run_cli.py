@@ -124,12 +124,15 @@ def test_file_runs_to_the_end_and_records_a_playable_overlay_video(capsys, mp4, 
         assert abs(bar_length(decoded[i]) - expected) <= 3, (i, sounding[i], bar_length(decoded[i]))
 
 
-@pytest.mark.parametrize("threshold", [0.0, 1.0])
+LOWEST, HIGHEST = 1e-6, 1.0 - 1e-6  # the extreme thresholds a manifest may state (strictly inside (0, 1))
+
+
+@pytest.mark.parametrize("threshold", [LOWEST, HIGHEST])
 def test_overlay_tints_the_pixels_at_the_manifest_mask_threshold(capsys, mp4, tiny_engine, tmp_path, threshold):
     """--record tints the pixels with mask_prob >= the manifest's thresholds.mask, not a fixed 0.5.
 
-    Threshold 0: every probability passes, whatever the engine says, so the whole picture is blended
-    half-way with the overlay red. Threshold 1: this engine's masks stay below 1, so nothing is tinted,
+    Lowest threshold: every probability of this engine passes, so the whole picture is blended
+    half-way with the overlay red. Highest: this engine's masks stay below it, so nothing is tinted,
     where a fixed 0.5 would tint most of its pixels (both checked on the published masks)."""
     import av
 
@@ -151,13 +154,15 @@ def test_overlay_tints_the_pixels_at_the_manifest_mask_threshold(capsys, mp4, ti
     with av.open(str(mp4)) as container:
         original = [f.to_ndarray(format="rgb24").astype(float) for f in container.decode(video=0)]
     assert len(recorded) == len(original) == 75
-    if threshold == 1.0:  # the masks that arrived (the first may precede the subscription)
+    if threshold == HIGHEST:  # the masks that arrived (the first may precede the subscription), u8 (1/255 steps)
         assert masks and all(m.max() < 1.0 and (m >= 0.5).mean() > 0.5 for m in masks.values())
+    else:
+        assert masks and all(m.min() > 0.0 for m in masks.values())  # every probability above the lowest threshold
     inside = (slice(20, 110), slice(2, 158))  # below the status text, above the sounding bar, inside the outline
     red = np.array([255.0, 40.0, 40.0])
     for i in range(0, 75, 5):
         tinted, plain = 0.5 * original[i] + 0.5 * red, original[i]
-        expected, other = (tinted, plain) if threshold == 0.0 else (plain, tinted)
+        expected, other = (tinted, plain) if threshold == LOWEST else (plain, tinted)
         closer = np.abs(recorded[i] - expected).sum(-1) < np.abs(recorded[i] - other).sum(-1)  # (H, W)
         assert closer[inside].mean() > 0.95, (i, closer[inside].mean())  # H.264 blurs colour edges
 

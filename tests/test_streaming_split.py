@@ -66,3 +66,18 @@ def test_validation_clips_are_built_the_same_way_from_the_validation_split():
     for c in val:  # the same construction: ground truth empty in negative seconds
         assert c.frames.shape == (4, 64, 64, 3)
         assert all(not c.gt[t].any() for t, a in enumerate(c.audio) if a != "positive")
+
+
+def test_validation_noise_is_drawn_from_the_training_kinds_only():
+    from streamavs.datasets.negatives import NoiseConfig
+
+    kinds = NoiseConfig()
+    split = dict(SPLIT, seconds=2, negative_second_share=1.0)  # every second negative: many noise draws
+
+    def noise_types(name):
+        clips = streaming_test_split(40, 0, split=name, **split)
+        return {c.negatives["noise"]["noise_type"] for c in clips if "noise" in c.negatives}
+
+    val, test = noise_types("val"), noise_types("test")
+    assert val and val <= set(kinds.train_types)
+    assert test & set(kinds.eval_types)  # the test split does draw the held-out kinds

@@ -162,9 +162,15 @@ def test_cli_selects_a_threshold_on_validation_only(checkpoints, tmp_path):
     assert main(["--frame-only", str(checkpoints["frame_only"]), "--full", str(checkpoints["full"]), "--split", "val",
                  "--sweep", "0.3,0.5,0.7", "--clips", "1", "--seconds", "3", "--image-size", "64", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["test_split"]["split"] == "val"
+    assert report["test_split"]["split"] == "val" and "train types" in report["test_split"]["negatives"]
     points = report["operating_points"]["full"]
-    assert report["selected_threshold"] == {"full": select_operating_point(points, report["results"]["full"])}
+    chosen = report["selected_threshold"]["full"]
+    g_miou = {row["threshold"]: row["g_miou"] for row in report["results"]["full"]["sweep"]}
+    qualified = [p["threshold"] for p in points if all(t["met"] for t in p["targets"].values())]
+    if chosen is None:
+        assert not qualified
+    else:  # every target met there, and no qualifying threshold has a higher G-mIoU
+        assert chosen in qualified and all(g_miou[t] <= g_miou[chosen] for t in qualified)
 
 
 @pytest.mark.parametrize("sweep", ["0.5,1.5", "half"])
@@ -179,7 +185,12 @@ def test_figure_is_written(checkpoints, tmp_path):
 
     clip = find_transition_clip(0, **SPLIT)
     assert has_both_transitions(clip)
-    info = render_temporal_figure(checkpoints["frame_only"], checkpoints["full"], tmp_path / "fig.png", clip, full_threshold=0.6)
+    info = render_temporal_figure(checkpoints["frame_only"], checkpoints["full"], tmp_path / "fig.png", clip)
+    low = render_temporal_figure(checkpoints["frame_only"], checkpoints["full"], tmp_path / "low.png", clip,
+                                 full_threshold=0.7)
+    assert info["thresholds"] == {"frame_only": 0.5, "full": 0.5} and low["thresholds"] == {"frame_only": 0.5, "full": 0.7}
+    assert low["mask_pixels"]["frame_only"] == info["mask_pixels"]["frame_only"]  # only the full row is cut higher
+    assert 0 < low["mask_pixels"]["full"] < info["mask_pixels"]["full"]
     png = matplotlib.image.imread(info["path"])
     assert png.ndim == 3 and png.shape[1] > png.shape[0] > 200  # 4 rows, 4 columns + colour bar
     assert "started" in info["state"] and "stopped" in info["state"] and info["clip_index"] == clip.index

@@ -171,7 +171,8 @@ def test_full_resolution_validation_measures_what_the_engine_outputs():
     import numpy as np
 
     from streamavs.metrics import TemporalMeter, frame_metrics, transition_flags
-    from streamavs.model.temporal import TemporalConfig, TemporalStage, to_frame
+    from streamavs.model.resize import to_frame
+    from streamavs.model.temporal import TemporalConfig, TemporalStage
     from streamavs.training.config import TemporalSection
     from streamavs.training.temporal_trainer import _validate
 

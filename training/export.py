@@ -34,7 +34,7 @@ import numpy as np
 
 from streamavs.audio import LogMelParams
 from streamavs.engine.base import Engine, load_engine
-from streamavs.engine.manifest import MODEL_SUFFIXES, Manifest, Thresholds, file_sha256, write_manifest
+from streamavs.engine.manifest import MODEL_SUFFIXES, Manifest, Thresholds, check_threshold_value, file_sha256, write_manifest
 from streamavs.errors import EngineError, InputError, require
 
 __all__ = ["ExportResult", "export_engine", "parity_inputs", "check_parity", "install_engine", "DEFAULT_TOLERANCE"]
@@ -203,7 +203,7 @@ def export_engine(
         restored afterwards); None keeps the libraries' defaults. Default 1: eager torch with 2
         OpenMP threads on a busy 2-core machine was measured 80x slower than with 1.
     mask_threshold: the manifest's ``thresholds.mask`` (the engine's operating point: pixels with
-        mask_prob >= it are the mask); None -> Thresholds.mask (0.5). Choose it on validation
+        mask_prob >= it are the mask); None -> ``Thresholds.mask``. Choose it on validation
         clips, e.g. ``python -m streamavs.bench.temporal_ablation --split val --sweep ...``.
     Raises EngineError (and writes nothing) when the export or the parity check fails.
     """
@@ -218,9 +218,8 @@ def export_engine(
     tol = DEFAULT_TOLERANCE[precision] if tolerance is None else float(tolerance)
     if not tol >= 0:
         raise InputError(f"tolerance must be a number >= 0 (max abs diff), got {tolerance!r}")
-    thresholds = Thresholds() if mask_threshold is None else Thresholds(mask=float(mask_threshold))
-    if isinstance(mask_threshold, bool) or not 0.0 < thresholds.mask < 1.0:
-        raise InputError(f"mask_threshold must be a probability in (0, 1), got {mask_threshold!r}")
+    thresholds = Thresholds() if mask_threshold is None else \
+        Thresholds(mask=check_threshold_value(mask_threshold, "the mask threshold (--mask-threshold)"))
     checkpoint = Path(checkpoint)
     name = _check_name(name or checkpoint.stem)
     require("torch", "train", "engine export")

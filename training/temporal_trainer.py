@@ -32,7 +32,7 @@ and validated where they are measured. The evidential term stays on the fused ma
 
 The stage starts as the identity (frame-only); the checkpoint keeps the epoch with the best
 validation score, ``val_score = mIoU of the frames where something sounds (percent) - 100 x FPR
-of the frames where nothing does``, at the fused resolution (threshold 0.5). The log's epoch 0
+of the frames where nothing does``, at the ``[temporal] resolution`` (threshold 0.5). The log's epoch 0
 is the frame-only model on the same validation clips: a stage that never beats frame-only on
 validation is saved as the identity. With ``[temporal] keep = "no_worse"`` only epochs no worse
 than frame-only on validation on each transition target (FPR just after silence, mIoU just after
@@ -59,7 +59,8 @@ import torch
 import torch.nn.functional as F
 
 from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
-from streamavs.model.temporal import TemporalConfig, TemporalOutput, TemporalStage, to_frame
+from streamavs.model.resize import to_frame
+from streamavs.model.temporal import TemporalConfig, TemporalOutput, TemporalStage
 from streamavs.threads import limit_blas_threads
 from streamavs.training.config import TemporalSection, TrainConfig
 

@@ -44,9 +44,9 @@ def register(app: typer.Typer) -> None:
         max_miou_drop: Annotated[float, typer.Option(help="--int8: positive mIoU points the INT8 engine may lose.", min=0)] = 1.0,
         max_fpr_rise: Annotated[float, typer.Option(help="--int8: G-FPR the INT8 engine may add.", min=0)] = 0.002,
         mask_threshold: Annotated[Optional[float], typer.Option(
-            help="The engine's mask threshold (manifest thresholds.mask; default 0.5), chosen on validation clips, e.g. "
-                 "by `python -m streamavs.bench.temporal_ablation --split val --sweep 0.4,0.5,0.6`. --int8 keeps the "
-                 "FP32 engine's.", min=0.0, max=1.0)] = None,
+            help="The engine's mask threshold (manifest thresholds.mask), strictly between 0 and 1, chosen on validation "
+                 "clips, e.g. by `python -m streamavs.bench.temporal_ablation --split val --sweep 0.4,0.5,0.6`. "
+                 "--int8 keeps the FP32 engine's.")] = None,
     ) -> None:
         """Export CHECKPOINT to an engine; refuses to write it unless it matches PyTorch within --tolerance."""
         from streamavs.cli.checks import output_dir

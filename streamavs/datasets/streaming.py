@@ -32,9 +32,12 @@ from streamavs.errors import ConfigError
 from streamavs.metrics import transition_flags
 from streamavs.synthetic import SceneConfig
 
-__all__ = ["STREAM_SPLITS", "StreamClip", "scene_config", "streaming_test_split"]
+__all__ = ["STREAM_SPLITS", "NOISE_SPLIT", "NEGATIVES", "StreamClip", "scene_config", "streaming_test_split"]
 
 STREAM_SPLITS = ("test", "val")  # the benchmark, and the same construction on the split training selects on
+NOISE_SPLIT = {"test": "eval", "val": "train"}  # noise kinds per split: held-out kinds stay out of validation
+NEGATIVES = {split: f"silence / noise ({'train + eval' if kinds == 'eval' else 'train'} types) / off-screen, one kind "
+                    "per negative second" for split, kinds in NOISE_SPLIT.items()}  # what a report says about them
 
 _NEGATIVE_SEED = 0x7E3A  # seeds the negative seconds of clip i: default_rng([_NEGATIVE_SEED, seed_offset + i])
 
@@ -49,7 +52,8 @@ class StreamClip:
     eval_condition (T,) str: the RobustMeter condition ("silence" for a quiet source);
     gt_eval (T, H, W) bool: the mask RobustMeter scores against; sounding (T, n_obj) bool:
     visible and sounding under the played audio; started / silenced (T,) bool
-    (:func:`~streamavs.metrics.transition_flags`).
+    (:func:`~streamavs.metrics.transition_flags`); negatives: what was drawn for each negative
+    kind played ({kind: make_negative's record}, e.g. the noise type).
     """
 
     index: int
@@ -63,6 +67,7 @@ class StreamClip:
     sounding: np.ndarray
     started: np.ndarray
     silenced: np.ndarray
+    negatives: dict[str, dict]
 
 
 def scene_config(state_change_prob: float = 0.5, image_size: int = 224, seconds: int = 10) -> SceneConfig:
@@ -100,7 +105,6 @@ def streaming_test_split(clips: int, seed_offset: int = 0, state_change_prob: fl
     else:
         raise ConfigError(f"data must be 'synthetic' or 'real', got {data!r}")
     bank, noise = data.offscreen_bank(), NoiseConfig()
-    noise_split = "eval" if split == "test" else "train"  # held-out noise kinds stay out of validation
     for index in range(seed_offset, seed_offset + clips):
         rng = np.random.default_rng([_NEGATIVE_SEED, index])
         negative = rng.random(seconds) < negative_second_share  # (T,)
@@ -109,8 +113,9 @@ def streaming_test_split(clips: int, seed_offset: int = 0, state_change_prob: fl
             kinds.append("offscreen")
         audio = [kinds[int(rng.integers(len(kinds)))] if neg else "positive" for neg in negative]
         wave = data.waveform(index)
+        drawn: dict[str, dict] = {}
         for kind in sorted(set(audio) - {"positive"}):  # one negative waveform per kind, spliced into its seconds
-            neg_wave, _ = make_negative(kind, data, index, rng, noise=noise, split=noise_split, bank=bank)
+            neg_wave, drawn[kind] = make_negative(kind, data, index, rng, noise=noise, split=NOISE_SPLIT[split], bank=bank)
             wave = splice_seconds(wave, neg_wave, np.array([a == kind for a in audio]))
         sample = data.build(index, wave if negative.any() else None, audio)
         clip = data.clip(index)
@@ -127,4 +132,4 @@ def streaming_test_split(clips: int, seed_offset: int = 0, state_change_prob: fl
             gt_eval[t] = sources[t] if quiet else own[t]
         started, silenced = transition_flags(sounding)
         yield StreamClip(index, int(clip.seed), sample["frame"], sample["log_mel"], audio, gt, eval_condition,
-                         gt_eval, sounding, started, silenced)
+                         gt_eval, sounding, started, silenced, drawn)

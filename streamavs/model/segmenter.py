@@ -24,6 +24,7 @@ from streamavs.errors import InputError
 from streamavs.model.config import ModelConfig
 from streamavs.model.decoder import PanopticFPNDecoder, build_neck
 from streamavs.model.fusion import build_fusion
+from streamavs.model.resize import to_frame
 
 __all__ = ["AVSOutput", "AVSSegmenter", "SimilarityHead"]
 
@@ -150,6 +151,6 @@ class AVSSegmenter(nn.Module):
             y = neck(feat)  # (B, C_neck, h_i, w_i)
             fused_stages.append(y if isinstance(fusion, nn.Identity) else fusion(y, audio))
         fused = self.decoder(fused_stages)  # (B, C_f, H/4, W/4)
-        mask_logits = F.interpolate(self.mask_head(fused), scale_factor=4.0, mode="bilinear", align_corners=False)
+        mask_logits = to_frame(self.mask_head(fused), frame.shape[-2:])  # (B, 1, H, W)
         similarity, sounding_logit = self.similarity_head(audio, feats[-1])
         return AVSOutput(mask_logits, similarity, sounding_logit, fused)

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from streamavs.model.temporal import TemporalConfig, TemporalStage, to_frame
+from streamavs.model.resize import to_frame
+from streamavs.model.temporal import TemporalConfig, TemporalStage
 
 PLACEHOLDER_CACHE = (1, 1, 1, 1, 1)
 INPUT_NAMES = ("frame", "log_mel", "feature_cache")

@@ -132,12 +132,6 @@ class TemporalOutput(NamedTuple):
     alpha: torch.Tensor | None  # (B, 2, h, w) Dirichlet parameters {silent, sounding}, or None
 
 
-def to_frame(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(N, C, h, w) fused-resolution maps -> (N, C, H, W) at the frame's size: bilinear, as the
-    engine upsamples the stage's logits and uncertainty (and the temporal trainer its logits)."""
-    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
-
-
 def dirichlet_uncertainty(alpha: torch.Tensor) -> torch.Tensor:
     """Normalised eq. 10 for C = 2: 12 * alpha_0 * alpha_1 / (S^2 (S + 1)), in (0, 1] for alpha >= 1.
 
