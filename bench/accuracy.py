@@ -17,13 +17,12 @@ Units (streamavs.metrics): mIoU, F, G-mIoU, G-F in percent; FPR and G-FPR as fra
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from streamavs.bench.report import command_line, make_report, pyplot, save_figure, write_json
+from streamavs.bench.report import command_line, fmt_cell, make_report, pyplot, save_figure, write_json
 from streamavs.errors import InputError, require
 
 __all__ = [
@@ -95,11 +94,11 @@ def accuracy_report(result: Mapping[str, Any], source: str, data: str, clips: in
 
 
 def _pct(x: float) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+    return fmt_cell(x, 2)
 
 
 def _frac(x: float) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+    return fmt_cell(x, 3)
 
 
 def plot_conditions(result: Mapping[str, Any], path: str | Path) -> Path:

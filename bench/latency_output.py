@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from streamavs.bench.latency import STAGES
-from streamavs.bench.report import fmt_ms, pyplot, save_figure
+from streamavs.bench.report import fmt_cell, pyplot, save_figure
 
 __all__ = ["console_for_logs", "print_table", "plot_latency"]
 
@@ -44,8 +44,8 @@ def print_table(report: dict[str, Any], console: Any = None) -> None:
         c, s = row["counters"], row["stages"]
         summary.add_row(
             row["model"], row["backend"], f"{row['fps']:.1f}", f"{c['processed']}/{c['offered']}", str(c["dropped"]),
-            str(c["audio_overflows"]), fmt_ms(s["inference"]["p50"]), fmt_ms(s["end_to_end"]["p50"]),
-            fmt_ms(s["end_to_end"]["p95"]), fmt_ms(s["end_to_end"]["p99"]),
+            str(c["audio_overflows"]), fmt_cell(s["inference"]["p50"]), fmt_cell(s["end_to_end"]["p50"]),
+            fmt_cell(s["end_to_end"]["p95"]), fmt_cell(s["end_to_end"]["p99"]),
             f"{row['inference_speedup_vs_torch']:.2f}" if "inference_speedup_vs_torch" in row else "-",
         )  # fmt: skip
     console.print(summary)
@@ -60,7 +60,7 @@ def print_table(report: dict[str, Any], console: Any = None) -> None:
             table.add_column(key, justify="right")
         for stage in STAGES:
             st = row["stages"][stage]
-            table.add_row(stage, str(st["n"]), *[fmt_ms(st[k], 2) for k in ("mean", "p50", "p90", "p95", "p99", "max")])
+            table.add_row(stage, str(st["n"]), *[fmt_cell(st[k], 2) for k in ("mean", "p50", "p90", "p95", "p99", "max")])
         table.caption = f"temporal stage: {row['temporal_stage']}"
         console.print(table)
 

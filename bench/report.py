@@ -36,7 +36,7 @@ from streamavs.files import jsonable
 
 __all__ = [
     "STAT_KEYS", "LIBRARIES", "RESULTS_DIR", "machine_info", "command_line", "now_iso", "stats_ms",
-    "make_report", "write_json", "default_out", "run_script", "save_figure", "pyplot", "fmt_ms",
+    "make_report", "write_json", "default_out", "run_script", "save_figure", "pyplot", "fmt_cell",
 ]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"  # bench/results/ of the repository
@@ -181,8 +181,9 @@ def pyplot():
     return plt
 
 
-def fmt_ms(value: float | None, digits: int = 1) -> str:
-    """A duration for a table cell: '12.3', or '-' when not measured."""
+def fmt_cell(value: float | None, digits: int = 1) -> str:
+    """A number for a table cell (a duration, a percentage, a fraction): '12.3', or '-' when not
+    measured (None, NaN)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     return f"{value:.{digits}f}"

@@ -45,16 +45,18 @@ from pathlib import Path
 import numpy as np
 
 from streamavs.audio import LogMelParams
-from streamavs.bench.report import command_line, default_out, make_report, run_script, write_json
+from streamavs.bench.report import command_line, default_out, fmt_cell, make_report, run_script, write_json
 from streamavs.datasets.streaming import NEGATIVES, STREAM_SPLITS, StreamClip, scene_config, streaming_test_split
-from streamavs.engine.manifest import Thresholds, check_threshold_value
+from streamavs.bench.operating_curve import (OperatingPoint, curve_table, operating_points, parse_thresholds,
+                                             select_operating_point)
+from streamavs.bench.temporal_targets import TARGET_ERROR_AUROC, TARGET_G_MIOU_DROP, compare, compare_uncertainty
+from streamavs.engine.thresholds import Thresholds
 from streamavs.errors import ConfigError, InputError
 
 __all__ = ["StreamClip", "scene_config", "streaming_test_split", "run_clip", "warm_up", "set_threads", "evaluate_streaming",
-           "OperatingPoint", "operating_points", "select_operating_point", "format_table", "compare", "compare_uncertainty", "main"]
+           "OperatingPoint", "operating_points", "select_operating_point", "format_table", "compare", "compare_uncertainty",
+           "TARGET_G_MIOU_DROP", "TARGET_ERROR_AUROC", "main"]
 
-TARGET_G_MIOU_DROP = 0.3  # points: the full stage may lose at most this much overall G-mIoU
-TARGET_ERROR_AUROC = 0.8  # the uncertainty must detect mask errors on transition frames at least this well
 FRAME_ONLY_THRESHOLD = Thresholds.mask  # the mask threshold of every main row; the targets compare with frame-only here
 
 
@@ -118,33 +120,6 @@ def _finite(x):
     return x
 
 
-class OperatingPoint:
-    """The temporal metrics, the robust table and the predicted mask area at one mask threshold."""
-
-    def __init__(self, threshold: float):
-        from streamavs.metrics import RobustMeter, TemporalMeter
-
-        self.threshold = threshold
-        self.temporal, self.robust = TemporalMeter(threshold), RobustMeter(threshold)
-        self._fg = self._gt = self._pixels = 0
-
-    def update(self, prob: np.ndarray, clip: StreamClip) -> None:
-        """Add one streamed clip: `prob` (T, H, W) in [0, 1]."""
-        self.temporal.update(prob, clip.gt, clip.started, clip.silenced)
-        conds = np.array(clip.eval_condition)
-        for cond in sorted(set(clip.eval_condition)):
-            sel = conds == cond
-            self.robust.update(cond, prob[sel], clip.gt_eval[sel])
-        self._fg += int((prob > self.threshold).sum())
-        self._gt += int(clip.gt.sum())
-        self._pixels += prob.size
-
-    def area(self) -> dict[str, float]:
-        """Share of all pixels predicted foreground, and the share that is (``gt``)."""
-        n = max(self._pixels, 1)
-        return {"predicted": self._fg / n, "gt": self._gt / n}
-
-
 def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, seed_offset: int = 0,
                        state_change_prob: float = 0.5, negative_second_share: float = 0.25,
                        image_size: int = 224, seconds: int = 10, threshold: float = FRAME_ONLY_THRESHOLD,
@@ -171,8 +146,8 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
         raise ConfigError(f"{checkpoint} has no temporal stage (no 'temporal_config' in the file); evaluate it "
                           "with use_temporal=False (--frame-only), or pass a checkpoint of the temporal trainer")
     warm_up(model)
-    point, quiet = OperatingPoint(threshold), SegmentationMeter(threshold)
-    curve = [OperatingPoint(float(t)) for t in sweep]
+    points = {t: OperatingPoint(t) for t in map(float, (threshold, *sweep))}  # one per threshold: measured once
+    point, curve, quiet = points[float(threshold)], [points[float(t)] for t in sweep], SegmentationMeter(threshold)
     errors = {k: ErrorDetectionMeter(threshold) for k in ("transition", "all")}
     calibration = {k: CalibrationMeter() for k in ("transition", "all")}
     audio_counts: dict[str, int] = {}
@@ -181,7 +156,7 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
     for clip in streaming_test_split(clips, seed_offset, state_change_prob, negative_second_share, image_size, seconds,
                                      data, split):
         out = run_clip(model, clip)
-        for p in (point, *curve):
+        for p in points.values():
             p.update(out["prob"], clip)
         for key, sel in (("transition", clip.started | clip.silenced), ("all", slice(None))):
             errors[key].update(out["prob"][sel], clip.gt[sel], np.clip(out["uncertainty"][sel], 0.0, 1.0))
@@ -218,79 +193,10 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
     })
 
 
-def compare(candidate: dict, frame_only: dict) -> dict:
-    """The targets of the temporal stage, `candidate` vs `frame_only` (both evaluate_streaming results).
-
-    fpr_silenced lower, miou_started higher, flicker lower, G-mIoU at most TARGET_G_MIOU_DROP
-    points lower. Each entry: {"candidate", "frame_only", "met"} (met is None when a value is missing).
-    """
-    def row(value, base, ok) -> dict:
-        met = None if value is None or base is None else bool(ok(value, base))
-        return {"candidate": value, "frame_only": base, "met": met}
-
-    c, f = candidate, frame_only
-    return {
-        "fpr_silenced_lower": row(c["temporal"]["fpr_silenced"], f["temporal"]["fpr_silenced"], lambda a, b: a < b),
-        "miou_started_higher": row(c["temporal"]["miou_started"], f["temporal"]["miou_started"], lambda a, b: a > b),
-        "flicker_lower": row(c["temporal"]["flicker"], f["temporal"]["flicker"], lambda a, b: a < b),
-        "g_miou_within_target": row(c["robust"]["global"]["g_miou"], f["robust"]["global"]["g_miou"],
-                                   lambda a, b: a >= b - TARGET_G_MIOU_DROP),
-    }
-
-
-def compare_uncertainty(full: dict, no_uncertainty: dict) -> dict:
-    """What the uncertainty path adds: the full stage vs the same stage with it disabled.
-
-    Transition metrics better (fpr_silenced lower, miou_started higher) and the full stage's
-    error-detection AUROC on transition frames >= TARGET_ERROR_AUROC. Same row format as :func:`compare`.
-    """
-    def row(value, base, ok) -> dict:
-        met = None if value is None or base is None else bool(ok(value, base))
-        return {"candidate": value, "frame_only": base, "met": met}
-
-    c, n = full, no_uncertainty
-    auroc = c["uncertainty"]["transition"]["error_auroc"]
-    return {
-        "fpr_silenced_lower": row(c["temporal"]["fpr_silenced"], n["temporal"]["fpr_silenced"], lambda a, b: a < b),
-        "miou_started_higher": row(c["temporal"]["miou_started"], n["temporal"]["miou_started"], lambda a, b: a > b),
-        "error_auroc_transition": row(auroc, TARGET_ERROR_AUROC, lambda a, b: a >= b),
-    }
-
-
-def operating_points(candidate: dict, frame_only: dict) -> list[dict]:
-    """The stage's targets at each threshold of `candidate`'s sweep, against frame-only at its own
-    threshold: ``[{"threshold", "targets": compare(...), "all_met"}]``. A threshold at which every
-    target is met shows the stage's operating curve passes above frame-only's operating point; it
-    is a measurement of the curve, not a threshold to ship (pick a threshold on validation)."""
-    rows = []
-    for row in candidate.get("sweep", []):
-        point = {"temporal": row["temporal"], "robust": {"global": {"g_miou": row["g_miou"]}}}
-        targets = compare(point, frame_only)
-        rows.append({"threshold": row["threshold"], "targets": targets,
-                     "all_met": all(t["met"] for t in targets.values())})
-    return rows
-
-
-def select_operating_point(points: list[dict], candidate: dict) -> float | None:
-    """The mask threshold to ship a stage with, chosen on VALIDATION clips (``--split val``):
-    among the thresholds of `points` (:func:`operating_points`) at which every target of
-    :func:`compare` is met (FPR just after silence strictly lower, mIoU just after onsets
-    strictly higher, flicker strictly lower, G-mIoU at most TARGET_G_MIOU_DROP lower than
-    frame-only at its threshold), the one with the highest G-mIoU of `candidate`'s sweep; None
-    when there is none."""
-    g_miou = {row["threshold"]: row["g_miou"] for row in candidate.get("sweep", [])}
-    allowed = [p["threshold"] for p in points if p["all_met"] and g_miou.get(p["threshold"]) is not None]
-    return max(allowed, key=lambda t: g_miou[t]) if allowed else None
-
-
 # ----------------------------------------------------------------------------- report
 
 
 _ROWS = (("frame_only", "frame-only"), ("no_uncertainty", "attention, no uncertainty"), ("full", "full stage"))
-
-
-def _fmt(x, digits: int) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
 
 
 def format_table(report: dict) -> str:
@@ -303,33 +209,17 @@ def format_table(report: dict) -> str:
         if r is None:
             continue
         t, g = r["temporal"], r["robust"]["global"]
-        lines.append(f"{label:28s} {_fmt(t['miou_started'], 2):>11s} {_fmt(t['fpr_silenced'], 4):>10s} "
-                     f"{_fmt(t['flicker'], 4):>8s} {_fmt(r['robust']['positive']['miou'], 2):>8s} "
-                     f"{_fmt(g['g_miou'], 2):>8s} {_fmt(g['g_f'], 2):>7s} {_fmt(g['g_fpr'], 4):>7s} "
-                     f"{_fmt(r['ms_per_frame']['mean'], 1):>8s}")
+        lines.append(f"{label:28s} {fmt_cell(t['miou_started'], 2):>11s} {fmt_cell(t['fpr_silenced'], 4):>10s} "
+                     f"{fmt_cell(t['flicker'], 4):>8s} {fmt_cell(r['robust']['positive']['miou'], 2):>8s} "
+                     f"{fmt_cell(g['g_miou'], 2):>8s} {fmt_cell(g['g_f'], 2):>7s} {fmt_cell(g['g_fpr'], 4):>7s} "
+                     f"{fmt_cell(r['ms_per_frame']['mean'], 1):>8s}")
     lines.append(f"\n{'model':28s} {'err AUROC tr':>12s} {'err AUROC all':>13s} {'ECE tr':>8s} {'ECE all':>8s}")
     for key, label in _ROWS:
         u = (report["results"].get(key) or {}).get("uncertainty")
         if u is not None:
-            lines.append(f"{label:28s} {_fmt(u['transition']['error_auroc'], 3):>12s} {_fmt(u['all']['error_auroc'], 3):>13s} "
-                         f"{_fmt(u['transition']['ece'], 4):>8s} {_fmt(u['all']['ece'], 4):>8s}")
-    for key, label in _ROWS:
-        r = report["results"].get(key) or {}
-        if not r.get("sweep"):
-            continue
-        met = {p["threshold"]: p["all_met"] for p in report.get("operating_points", {}).get(key, [])}
-        lines.append(f"\noperating curve, {label} (every target vs frame-only at its own threshold):")
-        lines.append(f"  {'threshold':>9s} {'mIoU start%':>11s} {'FPR silenc':>10s} {'flicker':>8s} {'G-mIoU%':>8s} "
-                     f"{'mask area':>9s}  all targets")
-        for row in r["sweep"]:
-            t = row["temporal"]
-            all_met = {True: "MET", False: "-", None: ""}[met.get(row["threshold"])]
-            lines.append(f"  {row['threshold']:9.3f} {_fmt(t['miou_started'], 2):>11s} {_fmt(t['fpr_silenced'], 4):>10s} "
-                         f"{_fmt(t['flicker'], 4):>8s} {_fmt(row['g_miou'], 2):>8s} {_fmt(row['area']['predicted'], 4):>9s}  {all_met}")
-    for key, threshold in (report.get("selected_threshold") or {}).items():
-        chosen = "none meets every target" if threshold is None else f"{threshold:g}"
-        lines.append(f"selected on validation, {dict(_ROWS)[key]}: mask threshold {chosen} "
-                     "(every target met, then the highest G-mIoU)")
+            lines.append(f"{label:28s} {fmt_cell(u['transition']['error_auroc'], 3):>12s} {fmt_cell(u['all']['error_auroc'], 3):>13s} "
+                         f"{fmt_cell(u['transition']['ece'], 4):>8s} {fmt_cell(u['all']['ece'], 4):>8s}")
+    lines += curve_table(report, _ROWS)
     titles = {"full": "full stage vs frame-only", "no_uncertainty": "attention, no uncertainty vs frame-only",
               "uncertainty": "full stage vs the same stage without uncertainty (base = no-uncertainty row / target)"}
     for key in ("full", "no_uncertainty", "uncertainty"):
@@ -339,22 +229,8 @@ def format_table(report: dict) -> str:
         lines.append(f"\ntargets, {titles[key]}:")
         for name, row in targets.items():
             met = {True: "MET", False: "not met", None: "n/a"}[row["met"]]
-            lines.append(f"  {name:22s} {_fmt(row['candidate'], 4):>9s} vs {_fmt(row['frame_only'], 4):>9s}  {met}")
+            lines.append(f"  {name:22s} {fmt_cell(row['candidate'], 4):>9s} vs {fmt_cell(row['frame_only'], 4):>9s}  {met}")
     return "\n".join(lines)
-
-
-def _thresholds(text: str) -> tuple[float, ...]:
-    """argparse type of --sweep: "0.4,0.5,0.6" -> (0.4, 0.5, 0.6), each strictly between 0 and 1."""
-    try:
-        values = tuple(check_threshold_value(float(x), f"each --sweep threshold ({x.strip()})")
-                       for x in text.split(",") if x.strip())
-    except InputError as exc:  # a number outside (0, 1)
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    except ValueError:  # not a number
-        raise argparse.ArgumentTypeError(f"expected comma-separated thresholds such as 0.4,0.5,0.6; got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected comma-separated thresholds such as 0.4,0.5,0.6; got {text!r}")
-    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="test clips: the procedural benchmark or the real-media one (fetched media)")
     parser.add_argument("--split", choices=STREAM_SPLITS, default="test",
                         help="test (the benchmark) or val (the same clips from the validation split)")
-    parser.add_argument("--sweep", type=_thresholds, default=(),
+    parser.add_argument("--sweep", type=parse_thresholds, default=(),
                         help="comma-separated mask thresholds: each model's operating curve, e.g. 0.4,0.5,0.6,0.7")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: on a shared CPU more threads can be 10-100x slower)")

@@ -27,7 +27,7 @@ import numpy as np
 from streamavs.bench.report import default_out, run_script
 from streamavs.bench.temporal_ablation import run_clip, set_threads
 from streamavs.datasets.streaming import StreamClip, streaming_test_split
-from streamavs.engine.manifest import Thresholds, check_threshold_value
+from streamavs.engine.thresholds import Thresholds, check_threshold_value
 from streamavs.errors import ConfigError, DataError, InputError, require
 
 __all__ = ["has_both_transitions", "find_transition_clip", "render_temporal_figure", "main"]

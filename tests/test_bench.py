@@ -122,7 +122,7 @@ def _check_latency_tables(report: dict) -> None:
 
     from streamavs.bench.latency import STAGES
     from streamavs.bench.latency_output import print_table
-    from streamavs.bench.report import fmt_ms
+    from streamavs.bench.report import fmt_cell
 
     console = Console(file=io.StringIO(), width=400)
     print_table(report, console)
@@ -140,12 +140,12 @@ def _check_latency_tables(report: dict) -> None:
             continue
         c, s = row["counters"], row["stages"]
         assert summary[2:8] == [f"{row['fps']:.1f}", f"{c['processed']}/{c['offered']}", str(c["dropped"]),
-                                str(c["audio_overflows"]), fmt_ms(s["inference"]["p50"]), fmt_ms(s["end_to_end"]["p50"])]
+                                str(c["audio_overflows"]), fmt_cell(s["inference"]["p50"]), fmt_cell(s["end_to_end"]["p50"])]
         start = lines.index(next(line for line in lines if f"{row['model']} / {row['backend']} (" in line))
         per_stage = {r[0]: r for r in map(cells, lines[start:]) if r and r[0] in STAGES}
         for stage in STAGES:
             st = s[stage]
-            assert per_stage[stage][1:4] == [str(st["n"]), fmt_ms(st["mean"], 2), fmt_ms(st["p50"], 2)], stage
+            assert per_stage[stage][1:4] == [str(st["n"]), fmt_cell(st["mean"], 2), fmt_cell(st["p50"], 2)], stage
 
 
 @pytest.mark.slow

@@ -34,7 +34,8 @@ import numpy as np
 
 from streamavs.audio import LogMelParams
 from streamavs.engine.base import Engine, load_engine
-from streamavs.engine.manifest import MODEL_SUFFIXES, Manifest, Thresholds, check_threshold_value, file_sha256, write_manifest
+from streamavs.engine.manifest import MODEL_SUFFIXES, Manifest, file_sha256, write_manifest
+from streamavs.engine.thresholds import Thresholds, check_threshold_value
 from streamavs.errors import EngineError, InputError, require
 
 __all__ = ["ExportResult", "export_engine", "parity_inputs", "check_parity", "install_engine", "DEFAULT_TOLERANCE"]
@@ -251,10 +252,10 @@ def export_engine(
         record.update(checkpoint=checkpoint.name, checkpoint_sha256=file_sha256(checkpoint))
 
         def manifest_with(export: dict[str, Any]) -> Manifest:
-            return dataclasses.replace(with_media_provenance(streaming_manifest(
+            return with_media_provenance(streaming_manifest(
                 model, extra, name=name, backend=backend, precision=precision, model_file=model_tmp.name,
-                sha256=file_sha256(model_tmp), export=export, opset=record.get("opset"),
-            )), thresholds=thresholds)
+                sha256=file_sha256(model_tmp), export=export, opset=record.get("opset"), thresholds=thresholds,
+            ))
 
         manifest_tmp = write_manifest(manifest_with(record), tmp / f"{name}.json")
         inputs, source = parity_inputs(size, n_check, seed)

@@ -14,6 +14,7 @@ from typing import Any
 
 from streamavs.audio import LogMelParams
 from streamavs.engine.manifest import AudioSpec, FrameSpec, Manifest, TemporalSpec, TensorSpec, today
+from streamavs.engine.thresholds import Thresholds
 from streamavs.files import jsonable
 
 __all__ = ["streaming_manifest", "library_versions"]
@@ -46,8 +47,10 @@ def streaming_manifest(
     precision: str = "fp32",
     export: dict[str, Any] | None = None,
     opset: int | None = None,
+    thresholds: Thresholds = Thresholds(),
 ) -> Manifest:
-    """The manifest that describes `model` (a StreamingSegmenter) and its checkpoint `extra`."""
+    """The manifest that describes `model` (a StreamingSegmenter) and its checkpoint `extra`,
+    run at `thresholds` (its operating point)."""
     from streamavs.model.streaming import INPUT_NAMES, OUTPUT_NAMES
 
     cfg = model.segmenter.config
@@ -94,6 +97,7 @@ def streaming_manifest(
         frame=FrameSpec(size=(size, size), mean=tuple(cfg.mean), std=tuple(cfg.std)),
         audio=AudioSpec(audio),
         temporal=temporal,
+        thresholds=thresholds,
         model=model_record,
         training=training,
         versions=library_versions(opset=opset),

@@ -1,0 +1,49 @@
+"""The temporal stage's targets (issue 16): what "better than frame-only" and "the uncertainty
+earns its place" mean, as checks on two :func:`~streamavs.bench.temporal_ablation.evaluate_streaming`
+results (or rows shaped like them)."""
+
+from __future__ import annotations
+
+__all__ = ["TARGET_G_MIOU_DROP", "TARGET_ERROR_AUROC", "compare", "compare_uncertainty"]
+
+TARGET_G_MIOU_DROP = 0.3  # points: the full stage may lose at most this much overall G-mIoU
+TARGET_ERROR_AUROC = 0.8  # the uncertainty must detect mask errors on transition frames at least this well
+
+
+def compare(candidate: dict, frame_only: dict) -> dict:
+    """The targets of the temporal stage, `candidate` vs `frame_only` (both evaluate_streaming results).
+
+    fpr_silenced lower, miou_started higher, flicker lower, G-mIoU at most TARGET_G_MIOU_DROP
+    points lower. Each entry: {"candidate", "frame_only", "met"} (met is None when a value is missing).
+    """
+    def row(value, base, ok) -> dict:
+        met = None if value is None or base is None else bool(ok(value, base))
+        return {"candidate": value, "frame_only": base, "met": met}
+
+    c, f = candidate, frame_only
+    return {
+        "fpr_silenced_lower": row(c["temporal"]["fpr_silenced"], f["temporal"]["fpr_silenced"], lambda a, b: a < b),
+        "miou_started_higher": row(c["temporal"]["miou_started"], f["temporal"]["miou_started"], lambda a, b: a > b),
+        "flicker_lower": row(c["temporal"]["flicker"], f["temporal"]["flicker"], lambda a, b: a < b),
+        "g_miou_within_target": row(c["robust"]["global"]["g_miou"], f["robust"]["global"]["g_miou"],
+                                   lambda a, b: a >= b - TARGET_G_MIOU_DROP),
+    }
+
+
+def compare_uncertainty(full: dict, no_uncertainty: dict) -> dict:
+    """What the uncertainty path adds: the full stage vs the same stage with it disabled.
+
+    Transition metrics better (fpr_silenced lower, miou_started higher) and the full stage's
+    error-detection AUROC on transition frames >= TARGET_ERROR_AUROC. Same row format as :func:`compare`.
+    """
+    def row(value, base, ok) -> dict:
+        met = None if value is None or base is None else bool(ok(value, base))
+        return {"candidate": value, "frame_only": base, "met": met}
+
+    c, n = full, no_uncertainty
+    auroc = c["uncertainty"]["transition"]["error_auroc"]
+    return {
+        "fpr_silenced_lower": row(c["temporal"]["fpr_silenced"], n["temporal"]["fpr_silenced"], lambda a, b: a < b),
+        "miou_started_higher": row(c["temporal"]["miou_started"], n["temporal"]["miou_started"], lambda a, b: a > b),
+        "error_auroc_transition": row(auroc, TARGET_ERROR_AUROC, lambda a, b: a >= b),
+    }
