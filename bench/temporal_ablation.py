@@ -47,8 +47,8 @@ import numpy as np
 from streamavs.audio import LogMelParams
 from streamavs.bench.report import command_line, default_out, fmt_cell, make_report, run_script, write_json
 from streamavs.datasets.streaming import NEGATIVES, STREAM_SPLITS, StreamClip, scene_config, streaming_test_split
-from streamavs.bench.operating_curve import (OperatingPoint, curve_table, operating_points, parse_thresholds,
-                                             select_operating_point)
+from streamavs.bench.operating_curve import (OperatingPoint, curve_table, operating_points, parse_bands,
+                                             parse_thresholds, select_operating_point)
 from streamavs.bench.temporal_targets import TARGET_ERROR_AUROC, TARGET_G_MIOU_DROP, compare, compare_uncertainty
 from streamavs.engine.thresholds import Thresholds
 from streamavs.errors import ConfigError, InputError
@@ -123,8 +123,8 @@ def _finite(x):
 def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, seed_offset: int = 0,
                        state_change_prob: float = 0.5, negative_second_share: float = 0.25,
                        image_size: int = 224, seconds: int = 10, threshold: float = FRAME_ONLY_THRESHOLD,
-                       data: str = "synthetic",
-                       split: str = "test", sweep: tuple[float, ...] = ()) -> dict:
+                       data: str = "synthetic", split: str = "test", sweep: tuple[float, ...] = (),
+                       bands: tuple[float, ...] = ()) -> dict:
     """Stream the test split (or, ``split="val"``, the validation clips built the same way)
     through the checkpoint's model and score it.
 
@@ -134,8 +134,10 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
     {condition: seconds}, "eval": {condition: seconds}}, "ms_per_frame": {"mean", "p50"},
     "mean_sounding": {"sounding_gt", "empty_gt"}, "uncertainty": {"transition" | "all":
     {"error_auroc", "error_rate", "ece"}}, "area": {"predicted", "gt"}, "sweep": [{"threshold",
-    "temporal", "g_miou", "area"} per threshold of `sweep`]}`` with NaN as None. The sweep is
-    the model's operating curve: the same streamed probabilities cut at other mask thresholds. Units: mIoU, F, G-mIoU, G-F in
+    "band", "temporal", "g_miou", "area"} per (threshold, band) of `sweep` x `bands`]}`` with NaN
+    as None. The sweep is the model's operating curve: the same streamed probabilities cut at
+    other mask thresholds, each with each mask-hysteresis band of `bands` (default: 0, none;
+    :mod:`streamavs.engine.hysteresis`, reset by the streamed sounding probability). Units: mIoU, F, G-mIoU, G-F in
     percent; FPR, G-FPR, flicker, AUROC, error rate and ECE as fractions.
     """
     from streamavs.metrics import CalibrationMeter, ErrorDetectionMeter, SegmentationMeter
@@ -146,8 +148,10 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
         raise ConfigError(f"{checkpoint} has no temporal stage (no 'temporal_config' in the file); evaluate it "
                           "with use_temporal=False (--frame-only), or pass a checkpoint of the temporal trainer")
     warm_up(model)
-    points = {t: OperatingPoint(t) for t in map(float, (threshold, *sweep))}  # one per threshold: measured once
-    point, curve, quiet = points[float(threshold)], [points[float(t)] for t in sweep], SegmentationMeter(threshold)
+    curve_thresholds = sweep or ((threshold,) if bands else ())  # bands alone: measured at `threshold`
+    grid = [(float(t), float(b)) for t in curve_thresholds for b in (bands or (0.0,))]
+    points = {key: OperatingPoint(*key) for key in [(float(threshold), 0.0), *grid]}  # each point measured once
+    point, curve, quiet = points[(float(threshold), 0.0)], [points[key] for key in grid], SegmentationMeter(threshold)
     errors = {k: ErrorDetectionMeter(threshold) for k in ("transition", "all")}
     calibration = {k: CalibrationMeter() for k in ("transition", "all")}
     audio_counts: dict[str, int] = {}
@@ -157,7 +161,7 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
                                      data, split):
         out = run_clip(model, clip)
         for p in points.values():
-            p.update(out["prob"], clip)
+            p.update(out["prob"], clip, out["sounding"])
         for key, sel in (("transition", clip.started | clip.silenced), ("all", slice(None))):
             errors[key].update(out["prob"][sel], clip.gt[sel], np.clip(out["uncertainty"][sel], 0.0, 1.0))
             calibration[key].update(out["prob"][sel], clip.gt[sel])
@@ -188,7 +192,7 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
         "ms_per_frame": {"mean": mean(ms), "p50": float(np.median(ms)) if ms else float("nan")},
         "mean_sounding": {"sounding_gt": mean(snd_pos), "empty_gt": mean(snd_neg)},
         "area": point.area(),
-        "sweep": [{"threshold": p.threshold, "temporal": p.temporal.result(),
+        "sweep": [{"threshold": p.threshold, "band": p.band, "temporal": p.temporal.result(),
                    "g_miou": p.robust.table()["global"]["g_miou"], "area": p.area()} for p in curve],
     })
 
@@ -250,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="test (the benchmark) or val (the same clips from the validation split)")
     parser.add_argument("--sweep", type=parse_thresholds, default=(),
                         help="comma-separated mask thresholds: each model's operating curve, e.g. 0.4,0.5,0.6,0.7")
+    parser.add_argument("--hysteresis", type=parse_bands, default=(),
+                        help="comma-separated mask-hysteresis bands, each measured at every --sweep threshold, e.g. 0,0.1,0.2")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: on a shared CPU more threads can be 10-100x slower)")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/temporal-ablation-<date>.json)")
@@ -265,10 +271,10 @@ def main(argv: list[str] | None = None) -> int:
                                 ("full", args.full, True)):
         if path is not None:
             print(f"streaming {key}: {path}", file=sys.stderr)
-            results[key] = evaluate_streaming(path, temporal, **split, sweep=args.sweep)
+            results[key] = evaluate_streaming(path, temporal, **split, sweep=args.sweep, bands=args.hysteresis)
     targets = {k: compare(results[k], results["frame_only"]) for k in ("full", "no_uncertainty") if k in results}
     points = {k: operating_points(results[k], results["frame_only"])
-              for k in ("full", "no_uncertainty") if k in results and args.sweep}
+              for k in ("full", "no_uncertainty") if k in results and (args.sweep or args.hysteresis)}
     if "full" in results and "no_uncertainty" in results:
         targets["uncertainty"] = compare_uncertainty(results["full"], results["no_uncertainty"])
     report = make_report(
@@ -276,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         command_line(argv, "python -m streamavs.bench.temporal_ablation"),
         torch_threads=args.threads,
         test_split={**split, "setting": "single", "threshold": FRAME_ONLY_THRESHOLD, "sweep": list(args.sweep),
+                    "hysteresis": list(args.hysteresis),
                     "scene_config": scene_config(args.state_change_prob, args.image_size, args.seconds).to_dict(),
                     "negatives": NEGATIVES[args.split]},
         units={"miou_started": "percent", "fpr_silenced": "fraction", "flicker": "fraction", "miou": "percent",
@@ -285,11 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         targets=targets,
         operating_points=points,
     )
-    if args.split == "val":  # a threshold is only ever selected on validation
-        report["selected_threshold"] = {k: select_operating_point(points[k], results[k]) for k in points}
-        if not args.sweep:
-            print("no --sweep: no operating curve, so no mask threshold was selected "
-                  "(add e.g. --sweep 0.4,0.45,0.5,0.55,0.6,0.65,0.7,0.75)", file=sys.stderr)
+    if args.split == "val":  # an operating point is only ever selected on validation
+        report["selected"] = {k: select_operating_point(points[k]) for k in points}
+        if not points:
+            print("no --sweep or --hysteresis: no operating curve, so no operating point was selected "
+                  "(add e.g. --sweep 0.5,0.55,0.6,0.65,0.7 --hysteresis 0,0.1,0.2,0.3)", file=sys.stderr)
     out = write_json(report, args.out or default_out("temporal-ablation"))
     print(format_table(report))
     print(f"\nwrote {out}")

@@ -27,6 +27,7 @@ import numpy as np
 from streamavs.bench.report import default_out, run_script
 from streamavs.bench.temporal_ablation import run_clip, set_threads
 from streamavs.datasets.streaming import StreamClip, streaming_test_split
+from streamavs.engine.hysteresis import check_band, hysteresis_clip
 from streamavs.engine.thresholds import Thresholds, check_threshold_value
 from streamavs.errors import ConfigError, DataError, InputError, require
 
@@ -96,15 +97,16 @@ def _score(pred: np.ndarray, gt: np.ndarray, threshold: float) -> str:
 def render_temporal_figure(frame_only: str | Path, full: str | Path, out: str | Path, clip: StreamClip | None = None,
                            *, seed_offset: int = 0, image_size: int = 224, seconds: int = 10,
                            state_change_prob: float = 0.5, negative_second_share: float = 0.25,
-                           threshold: float = Thresholds.mask, full_threshold: float | None = None, dpi: int = 110,
-                           data: str = "synthetic") -> dict:
+                           threshold: float = Thresholds.mask, full_threshold: float | None = None,
+                           full_hysteresis: float = 0.0, dpi: int = 110, data: str = "synthetic") -> dict:
     """Stream one clip through both checkpoints and write the PNG figure to `out`.
 
     `frame_only` is evaluated without a temporal stage, `full` with it; each row's mask is cut at
     its own operating point: `threshold` for frame-only, `full_threshold` (default `threshold`)
-    for the full stage, as in the engine's manifest (``thresholds.mask``). `clip` defaults to
+    for the full stage, as in the engine's manifest (``thresholds.mask``), the full stage's with
+    its engine's mask hysteresis `full_hysteresis` (``thresholds.hysteresis``). `clip` defaults to
     :func:`find_transition_clip` on the `data` benchmark ("synthetic" or "real"). Returns ``{"path", "clip_index", "seed", "audio", "state",
-    "sounding_frame_only", "sounding_full", "thresholds": {"frame_only", "full"}, "mask_pixels":
+    "sounding_frame_only", "sounding_full", "thresholds": {"frame_only", "full"}, "hysteresis", "mask_pixels":
     {"frame_only", "full"} (pixels drawn red over the clip)}``.
     """
     FigureCanvasAgg = require("matplotlib.backends.backend_agg", "train", "the temporal figure").FigureCanvasAgg
@@ -121,11 +123,13 @@ def render_temporal_figure(frame_only: str | Path, full: str | Path, out: str | 
                                     data=data)
     a, b = run_clip(base, clip), run_clip(model, clip)
     cut = {1: threshold, 2: threshold if full_threshold is None else full_threshold}  # row -> mask threshold
+    b["prob"] = hysteresis_clip(b["prob"], b["sounding"], cut[2], full_hysteresis)  # as the runtime publishes it
     t_len = clip.frames.shape[0]
     fig = Figure(figsize=(1.3 * t_len + 1.6, 6.4), dpi=dpi)
     FigureCanvasAgg(fig)
     axes = fig.subplots(4, t_len, squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.12})
-    labels = ("frame + GT", f"frame-only\n(p > {threshold:g})", f"full stage\n(p > {cut[2]:g})",
+    held = f", band {full_hysteresis:g}" if full_hysteresis else ""
+    labels = ("frame + GT", f"frame-only\n(p > {threshold:g})", f"full stage\n(p > {cut[2]:g}{held})",
               "uncertainty\n(full stage)")
     image = None
     for t in range(t_len):
@@ -158,7 +162,7 @@ def render_temporal_figure(frame_only: str | Path, full: str | Path, out: str | 
     return {"path": str(out), "clip_index": clip.index, "seed": clip.seed, "audio": list(clip.audio),
             "state": [_state(clip, t) for t in range(t_len)],
             "sounding_frame_only": a["sounding"].tolist(), "sounding_full": b["sounding"].tolist(),
-            "thresholds": {"frame_only": cut[1], "full": cut[2]},
+            "thresholds": {"frame_only": cut[1], "full": cut[2]}, "hysteresis": full_hysteresis,
             "mask_pixels": {"frame_only": int((a["prob"] > cut[1]).sum()), "full": int((b["prob"] > cut[2]).sum())}}
 
 
@@ -166,6 +170,14 @@ def _threshold(text: str) -> float:
     """argparse type of --threshold / --full-threshold: a probability strictly between 0 and 1."""
     try:
         return check_threshold_value(float(text), "a mask threshold")
+    except (ValueError, InputError) as exc:
+        raise argparse.ArgumentTypeError(str(exc) if isinstance(exc, InputError) else f"expected a number, got {text!r}") from None
+
+
+def _band(text: str) -> float:
+    """argparse type of --full-hysteresis: a band in [0, 0.5)."""
+    try:
+        return check_band(float(text), "the hysteresis band")
     except (ValueError, InputError) as exc:
         raise argparse.ArgumentTypeError(str(exc) if isinstance(exc, InputError) else f"expected a number, got {text!r}") from None
 
@@ -185,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=_threshold, default=Thresholds.mask, help="frame-only's mask threshold")
     parser.add_argument("--full-threshold", type=_threshold,
                         help="the full stage's mask threshold (its engine's thresholds.mask; default --threshold)")
+    parser.add_argument("--full-hysteresis", type=_band, default=0.0,
+                        help="the full stage's mask-hysteresis band (its engine's thresholds.hysteresis; default 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, help="PNG path (default bench/results/temporal-figure-<date>.png)")
     args = parser.parse_args(argv)
@@ -194,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     clip = next(iter(streaming_test_split(1, args.clip, **split))) if args.clip is not None else None
     out = args.out or default_out("temporal-figure", "png")
     info = render_temporal_figure(args.frame_only, args.full, out, clip, seed_offset=args.seed_offset,
-                                  threshold=args.threshold, full_threshold=args.full_threshold, **split)
+                                  threshold=args.threshold, full_threshold=args.full_threshold,
+                                  full_hysteresis=args.full_hysteresis, **split)
     print(f"wrote {info['path']} (test clip {info['clip_index']}: {' '.join(info['state'])})")
     return 0
 

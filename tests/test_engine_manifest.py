@@ -103,7 +103,8 @@ def test_manifest_round_trip_and_required_fields(engine_dir):
     assert data["frame"]["normalisation"] == "inside the engine: /255 then ImageNet mean/std"
     assert data["audio"]["sample_rate"] == 16000 and data["audio"]["window_s"] == 1.0
     assert data["audio"]["example"] == "example = last 15600 samples of the window"
-    assert data["thresholds"] == {"mask": 0.5, "gate": 0.5} and data["audio_hop"] is False
+    assert data["thresholds"] == {"mask": 0.5, "gate": 0.5, "hysteresis": 0.0, "hysteresis_reset": 0.2}
+    assert data["audio_hop"] is False
     assert Manifest.from_dict(m.to_dict()) == m
     assert m.cache_shape == CACHE and m.audio.params == LogMelParams()
 

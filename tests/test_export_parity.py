@@ -166,18 +166,23 @@ def test_avs_tpavi_b5_exports_and_passes_parity(tmp_path):
     print(f"avs_tpavi_b5 export + 4-frame parity: {time.perf_counter() - t0:.1f} s, diffs {diffs}")
 
 
-def test_export_records_the_chosen_mask_threshold(lite64, tmp_path):
-    """--mask-threshold is the engine's operating point: written to the manifest and loaded with the engine."""
+def test_export_records_the_chosen_operating_point(lite64, tmp_path):
+    """--mask-threshold and --hysteresis are the engine's operating point: written to the manifest
+    and loaded with the engine."""
     from streamavs.errors import InputError
     from streamavs.training.export import export_engine
 
     ckpt, default = lite64
-    assert default.manifest.thresholds.mask == 0.5
-    result = export_engine(ckpt, "onnx", tmp_path / "engines", name="lite64-t", n_check=2, threads=1, mask_threshold=0.65)
+    assert default.manifest.thresholds.mask == 0.5 and default.manifest.thresholds.hysteresis == 0.0
+    result = export_engine(ckpt, "onnx", tmp_path / "engines", name="lite64-t", n_check=2, threads=1, mask_threshold=0.65,
+                           hysteresis=0.2)
     assert read_manifest(result.manifest_path).thresholds.mask == 0.65
     with load_engine(result.manifest_path, threads=1) as engine:
-        assert engine.manifest.thresholds.mask == 0.65
+        assert engine.manifest.thresholds.mask == 0.65 and engine.manifest.thresholds.hysteresis == 0.2
     for bad in (0.0, 1.0, True, "0.6"):
         with pytest.raises(InputError, match=r"--mask-threshold\) must be a probability strictly between 0 and 1"):
             export_engine(ckpt, "onnx", tmp_path / "bad", n_check=2, mask_threshold=bad)
+    for bad in (-0.1, 0.5, "0.2"):
+        with pytest.raises(InputError, match=r"--hysteresis\) must be a probability band in \[0, 0.5\)"):
+            export_engine(ckpt, "onnx", tmp_path / "bad", n_check=2, hysteresis=bad)
     assert not (tmp_path / "bad").exists()  # refused before any work

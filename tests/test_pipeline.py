@@ -125,10 +125,10 @@ def test_rate_limit_processes_fewer_frames_and_counts_the_skipped(mp4, tiny_engi
     assert gaps.mean() == pytest.approx(0.1, abs=0.005)
 
 
-def with_gate(manifest_path: Path, gate: float, directory: Path) -> Path:
-    """A copy of the engine (same model file) whose manifest sets thresholds.gate to `gate`."""
+def with_thresholds(manifest_path: Path, directory: Path, **thresholds: float) -> Path:
+    """A copy of the engine (same model file) whose manifest sets the given `thresholds` keys."""
     data = json.loads(manifest_path.read_text())
-    data["thresholds"]["gate"] = gate
+    data["thresholds"].update(thresholds)
     shutil.copy(manifest_path.parent / data["model_file"], directory / data["model_file"])
     out = directory / manifest_path.name
     out.write_text(json.dumps(data))
@@ -153,13 +153,41 @@ def test_sounding_gate_empties_masks_below_the_threshold(mp4, tiny_engine, tmp_p
     for threshold, expect_gated in ((max(scores) + 0.01, True), (min(scores) - 0.01, False)):
         directory = tmp_path / f"gate-{threshold:.4f}"
         directory.mkdir()
-        results, msgs = run(with_gate(tiny_engine, threshold, directory), gate=True)
+        results, msgs = run(with_thresholds(tiny_engine, directory, gate=threshold), gate=True)
         assert [r.sounding for r in results] == pytest.approx(scores, abs=1e-6)
         assert all(r.gated == expect_gated for r in results)
         if expect_gated:
             assert not any(m.mask.any() for m in msgs) and not any(r.mask_prob.any() for r in results)
         else:
             assert [m.mask.tolist() for m in msgs] == [m.mask.tolist() for m in free_msgs]
+
+
+def test_hysteresis_of_the_manifest_shapes_the_published_masks(mp4, tiny_engine, tmp_path):
+    from streamavs.engine.hysteresis import hysteresis_clip
+
+    def run(engine_path: Path) -> tuple[list, list]:
+        results = []
+        pub, sub = connected_pair()
+        with sub, Pipeline(media_capture(mp4, realtime=False), load(engine_path), pub, PipelineConfig(),
+                           on_result=results.append) as pipe:  # fmt: skip
+            pipe.run(frames=12)
+            return results, drain(sub, 12)
+
+    plain, _ = run(tiny_engine)  # no thresholds.hysteresis in the manifest: band 0
+    prob = np.stack([r.mask_prob for r in plain])
+    sounding = np.array([r.sounding for r in plain])
+    threshold = float(json.loads(tiny_engine.read_text())["thresholds"]["mask"])
+    band = 0.2
+    held, msgs = run(with_thresholds(tiny_engine, tmp_path, hysteresis=band, hysteresis_reset=1.0))
+    expected = hysteresis_clip(prob, sounding, threshold, band, reset=1.0)
+    assert [r.sounding for r in held] == pytest.approx(sounding.tolist(), abs=1e-6)  # the same frames and windows
+    np.testing.assert_allclose(np.stack([r.mask_prob for r in held]), expected, atol=1e-5)
+    plain_masks, held_masks = prob >= threshold, expected >= threshold
+    assert (held_masks != plain_masks).any(), "the band changes some pixels of these frames, so applying it shows"
+    flips = lambda m: int((m[1:] != m[:-1]).sum())  # noqa: E731
+    assert flips(held_masks) < flips(plain_masks)
+    assert len(msgs) == len(held)  # what subscribers get: the held probabilities (u8: rounded to 1/255)
+    np.testing.assert_allclose(np.stack([m.mask for m in msgs]), expected, atol=0.5 / 255 + 1e-6)
 
 
 def test_frames_stop_and_resume_and_close_is_idempotent(mp4, tiny_engine):

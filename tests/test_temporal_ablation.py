@@ -91,10 +91,30 @@ def test_sweep_is_the_operating_curve_of_the_same_stream(checkpoints):
     assert len({row["area"]["gt"] for row in r["sweep"]}) == 1
 
 
-def test_operating_points_mark_thresholds_where_every_target_is_met():
-    def row(threshold, fpr, miou, flicker, g):
-        return {"threshold": threshold, "temporal": {"fpr_silenced": fpr, "miou_started": miou, "flicker": flicker},
-                "g_miou": g}
+def test_hysteresis_rows_are_the_stream_held_as_the_runtime_holds_it(checkpoints):
+    from streamavs.bench.temporal_ablation import run_clip, streaming_test_split
+    from streamavs.engine.hysteresis import hysteresis_clip
+    from streamavs.metrics import TemporalMeter
+    from streamavs.model.streaming import load_streaming
+
+    r = evaluate_streaming(checkpoints["full"], True, 2, **SPLIT, sweep=(0.5,), bands=(0.0, 0.2))
+    plain, held = r["sweep"]
+    assert (plain["band"], held["band"]) == (0.0, 0.2) and plain["temporal"] == r["temporal"]
+    model, _ = load_streaming(checkpoints["full"])
+    meters = {band: TemporalMeter(0.5) for band in (0.0, 0.2)}
+    for clip in streaming_test_split(2, **SPLIT):
+        out = run_clip(model, clip)
+        for band, meter in meters.items():
+            meter.update(hysteresis_clip(out["prob"], out["sounding"], 0.5, band), clip.gt, clip.started, clip.silenced)
+    assert held["temporal"] == pytest.approx(meters[0.2].result())
+    assert plain["temporal"] == pytest.approx(meters[0.0].result())
+    assert held["temporal"]["flicker"] != plain["temporal"]["flicker"]  # the random stage hovers near 0.5: it shows
+
+
+def test_operating_points_mark_points_where_every_target_is_met_and_validation_takes_the_steadiest():
+    def row(threshold, fpr, miou, flicker, g, band=0.0):
+        return {"threshold": threshold, "band": band,
+                "temporal": {"fpr_silenced": fpr, "miou_started": miou, "flicker": flicker}, "g_miou": g}
 
     frame_only = {"temporal": {"fpr_silenced": 0.3, "miou_started": 50.0, "flicker": 0.1}, "robust": {"global": {"g_miou": 70.0}}}
     candidate = {"sweep": [row(0.5, 0.31, 56.0, 0.12, 72.0), row(0.6, 0.25, 52.0, 0.09, 70.5), row(0.7, 0.2, 49.0, 0.07, 68.0)]}
@@ -102,10 +122,13 @@ def test_operating_points_mark_thresholds_where_every_target_is_met():
     assert [p["all_met"] for p in points] == [False, True, False]
     assert points[2]["targets"]["miou_started_higher"]["met"] is False and points[2]["targets"]["flicker_lower"]["met"]
     assert operating_points({}, frame_only) == []
-    assert select_operating_point(points, candidate) == 0.6
-    candidate["sweep"].insert(0, row(0.55, 0.28, 53.0, 0.095, 71.0))  # also meets every target, higher G-mIoU
-    assert select_operating_point(operating_points(candidate, frame_only), candidate) == 0.55
-    assert select_operating_point(points[::2], candidate) is None
+    assert select_operating_point(points) == {"threshold": 0.6, "band": 0.0}
+    candidate["sweep"].insert(0, row(0.55, 0.28, 53.0, 0.095, 71.0))  # meets every target, higher G-mIoU, flickers more
+    assert select_operating_point(operating_points(candidate, frame_only)) == {"threshold": 0.6, "band": 0.0}
+    candidate["sweep"].append(row(0.6, 0.25, 51.0, 0.08, 69.8, band=0.1))  # steadier, every target still met
+    candidate["sweep"].append(row(0.6, 0.25, 50.0, 0.06, 69.0, band=0.2))  # steadiest, but onsets no better
+    assert select_operating_point(operating_points(candidate, frame_only)) == {"threshold": 0.6, "band": 0.1}
+    assert select_operating_point(points[::2]) is None
 
 
 def test_compare_targets():
@@ -148,29 +171,35 @@ def test_cli_writes_strict_json_and_table(checkpoints, tmp_path, capsys):
     assert report["command"].startswith("python -m streamavs.bench.temporal_ablation --frame-only")
     assert report["machine"]["cores"] >= 1 and report["torch_threads"] == 1 and report["test_split"]["seconds"] == 3
     assert report["test_split"]["split"] == "test" and report["test_split"]["sweep"] == [0.4, 0.6]
-    assert "selected_threshold" not in report  # never selected on the test split
-    assert {k: [p["threshold"] for p in v] for k, v in report["operating_points"].items()} == \
-        {"full": [0.4, 0.6], "no_uncertainty": [0.4, 0.6]}
+    assert "selected" not in report  # never selected on the test split
+    assert {k: [(p["threshold"], p["band"]) for p in v] for k, v in report["operating_points"].items()} == \
+        {"full": [(0.4, 0.0), (0.6, 0.0)], "no_uncertainty": [(0.4, 0.0), (0.6, 0.0)]}
     table = capsys.readouterr().out
     for label in ("frame-only", "attention, no uncertainty", "full stage", "g_miou_within_target", "err AUROC tr",
                   "operating curve, full stage"):
         assert label in table
 
 
-def test_cli_selects_a_threshold_on_validation_only(checkpoints, tmp_path):
+def test_cli_selects_an_operating_point_on_validation_only(checkpoints, tmp_path):
     out = tmp_path / "val.json"
     assert main(["--frame-only", str(checkpoints["frame_only"]), "--full", str(checkpoints["full"]), "--split", "val",
-                 "--sweep", "0.3,0.5,0.7", "--clips", "1", "--seconds", "3", "--image-size", "64", "--out", str(out)]) == 0
+                 "--sweep", "0.3,0.5,0.7", "--hysteresis", "0,0.2", "--clips", "1", "--seconds", "3",
+                 "--image-size", "64", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["test_split"]["split"] == "val" and "train types" in report["test_split"]["negatives"]
+    assert report["test_split"]["hysteresis"] == [0.0, 0.2]
+    sweep = report["results"]["full"]["sweep"]
+    assert [(r["threshold"], r["band"]) for r in sweep] == [(t, b) for t in (0.3, 0.5, 0.7) for b in (0.0, 0.2)]
+    assert sweep[2]["temporal"] == report["results"]["full"]["temporal"]  # (0.5, no band) is the main row
     points = report["operating_points"]["full"]
-    chosen = report["selected_threshold"]["full"]
-    g_miou = {row["threshold"]: row["g_miou"] for row in report["results"]["full"]["sweep"]}
-    qualified = [p["threshold"] for p in points if all(t["met"] for t in p["targets"].values())]
+    chosen = report["selected"]["full"]
+    flicker = {(r["threshold"], r["band"]): r["temporal"]["flicker"] for r in sweep}
+    qualified = [(p["threshold"], p["band"]) for p in points if all(t["met"] for t in p["targets"].values())]
     if chosen is None:
         assert not qualified
-    else:  # every target met there, and no qualifying threshold has a higher G-mIoU
-        assert chosen in qualified and all(g_miou[t] <= g_miou[chosen] for t in qualified)
+    else:  # every target met there, and no qualifying point flickers less
+        key = (chosen["threshold"], chosen["band"])
+        assert key in qualified and all(flicker[k] >= flicker[key] for k in qualified)
 
 
 @pytest.mark.parametrize("sweep", ["0.5,1.5", "half"])
@@ -189,6 +218,10 @@ def test_figure_is_written(checkpoints, tmp_path):
     low = render_temporal_figure(checkpoints["frame_only"], checkpoints["full"], tmp_path / "low.png", clip,
                                  full_threshold=0.7)
     assert info["thresholds"] == {"frame_only": 0.5, "full": 0.5} and low["thresholds"] == {"frame_only": 0.5, "full": 0.7}
+    held = render_temporal_figure(checkpoints["frame_only"], checkpoints["full"], tmp_path / "held.png", clip,
+                                  full_threshold=0.7, full_hysteresis=0.3)
+    assert held["hysteresis"] == 0.3 and low["hysteresis"] == 0.0
+    assert held["mask_pixels"]["full"] != low["mask_pixels"]["full"]  # the band changes what the full row draws
     assert low["mask_pixels"]["frame_only"] == info["mask_pixels"]["frame_only"]  # only the full row is cut higher
     assert 0 < low["mask_pixels"]["full"] < info["mask_pixels"]["full"]
     png = matplotlib.image.imread(info["path"])

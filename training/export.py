@@ -35,6 +35,7 @@ import numpy as np
 from streamavs.audio import LogMelParams
 from streamavs.engine.base import Engine, load_engine
 from streamavs.engine.manifest import MODEL_SUFFIXES, Manifest, file_sha256, write_manifest
+from streamavs.engine.hysteresis import check_band
 from streamavs.engine.thresholds import Thresholds, check_threshold_value
 from streamavs.errors import EngineError, InputError, require
 
@@ -194,6 +195,7 @@ def export_engine(
     seed: int = 0,
     threads: int | None = 1,
     mask_threshold: float | None = None,
+    hysteresis: float | None = None,
 ) -> ExportResult:
     """Export `checkpoint` (written by save_streaming_checkpoint) as engine `name` in `out_dir`.
 
@@ -206,6 +208,9 @@ def export_engine(
     mask_threshold: the manifest's ``thresholds.mask`` (the engine's operating point: pixels with
         mask_prob >= it are the mask); None -> ``Thresholds.mask``. Choose it on validation
         clips, e.g. ``python -m streamavs.bench.temporal_ablation --split val --sweep ...``.
+    hysteresis: the manifest's ``thresholds.hysteresis`` (the mask-hysteresis band the runtime
+        applies to each stream, :mod:`streamavs.engine.hysteresis`); None -> 0, none. Chosen on
+        validation clips with the threshold (``--hysteresis`` of the same runner).
     Raises EngineError (and writes nothing) when the export or the parity check fails.
     """
     t0 = time.perf_counter()
@@ -219,8 +224,10 @@ def export_engine(
     tol = DEFAULT_TOLERANCE[precision] if tolerance is None else float(tolerance)
     if not tol >= 0:
         raise InputError(f"tolerance must be a number >= 0 (max abs diff), got {tolerance!r}")
-    thresholds = Thresholds() if mask_threshold is None else \
-        Thresholds(mask=check_threshold_value(mask_threshold, "the mask threshold (--mask-threshold)"))
+    thresholds = Thresholds(
+        mask=Thresholds.mask if mask_threshold is None else
+        check_threshold_value(mask_threshold, "the mask threshold (--mask-threshold)"),
+        hysteresis=0.0 if hysteresis is None else check_band(hysteresis, "the hysteresis band (--hysteresis)"))
     checkpoint = Path(checkpoint)
     name = _check_name(name or checkpoint.stem)
     require("torch", "train", "engine export")

@@ -47,6 +47,11 @@ def register(app: typer.Typer) -> None:
             help="The engine's mask threshold (manifest thresholds.mask), strictly between 0 and 1, chosen on validation "
                  "clips, e.g. by `python -m streamavs.bench.temporal_ablation --split val --sweep 0.4,0.5,0.6`. "
                  "--int8 keeps the FP32 engine's.")] = None,
+        hysteresis: Annotated[Optional[float], typer.Option(
+            help="The mask-hysteresis band the runtime applies to each stream (manifest thresholds.hysteresis), in "
+                 "[0, 0.5), 0 = none, chosen on validation clips with the threshold, e.g. by `python -m "
+                 "streamavs.bench.temporal_ablation --split val --sweep 0.5,0.6,0.7 --hysteresis 0,0.1,0.2`. "
+                 "--int8 keeps the FP32 engine's.")] = None,
     ) -> None:
         """Export CHECKPOINT to an engine; refuses to write it unless it matches PyTorch within --tolerance."""
         from streamavs.cli.checks import output_dir
@@ -55,9 +60,9 @@ def register(app: typer.Typer) -> None:
         if int8:
             if fp16 or backend is not ExportBackend.onnx:
                 raise InputError("--int8 makes an ONNX Runtime engine; drop --fp16 and --backend tensorrt")
-            if mask_threshold is not None:
-                raise InputError("--int8 keeps the FP32 engine's mask threshold; set --mask-threshold when exporting "
-                                 "the FP32 engine and drop it here")
+            if mask_threshold is not None or hysteresis is not None:
+                raise InputError("--int8 keeps the FP32 engine's mask threshold and hysteresis; set --mask-threshold "
+                                 "and --hysteresis when exporting the FP32 engine and drop them here")
             output_dir(out, "--out", example="engines")
             require("onnx", "train", "streamavs export --int8")
             _export_int8(checkpoint, out, name, tolerance, n_check, threads, eval_data, eval_clips, calibration,
@@ -75,14 +80,16 @@ def register(app: typer.Typer) -> None:
         from streamavs.training.export import export_engine
 
         result = export_engine(checkpoint, backend.value, out, name, fp16=fp16, tolerance=tolerance,
-                               n_check=n_check, threads=threads, mask_threshold=mask_threshold)
+                               n_check=n_check, threads=threads, mask_threshold=mask_threshold,
+                               hysteresis=hysteresis)
         m = result.manifest
         diffs = ", ".join(f"{k} {v:.2e}" for k, v in result.max_abs_diff.items())
         size = result.model_path.stat().st_size / 1e6
         typer.echo(f"wrote {result.model_path} ({size:.1f} MB) and {result.manifest_path.name}")
         typer.echo(f"exporter {m.export.get('exporter')}, {m.precision}, frame {m.frame.size[0]}x{m.frame.size[1]}, "
                    f"parity over {n_check} frames: {diffs} (tolerance {m.export['parity']['tolerance']:g}); "
-                   f"mask threshold {m.thresholds.mask:g}; {result.seconds:.1f} s")
+                   f"mask threshold {m.thresholds.mask:g}, hysteresis band {m.thresholds.hysteresis:g}; "
+                   f"{result.seconds:.1f} s")
         if eval_data:
             from streamavs.evaluation import format_table
             from streamavs.training.evaluate_checkpoint import record_evaluation

@@ -1,4 +1,5 @@
-"""An engine's probability thresholds (manifest key ``thresholds``): mask pixels and the sounding gate."""
+"""An engine's probability thresholds (manifest key ``thresholds``): mask pixels, the sounding gate
+and the mask hysteresis (:mod:`streamavs.engine.hysteresis`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from streamavs.engine.hysteresis import DEFAULT_RESET, check_band, check_reset
 from streamavs.errors import InputError
 
 __all__ = ["Thresholds", "check_threshold_value"]
@@ -23,15 +25,21 @@ def check_threshold_value(value: Any, name: str) -> float:
 @dataclass(frozen=True)
 class Thresholds:
     """Probability thresholds: mask pixels (mask_prob >= mask) and the sounding gate. The mask
-    threshold is the engine's operating point (`streamavs export --mask-threshold`), chosen on
-    validation clips."""
+    threshold and the hysteresis band are the engine's operating point (`streamavs export
+    --mask-threshold --hysteresis`), chosen on validation clips. hysteresis: the band (0: off) and
+    hysteresis_reset: the sounding change that lets a frame through, applied by the runtime to
+    each stream's published probabilities (:class:`~streamavs.engine.hysteresis.MaskHysteresis`)."""
 
     mask: float = 0.5
     gate: float = 0.5
+    hysteresis: float = 0.0
+    hysteresis_reset: float = DEFAULT_RESET
 
     def __post_init__(self) -> None:
         check_threshold_value(self.mask, "thresholds.mask")
         check_threshold_value(self.gate, "thresholds.gate")
+        check_band(self.hysteresis, "thresholds.hysteresis")
+        check_reset(self.hysteresis_reset, "thresholds.hysteresis_reset")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -7,7 +7,9 @@ errors, which the loop re-raises (with the original as cause) as soon as it sees
         snapshot = pipe.run(seconds=10)                  # or frames=N, or until the stream ends
 
 The pipeline owns the engine's temporal feature cache (``engine.initial_cache()`` at start,
-each output's cache fed back). Per-stage timings and counters live in :attr:`Pipeline.stats`
+each output's cache fed back) and the stream's mask hysteresis (the manifest's
+``thresholds.hysteresis``, :mod:`streamavs.engine.hysteresis`): what it publishes is the
+probability after the hysteresis, to be cut at ``thresholds.mask``. Per-stage timings and counters live in :attr:`Pipeline.stats`
 and travel in every message header (``stage_ms``, ``dropped``, ``audio_overflows``), with the
 frame's actual audio window (``audio_window``) and, when part of it was zeros, ``audio_padded``.
 
@@ -28,6 +30,7 @@ from streamavs.audio import LogMel
 from streamavs.capture.builders import Capture
 from streamavs.pairing import Pair, Pairer
 from streamavs.clock import now_ns, wall_time
+from streamavs.engine.hysteresis import MaskHysteresis
 from streamavs.errors import InputError
 from streamavs.pipeline.preview import FramePreview, PreviewConfig
 from streamavs.pipeline.rate import next_slot
@@ -146,6 +149,8 @@ class Pipeline:
             max_wait_s=config.max_audio_wait_s, lossless=capture.lossless,
         )  # fmt: skip
         self._cache = engine.initial_cache()
+        limits = engine.manifest.thresholds
+        self._hysteresis = MaskHysteresis(limits.mask, limits.hysteresis, limits.hysteresis_reset)  # this stream's
         self._engine_id = {"name": engine.name, "sha256": (engine.manifest.sha256 or "")[:12]}
         self._gate = float(engine.manifest.thresholds.gate)
         self._threshold = float(engine.manifest.thresholds.mask)
@@ -310,8 +315,9 @@ class Pipeline:
         ms["inference"] = (t2 - t1) / 1e6
 
         sounding = float(out.sounding)
+        prob = self._hysteresis(out.mask_prob, sounding)  # the manifest's band; identity when it is 0
         gated = self.config.gate and sounding < self._gate
-        mask = np.zeros_like(out.mask_prob) if gated else out.mask_prob
+        mask = np.zeros_like(prob) if gated else prob
         uncertainty = float(np.mean(out.uncertainty))
         t3 = now_ns()
         ms["postprocess"] = (t3 - t2) / 1e6
