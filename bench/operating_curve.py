@@ -15,7 +15,7 @@ import numpy as np
 from streamavs.bench.report import fmt_cell
 from streamavs.bench.temporal_targets import compare
 from streamavs.datasets.streaming import StreamClip
-from streamavs.engine.hysteresis import check_band, hysteresis_clip
+from streamavs.engine.hysteresis import DEFAULT_RESET, check_band, hysteresis_clip
 from streamavs.engine.thresholds import check_threshold_value
 from streamavs.errors import InputError
 
@@ -27,10 +27,10 @@ class OperatingPoint:
     """The temporal metrics, the robust table and the predicted mask area at one mask threshold
     and hysteresis band (0: none), the band applied per clip as the runtime applies it per stream."""
 
-    def __init__(self, threshold: float, band: float = 0.0):
+    def __init__(self, threshold: float, band: float = 0.0, reset: float = DEFAULT_RESET):
         from streamavs.metrics import RobustMeter, TemporalMeter
 
-        self.threshold, self.band = threshold, band
+        self.threshold, self.band, self.reset = threshold, band, reset
         self.temporal, self.robust = TemporalMeter(threshold), RobustMeter(threshold)
         self._fg = self._gt = self._pixels = 0
 
@@ -40,7 +40,7 @@ class OperatingPoint:
         if self.band:
             if sounding is None:
                 raise InputError(f"a hysteresis band ({self.band}) needs the clip's sounding probabilities")
-            prob = hysteresis_clip(prob, sounding, self.threshold, self.band)
+            prob = hysteresis_clip(prob, sounding, self.threshold, self.band, self.reset)
         self.temporal.update(prob, clip.gt, clip.started, clip.silenced)
         conds = np.array(clip.eval_condition)
         for cond in sorted(set(clip.eval_condition)):

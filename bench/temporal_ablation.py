@@ -50,10 +50,12 @@ from streamavs.datasets.streaming import NEGATIVES, STREAM_SPLITS, StreamClip, s
 from streamavs.bench.operating_curve import (OperatingPoint, curve_table, operating_points, parse_bands,
                                              parse_thresholds, select_operating_point)
 from streamavs.bench.temporal_targets import TARGET_ERROR_AUROC, TARGET_G_MIOU_DROP, compare, compare_uncertainty
+from streamavs.engine.hysteresis import DEFAULT_RESET
 from streamavs.engine.thresholds import Thresholds
 from streamavs.errors import ConfigError, InputError
 
-__all__ = ["StreamClip", "scene_config", "streaming_test_split", "run_clip", "warm_up", "set_threads", "evaluate_streaming",
+__all__ = ["StreamClip", "scene_config", "streaming_test_split", "run_clip", "run_clip_engine", "warm_up", "set_threads",
+           "evaluate_streaming", "evaluate_engine_streaming",
            "OperatingPoint", "operating_points", "select_operating_point", "format_table", "compare", "compare_uncertainty",
            "TARGET_G_MIOU_DROP", "TARGET_ERROR_AUROC", "main"]
 
@@ -140,7 +142,6 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
     :mod:`streamavs.engine.hysteresis`, reset by the streamed sounding probability). Units: mIoU, F, G-mIoU, G-F in
     percent; FPR, G-FPR, flicker, AUROC, error rate and ECE as fractions.
     """
-    from streamavs.metrics import CalibrationMeter, ErrorDetectionMeter, SegmentationMeter
     from streamavs.model.streaming import load_streaming
 
     model, extra = load_streaming(checkpoint, use_temporal=use_temporal)
@@ -148,18 +149,75 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
         raise ConfigError(f"{checkpoint} has no temporal stage (no 'temporal_config' in the file); evaluate it "
                           "with use_temporal=False (--frame-only), or pass a checkpoint of the temporal trainer")
     warm_up(model)
+    stream = dict(clips=clips, seed_offset=seed_offset, state_change_prob=state_change_prob,
+                  negative_second_share=negative_second_share, image_size=image_size, seconds=seconds, data=data,
+                  split=split)
+    return _score(lambda clip: run_clip(model, clip), stream, (threshold, 0.0, DEFAULT_RESET), sweep, bands, {
+        "checkpoint": str(checkpoint), "use_temporal": bool(use_temporal),
+        "temporal_config": extra.get("temporal_config") if use_temporal else None})
+
+
+def evaluate_engine_streaming(engine: str | Path, clips: int, sweep: tuple[float, ...] = (),
+                              bands: tuple[float, ...] = (), **stream) -> dict:
+    """Stream the clips through an ENGINE as shipped (any backend, e.g. the INT8 ONNX Runtime
+    engine), its main row at the manifest's operating point (``thresholds.mask``, with
+    ``thresholds.hysteresis`` and its reset applied per clip as the runtime applies them per
+    stream); `stream`: the keywords of :func:`evaluate_streaming` that choose the clips. The same
+    result as :func:`evaluate_streaming` with ``"engine"`` and ``"operating_point"`` instead of
+    the checkpoint keys; the uncertainty metrics and ``state_silent`` use the engine's
+    probabilities before the band."""
+    from streamavs.engine import load_engine
+
+    eng = load_engine(engine, threads=1)
+    size = stream.get("image_size", 224)
+    if tuple(eng.frame_size) != (size, size):
+        raise ConfigError(f"engine {eng.name!r} takes {eng.frame_size[0]}x{eng.frame_size[1]} frames, the clips are "
+                          f"{size}x{size}; pass --image-size {eng.frame_size[0]}")
+    limits = eng.manifest.thresholds
+    with eng:
+        return _score(lambda clip: run_clip_engine(eng, clip), {"clips": clips, **stream},
+                      (limits.mask, limits.hysteresis, limits.hysteresis_reset), sweep, bands,
+                      {"engine": eng.name, "precision": eng.manifest.precision, "backend": eng.backend,
+                       "operating_point": limits.to_dict()})
+
+
+def run_clip_engine(engine, clip: StreamClip) -> dict[str, np.ndarray]:
+    """:func:`run_clip` for an engine (streamavs.engine): the cache carried from frame to frame."""
+    cache = engine.initial_cache()
+    probs, uncs, snd, ms = [], [], [], []
+    for t in range(clip.frames.shape[0]):
+        start = time.perf_counter()
+        out = engine.run(clip.frames[t], clip.log_mel[t], cache)
+        ms.append(1e3 * (time.perf_counter() - start))
+        cache = out.cache
+        probs.append(out.mask_prob)
+        uncs.append(out.uncertainty)
+        snd.append(float(out.sounding))
+    return {"prob": np.clip(np.stack(probs), 0.0, 1.0).astype(np.float32), "uncertainty": np.stack(uncs),
+            "sounding": np.asarray(snd, dtype=np.float32), "ms": np.asarray(ms)}
+
+
+def _score(run, stream: dict, main: tuple[float, float, float], sweep: tuple[float, ...], bands: tuple[float, ...],
+           about: dict) -> dict:
+    """The metrics of :func:`evaluate_streaming` for `run(clip) -> outputs` over the clips of
+    `stream` (the keywords of streaming_test_split); `main`: (threshold, band, reset) of the
+    main row; `about` heads the result."""
+    from streamavs.metrics import CalibrationMeter, ErrorDetectionMeter, SegmentationMeter
+
+    threshold, band, reset = main
     curve_thresholds = sweep or ((threshold,) if bands else ())  # bands alone: measured at `threshold`
     grid = [(float(t), float(b)) for t in curve_thresholds for b in (bands or (0.0,))]
-    points = {key: OperatingPoint(*key) for key in [(float(threshold), 0.0), *grid]}  # each point measured once
-    point, curve, quiet = points[(float(threshold), 0.0)], [points[key] for key in grid], SegmentationMeter(threshold)
+    points = {(float(threshold), float(band)): OperatingPoint(float(threshold), float(band), reset)}
+    for key in grid:  # each point measured once
+        points.setdefault(key, OperatingPoint(*key))
+    point, curve, quiet = points[(float(threshold), float(band))], [points[key] for key in grid], SegmentationMeter(threshold)
     errors = {k: ErrorDetectionMeter(threshold) for k in ("transition", "all")}
     calibration = {k: CalibrationMeter() for k in ("transition", "all")}
     audio_counts: dict[str, int] = {}
     eval_counts: dict[str, int] = {}
     ms, snd_pos, snd_neg, frames = [], [], [], 0
-    for clip in streaming_test_split(clips, seed_offset, state_change_prob, negative_second_share, image_size, seconds,
-                                     data, split):
-        out = run_clip(model, clip)
+    for clip in streaming_test_split(**stream):
+        out = run(clip)
         for p in points.values():
             p.update(out["prob"], clip, out["sounding"])
         for key, sel in (("transition", clip.started | clip.silenced), ("all", slice(None))):
@@ -180,9 +238,7 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
         frames += clip.frames.shape[0]
     mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
     return _finite({
-        "checkpoint": str(checkpoint),
-        "use_temporal": bool(use_temporal),
-        "temporal_config": extra.get("temporal_config") if use_temporal else None,
+        **about,
         "temporal": point.temporal.result(),
         "uncertainty": {k: {"error_auroc": errors[k].result()["auroc"], "error_rate": errors[k].result()["error_rate"],
                             "ece": calibration[k].result()["ece"]} for k in errors},
@@ -200,7 +256,8 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
 # ----------------------------------------------------------------------------- report
 
 
-_ROWS = (("frame_only", "frame-only"), ("no_uncertainty", "attention, no uncertainty"), ("full", "full stage"))
+_ROWS = (("frame_only", "frame-only"), ("no_uncertainty", "attention, no uncertainty"), ("full", "full stage"),
+         ("engine", "engine at its manifest's point"))
 
 
 def format_table(report: dict) -> str:
@@ -225,8 +282,9 @@ def format_table(report: dict) -> str:
                          f"{fmt_cell(u['transition']['ece'], 4):>8s} {fmt_cell(u['all']['ece'], 4):>8s}")
     lines += curve_table(report, _ROWS)
     titles = {"full": "full stage vs frame-only", "no_uncertainty": "attention, no uncertainty vs frame-only",
-              "uncertainty": "full stage vs the same stage without uncertainty (base = no-uncertainty row / target)"}
-    for key in ("full", "no_uncertainty", "uncertainty"):
+              "uncertainty": "full stage vs the same stage without uncertainty (base = no-uncertainty row / target)",
+              "engine": "the engine at its manifest's point vs frame-only"}
+    for key in ("full", "no_uncertainty", "engine", "uncertainty"):
         targets = report["targets"].get(key)
         if not targets:
             continue
@@ -242,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frame-only", required=True, help="segmenter checkpoint, evaluated without a temporal stage")
     parser.add_argument("--no-uncertainty", help="temporal checkpoint trained without the uncertainty head")
     parser.add_argument("--full", help="temporal checkpoint with the uncertainty head")
+    parser.add_argument("--engine", help="an engine as shipped (name or manifest), streamed at its manifest's "
+                        "operating point (mask threshold and hysteresis): e.g. streamavs-real-lite-int8")
     parser.add_argument("--clips", type=int, default=60)
     parser.add_argument("--seconds", type=int, default=10, help="clip length (frames per clip)")
     parser.add_argument("--seed-offset", type=int, default=0, help="first test clip index")
@@ -261,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/temporal-ablation-<date>.json)")
     args = parser.parse_args(argv)
     set_threads(args.threads)
-    if args.no_uncertainty is None and args.full is None:
-        raise InputError("give at least one temporal checkpoint: --full and/or --no-uncertainty")
+    if args.no_uncertainty is None and args.full is None and args.engine is None:
+        raise InputError("give at least one temporal model: --full, --no-uncertainty and/or --engine")
     split = dict(clips=args.clips, seed_offset=args.seed_offset, state_change_prob=args.state_change_prob,
                  negative_second_share=args.negative_second_share, image_size=args.image_size, seconds=args.seconds,
                  data=args.data, split=args.split)
@@ -272,9 +332,13 @@ def main(argv: list[str] | None = None) -> int:
         if path is not None:
             print(f"streaming {key}: {path}", file=sys.stderr)
             results[key] = evaluate_streaming(path, temporal, **split, sweep=args.sweep, bands=args.hysteresis)
-    targets = {k: compare(results[k], results["frame_only"]) for k in ("full", "no_uncertainty") if k in results}
+    if args.engine is not None:
+        print(f"streaming the engine {args.engine}", file=sys.stderr)
+        results["engine"] = evaluate_engine_streaming(args.engine, **split, sweep=args.sweep, bands=args.hysteresis)
+    stages = [k for k in ("full", "no_uncertainty", "engine") if k in results]
+    targets = {k: compare(results[k], results["frame_only"]) for k in stages}
     points = {k: operating_points(results[k], results["frame_only"])
-              for k in ("full", "no_uncertainty") if k in results and (args.sweep or args.hysteresis)}
+              for k in stages if args.sweep or args.hysteresis}
     if "full" in results and "no_uncertainty" in results:
         targets["uncertainty"] = compare_uncertainty(results["full"], results["no_uncertainty"])
     report = make_report(

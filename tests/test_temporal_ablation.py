@@ -111,6 +111,33 @@ def test_hysteresis_rows_are_the_stream_held_as_the_runtime_holds_it(checkpoints
     assert held["temporal"]["flicker"] != plain["temporal"]["flicker"]  # the random stage hovers near 0.5: it shows
 
 
+def test_an_engine_streams_at_its_manifests_operating_point(tiny_engine, tmp_path):
+    import shutil
+
+    from streamavs.bench.temporal_ablation import evaluate_engine_streaming, run_clip_engine, streaming_test_split
+    from streamavs.engine import load_engine
+    from streamavs.engine.hysteresis import hysteresis_clip
+    from streamavs.metrics import TemporalMeter
+
+    data = json.loads(tiny_engine.read_text())
+    data["thresholds"].update(mask=0.55, hysteresis=0.2, hysteresis_reset=0.5)
+    shutil.copy(tiny_engine.parent / data["model_file"], tmp_path / data["model_file"])
+    manifest = tmp_path / tiny_engine.name
+    manifest.write_text(json.dumps(data))
+    r = evaluate_engine_streaming(manifest, 2, sweep=(0.55,), bands=(0.0,), **SPLIT)
+    assert r["operating_point"]["mask"] == 0.55 and r["operating_point"]["hysteresis"] == 0.2
+    meters = {"held": TemporalMeter(0.55), "plain": TemporalMeter(0.55)}
+    with load_engine(manifest, threads=1) as engine:
+        for clip in streaming_test_split(2, **SPLIT):
+            out = run_clip_engine(engine, clip)
+            meters["held"].update(hysteresis_clip(out["prob"], out["sounding"], 0.55, 0.2, 0.5), clip.gt, clip.started,
+                                  clip.silenced)
+            meters["plain"].update(out["prob"], clip.gt, clip.started, clip.silenced)
+    assert r["temporal"] == pytest.approx(meters["held"].result())  # the main row: the manifest's point, held
+    assert r["sweep"][0]["temporal"] == pytest.approx(meters["plain"].result())
+    assert r["temporal"]["flicker"] != r["sweep"][0]["temporal"]["flicker"]
+
+
 def test_operating_points_mark_points_where_every_target_is_met_and_validation_takes_the_steadiest():
     def row(threshold, fpr, miou, flicker, g, band=0.0):
         return {"threshold": threshold, "band": band,
@@ -180,14 +207,17 @@ def test_cli_writes_strict_json_and_table(checkpoints, tmp_path, capsys):
         assert label in table
 
 
-def test_cli_selects_an_operating_point_on_validation_only(checkpoints, tmp_path):
+def test_cli_selects_an_operating_point_on_validation_only(checkpoints, tiny_engine, tmp_path):
     out = tmp_path / "val.json"
     assert main(["--frame-only", str(checkpoints["frame_only"]), "--full", str(checkpoints["full"]), "--split", "val",
+                 "--engine", str(tiny_engine),
                  "--sweep", "0.3,0.5,0.7", "--hysteresis", "0,0.2", "--clips", "1", "--seconds", "3",
                  "--image-size", "64", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["test_split"]["split"] == "val" and "train types" in report["test_split"]["negatives"]
     assert report["test_split"]["hysteresis"] == [0.0, 0.2]
+    assert set(report["targets"]) == {"full", "engine"} and set(report["selected"]) == {"full", "engine"}
+    assert report["results"]["engine"]["operating_point"]["mask"] == json.loads(tiny_engine.read_text())["thresholds"]["mask"]
     sweep = report["results"]["full"]["sweep"]
     assert [(r["threshold"], r["band"]) for r in sweep] == [(t, b) for t in (0.3, 0.5, 0.7) for b in (0.0, 0.2)]
     assert sweep[2]["temporal"] == report["results"]["full"]["temporal"]  # (0.5, no band) is the main row
