@@ -132,7 +132,8 @@ def _describe(target: str, as_json: bool) -> None:
         f"audio        {m.audio.params.sample_rate} Hz, {m.audio.params.n_mels} mels x {m.audio.params.example_frames} "
         f"frames, window {m.audio.window_s} s ({m.audio.example})",
         "temporal     " + (f"window {m.temporal.window}, cache {list(m.temporal.cache_shape)}" if m.temporal else "none"),
-        f"thresholds   mask {m.thresholds.mask}, gate {m.thresholds.gate}; audio_hop {m.audio_hop}",
+        f"thresholds   mask {m.thresholds.mask}, gate {m.thresholds.gate}, hysteresis {m.thresholds.hysteresis} "
+        f"(reset {m.thresholds.hysteresis_reset}); audio_hop {m.audio_hop}",
         "inputs       " + ", ".join(f"{t.name} {list(t.shape)} {t.dtype}" for t in m.inputs),
         "outputs      " + ", ".join(f"{t.name} {list(t.shape)} {t.dtype}" for t in m.outputs),
         "versions     " + ", ".join(f"{k} {v}" for k, v in m.versions.items() if v is not None),
