@@ -15,12 +15,12 @@ import numpy as np
 from streamavs.bench.report import fmt_cell
 from streamavs.bench.temporal_targets import compare
 from streamavs.datasets.streaming import StreamClip
-from streamavs.engine.hysteresis import DEFAULT_RESET, check_band, hysteresis_clip
-from streamavs.engine.thresholds import check_threshold_value
+from streamavs.engine.hysteresis import hysteresis_clip
+from streamavs.engine.thresholds import DEFAULT_RESET, check_band, check_threshold_value
 from streamavs.errors import InputError
 
-__all__ = ["OperatingPoint", "operating_points", "select_operating_point", "parse_thresholds", "parse_bands",
-           "curve_table"]
+__all__ = ["OperatingPoint", "operating_points", "select_operating_point", "parse_threshold", "parse_band",
+           "parse_thresholds", "parse_bands", "curve_table"]
 
 
 class OperatingPoint:
@@ -88,31 +88,45 @@ def select_operating_point(points: list[dict]) -> dict | None:
     return None if best is None else {"threshold": best["threshold"], "band": best["band"]}
 
 
+def parse_threshold(text: str) -> float:
+    """argparse type of one mask threshold: a probability strictly between 0 and 1."""
+    return _parse_one(text, check_threshold_value, "a mask threshold such as 0.6")
+
+
+def parse_band(text: str) -> float:
+    """argparse type of one mask-hysteresis band, in [0, 0.5)."""
+    return _parse_one(text, check_band, "a hysteresis band such as 0.2")
+
+
 def parse_thresholds(text: str) -> tuple[float, ...]:
     """argparse type of --sweep: "0.4,0.5,0.6" -> (0.4, 0.5, 0.6), each strictly between 0 and 1."""
-    try:
-        values = tuple(check_threshold_value(float(x), f"each --sweep threshold ({x.strip()})")
-                       for x in text.split(",") if x.strip())
-    except InputError as exc:  # a number outside (0, 1)
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    except ValueError:  # not a number
-        raise argparse.ArgumentTypeError(f"expected comma-separated thresholds such as 0.4,0.5,0.6; got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected comma-separated thresholds such as 0.4,0.5,0.6; got {text!r}")
-    return values
+    return _parse_list(text, check_threshold_value, "thresholds such as 0.4,0.5,0.6", "--sweep threshold")
 
 
 def parse_bands(text: str) -> tuple[float, ...]:
     """argparse type of --hysteresis: "0,0.1,0.2" -> (0.0, 0.1, 0.2), each in [0, 0.5)."""
+    return _parse_list(text, check_band, "bands such as 0,0.1,0.2", "--hysteresis band")
+
+
+def _parse_one(text: str, check, expected: str) -> float:
     try:
-        values = tuple(check_band(float(x), f"each --hysteresis band ({x.strip()})") for x in text.split(",") if x.strip())
+        return check(float(text), expected.split(" such as")[0])
+    except InputError as exc:  # a number out of range
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    except ValueError:  # not a number
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+
+def _parse_list(text: str, check, expected: str, what: str) -> tuple[float, ...]:
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected comma-separated {expected}; got {text!r}")
+    try:
+        return tuple(check(float(x), f"each {what} ({x})") for x in items)
     except InputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated bands such as 0,0.1,0.2; got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected comma-separated bands such as 0,0.1,0.2; got {text!r}")
-    return values
+        raise argparse.ArgumentTypeError(f"expected comma-separated {expected}; got {text!r}") from None
 
 
 def curve_table(report: dict, rows: tuple[tuple[str, str], ...]) -> list[str]:

@@ -50,8 +50,7 @@ from streamavs.datasets.streaming import NEGATIVES, STREAM_SPLITS, StreamClip, s
 from streamavs.bench.operating_curve import (OperatingPoint, curve_table, operating_points, parse_bands,
                                              parse_thresholds, select_operating_point)
 from streamavs.bench.temporal_targets import TARGET_ERROR_AUROC, TARGET_G_MIOU_DROP, compare, compare_uncertainty
-from streamavs.engine.hysteresis import DEFAULT_RESET
-from streamavs.engine.thresholds import Thresholds
+from streamavs.engine.thresholds import DEFAULT_RESET, Thresholds
 from streamavs.errors import ConfigError, InputError
 
 __all__ = ["StreamClip", "scene_config", "streaming_test_split", "run_clip", "run_clip_engine", "warm_up", "set_threads",
@@ -158,18 +157,19 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
 
 
 def evaluate_engine_streaming(engine: str | Path, clips: int, sweep: tuple[float, ...] = (),
-                              bands: tuple[float, ...] = (), **stream) -> dict:
+                              bands: tuple[float, ...] = (), threads: int = 1, **stream) -> dict:
     """Stream the clips through an ENGINE as shipped (any backend, e.g. the INT8 ONNX Runtime
     engine), its main row at the manifest's operating point (``thresholds.mask``, with
     ``thresholds.hysteresis`` and its reset applied per clip as the runtime applies them per
-    stream); `stream`: the keywords of :func:`evaluate_streaming` that choose the clips. The same
+    stream); `stream`: the keywords of :func:`evaluate_streaming` that choose the clips (the
+    image size defaults to the engine's frame size); `threads`: ONNX Runtime threads. The same
     result as :func:`evaluate_streaming` with ``"engine"`` and ``"operating_point"`` instead of
     the checkpoint keys; the uncertainty metrics and ``state_silent`` use the engine's
     probabilities before the band."""
     from streamavs.engine import load_engine
 
-    eng = load_engine(engine, threads=1)
-    size = stream.get("image_size", 224)
+    eng = load_engine(engine, threads=threads)
+    size = stream.setdefault("image_size", eng.frame_size[0])
     if tuple(eng.frame_size) != (size, size):
         raise ConfigError(f"engine {eng.name!r} takes {eng.frame_size[0]}x{eng.frame_size[1]} frames, the clips are "
                           f"{size}x{size}; pass --image-size {eng.frame_size[0]}")
@@ -208,8 +208,8 @@ def _score(run, stream: dict, main: tuple[float, float, float], sweep: tuple[flo
     curve_thresholds = sweep or ((threshold,) if bands else ())  # bands alone: measured at `threshold`
     grid = [(float(t), float(b)) for t in curve_thresholds for b in (bands or (0.0,))]
     points = {(float(threshold), float(band)): OperatingPoint(float(threshold), float(band), reset)}
-    for key in grid:  # each point measured once
-        points.setdefault(key, OperatingPoint(*key))
+    for key in grid:  # each point measured once, with the main row's reset
+        points.setdefault(key, OperatingPoint(*key, reset))
     point, curve, quiet = points[(float(threshold), float(band))], [points[key] for key in grid], SegmentationMeter(threshold)
     errors = {k: ErrorDetectionMeter(threshold) for k in ("transition", "all")}
     calibration = {k: CalibrationMeter() for k in ("transition", "all")}
@@ -317,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hysteresis", type=parse_bands, default=(),
                         help="comma-separated mask-hysteresis bands, each measured at every --sweep threshold, e.g. 0,0.1,0.2")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: on a shared CPU more threads can be 10-100x slower)")
+                        help="torch CPU threads, and ONNX Runtime threads for --engine (default 1: on a shared CPU more "
+                             "threads can be 10-100x slower)")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/temporal-ablation-<date>.json)")
     args = parser.parse_args(argv)
     set_threads(args.threads)
@@ -334,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
             results[key] = evaluate_streaming(path, temporal, **split, sweep=args.sweep, bands=args.hysteresis)
     if args.engine is not None:
         print(f"streaming the engine {args.engine}", file=sys.stderr)
-        results["engine"] = evaluate_engine_streaming(args.engine, **split, sweep=args.sweep, bands=args.hysteresis)
+        results["engine"] = evaluate_engine_streaming(args.engine, **split, sweep=args.sweep, bands=args.hysteresis,
+                                                      threads=args.threads)
     stages = [k for k in ("full", "no_uncertainty", "engine") if k in results]
     targets = {k: compare(results[k], results["frame_only"]) for k in stages}
     points = {k: operating_points(results[k], results["frame_only"])

@@ -27,9 +27,10 @@ import numpy as np
 from streamavs.bench.report import default_out, run_script
 from streamavs.bench.temporal_ablation import run_clip, set_threads
 from streamavs.datasets.streaming import StreamClip, streaming_test_split
-from streamavs.engine.hysteresis import check_band, hysteresis_clip
-from streamavs.engine.thresholds import Thresholds, check_threshold_value
-from streamavs.errors import ConfigError, DataError, InputError, require
+from streamavs.bench.operating_curve import parse_band, parse_threshold
+from streamavs.engine.hysteresis import hysteresis_clip
+from streamavs.engine.thresholds import Thresholds
+from streamavs.errors import ConfigError, DataError, require
 
 __all__ = ["has_both_transitions", "find_transition_clip", "render_temporal_figure", "main"]
 
@@ -166,22 +167,6 @@ def render_temporal_figure(frame_only: str | Path, full: str | Path, out: str | 
             "mask_pixels": {"frame_only": int((a["prob"] > cut[1]).sum()), "full": int((b["prob"] > cut[2]).sum())}}
 
 
-def _threshold(text: str) -> float:
-    """argparse type of --threshold / --full-threshold: a probability strictly between 0 and 1."""
-    try:
-        return check_threshold_value(float(text), "a mask threshold")
-    except (ValueError, InputError) as exc:
-        raise argparse.ArgumentTypeError(str(exc) if isinstance(exc, InputError) else f"expected a number, got {text!r}") from None
-
-
-def _band(text: str) -> float:
-    """argparse type of --full-hysteresis: a band in [0, 0.5)."""
-    try:
-        return check_band(float(text), "the hysteresis band")
-    except (ValueError, InputError) as exc:
-        raise argparse.ArgumentTypeError(str(exc) if isinstance(exc, InputError) else f"expected a number, got {text!r}") from None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streamavs.bench.temporal_figure", description=__doc__.split("\n")[0])
     parser.add_argument("--frame-only", required=True, help="segmenter checkpoint (run without a temporal stage)")
@@ -194,10 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--negative-second-share", type=float, default=0.25)
     parser.add_argument("--data", choices=("synthetic", "real"), default="synthetic",
                         help="test clips: the procedural benchmark or the real-media one (fetched media)")
-    parser.add_argument("--threshold", type=_threshold, default=Thresholds.mask, help="frame-only's mask threshold")
-    parser.add_argument("--full-threshold", type=_threshold,
+    parser.add_argument("--threshold", type=parse_threshold, default=Thresholds.mask, help="frame-only's mask threshold")
+    parser.add_argument("--full-threshold", type=parse_threshold,
                         help="the full stage's mask threshold (its engine's thresholds.mask; default --threshold)")
-    parser.add_argument("--full-hysteresis", type=_band, default=0.0,
+    parser.add_argument("--full-hysteresis", type=parse_band, default=0.0,
                         help="the full stage's mask-hysteresis band (its engine's thresholds.hysteresis; default 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, help="PNG path (default bench/results/temporal-figure-<date>.png)")

@@ -71,6 +71,15 @@ def test_the_published_probability_cut_at_the_threshold_is_the_rule(seed, thresh
     np.testing.assert_array_equal((out >= threshold)[clear], expected[clear])
 
 
+def test_a_sounding_that_is_not_a_number_or_a_new_frame_size_cuts_plainly():
+    step = MaskHysteresis(0.5, 0.2)
+    step(np.full((2, 2), 0.9, np.float32), 0.8)
+    assert not (step(np.full((2, 2), 0.4, np.float32), float("nan")) >= 0.5).any()  # NaN: a change, plain cut
+    assert not (step(np.full((2, 2), 0.45, np.float32), 0.8) >= 0.5).any()  # and after it: held out
+    step(np.full((2, 2), 0.9, np.float32), 0.8)
+    assert not (step(np.full((3, 3), 0.4, np.float32), 0.8) >= 0.5).any()  # another frame size: a new mask
+
+
 def test_restart_forgets_the_stream():
     step = MaskHysteresis(0.5, 0.2)
     step(np.full((2, 2), 0.9, np.float32), 0.8)

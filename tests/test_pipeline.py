@@ -190,6 +190,37 @@ def test_hysteresis_of_the_manifest_shapes_the_published_masks(mp4, tiny_engine,
     np.testing.assert_allclose(np.stack([m.mask for m in msgs]), expected, atol=0.5 / 255 + 1e-6)
 
 
+def test_a_gated_frame_restarts_the_hysteresis(mp4, tiny_engine, tmp_path):
+    from streamavs.engine.hysteresis import MaskHysteresis
+
+    def run(engine_path: Path, gate: bool) -> list:
+        results = []
+        pub, sub = connected_pair()
+        with sub, Pipeline(media_capture(mp4, realtime=False), load(engine_path), pub, PipelineConfig(gate=gate),
+                           on_result=results.append) as pipe:  # fmt: skip
+            pipe.run(frames=12)
+        return results
+
+    plain_dir, gated_dir = tmp_path / "plain", tmp_path / "gated"
+    plain_dir.mkdir()
+    gated_dir.mkdir()
+    plain = run(with_thresholds(tiny_engine, plain_dir, hysteresis=0.0), gate=False)
+    sounding = [r.sounding for r in plain]
+    gate = float(np.median(sounding))  # some frames gated, some not (the run is deterministic)
+    threshold = float(json.loads(tiny_engine.read_text())["thresholds"]["mask"])
+    held = run(with_thresholds(tiny_engine, gated_dir, gate=gate, hysteresis=0.2, hysteresis_reset=1.0), gate=True)
+    step, expected = MaskHysteresis(threshold, 0.2, reset=1.0), []
+    for r in plain:
+        if r.sounding < gate:
+            expected.append(np.zeros_like(r.mask_prob))
+            step.restart()
+        else:
+            expected.append(step(r.mask_prob, r.sounding))
+    assert 0 < sum(r.gated for r in held) < len(held)
+    assert [r.gated for r in held] == [s < gate for s in sounding]
+    np.testing.assert_allclose(np.stack([r.mask_prob for r in held]), np.stack(expected), atol=1e-5)
+
+
 def test_frames_stop_and_resume_and_close_is_idempotent(mp4, tiny_engine):
     pub, sub = connected_pair()
     with sub:

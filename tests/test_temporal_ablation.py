@@ -124,17 +124,22 @@ def test_an_engine_streams_at_its_manifests_operating_point(tiny_engine, tmp_pat
     shutil.copy(tiny_engine.parent / data["model_file"], tmp_path / data["model_file"])
     manifest = tmp_path / tiny_engine.name
     manifest.write_text(json.dumps(data))
-    r = evaluate_engine_streaming(manifest, 2, sweep=(0.55,), bands=(0.0,), **SPLIT)
+    r = evaluate_engine_streaming(manifest, 2, sweep=(0.55, 0.6), bands=(0.0, 0.2), **SPLIT)
     assert r["operating_point"]["mask"] == 0.55 and r["operating_point"]["hysteresis"] == 0.2
-    meters = {"held": TemporalMeter(0.55), "plain": TemporalMeter(0.55)}
+    meters = {"held": TemporalMeter(0.55), "plain": TemporalMeter(0.55), "curve": TemporalMeter(0.6)}
     with load_engine(manifest, threads=1) as engine:
         for clip in streaming_test_split(2, **SPLIT):
             out = run_clip_engine(engine, clip)
             meters["held"].update(hysteresis_clip(out["prob"], out["sounding"], 0.55, 0.2, 0.5), clip.gt, clip.started,
                                   clip.silenced)
             meters["plain"].update(out["prob"], clip.gt, clip.started, clip.silenced)
+            meters["curve"].update(hysteresis_clip(out["prob"], out["sounding"], 0.6, 0.2, 0.5), clip.gt, clip.started,
+                                   clip.silenced)  # every point of the curve with the manifest's reset
     assert r["temporal"] == pytest.approx(meters["held"].result())  # the main row: the manifest's point, held
+    assert [(row["threshold"], row["band"]) for row in r["sweep"]] == [(0.55, 0.0), (0.55, 0.2), (0.6, 0.0), (0.6, 0.2)]
     assert r["sweep"][0]["temporal"] == pytest.approx(meters["plain"].result())
+    assert r["sweep"][1]["temporal"] == r["temporal"]  # the manifest's point, measured once
+    assert r["sweep"][3]["temporal"] == pytest.approx(meters["curve"].result())
     assert r["temporal"]["flicker"] != r["sweep"][0]["temporal"]["flicker"]
 
 
@@ -232,11 +237,12 @@ def test_cli_selects_an_operating_point_on_validation_only(checkpoints, tiny_eng
         assert key in qualified and all(flicker[k] >= flicker[key] for k in qualified)
 
 
-@pytest.mark.parametrize("sweep", ["0.5,1.5", "half"])
-def test_cli_rejects_bad_sweep_thresholds(checkpoints, sweep, capsys):
+@pytest.mark.parametrize("flag, value", [("--sweep", "0.5,1.5"), ("--sweep", "half"), ("--sweep", ","),
+                                         ("--hysteresis", "0,0.5"), ("--hysteresis", "wide")])
+def test_cli_rejects_bad_sweep_thresholds_and_bands(checkpoints, flag, value, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["--frame-only", str(checkpoints["frame_only"]), "--full", str(checkpoints["full"]), "--sweep", sweep])
-    assert exit_info.value.code == 2 and "--sweep" in capsys.readouterr().err
+        main(["--frame-only", str(checkpoints["frame_only"]), "--full", str(checkpoints["full"]), flag, value])
+    assert exit_info.value.code == 2 and flag in capsys.readouterr().err
 
 
 def test_figure_is_written(checkpoints, tmp_path):

@@ -35,8 +35,7 @@ import numpy as np
 from streamavs.audio import LogMelParams
 from streamavs.engine.base import Engine, load_engine
 from streamavs.engine.manifest import MODEL_SUFFIXES, Manifest, file_sha256, write_manifest
-from streamavs.engine.hysteresis import check_band
-from streamavs.engine.thresholds import Thresholds, check_threshold_value
+from streamavs.engine.thresholds import Thresholds, check_band, check_threshold_value
 from streamavs.errors import EngineError, InputError, require
 
 __all__ = ["ExportResult", "export_engine", "parity_inputs", "check_parity", "install_engine", "DEFAULT_TOLERANCE"]

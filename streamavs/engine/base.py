@@ -197,7 +197,7 @@ REAL_ENGINE = "streamavs-real-lite"
 REAL_INT8_ENGINE = f"{REAL_ENGINE}-int8"  # the same engine quantized (streamavs export --int8)
 SYNTHETIC_ENGINE = "streamavs-synthetic-lite"
 # The real-object engine (real-media test split G-mIoU 64.3 vs 0.8 for the synthetic one), in INT8:
-# 1.62x faster model-only with one thread (1.29x with two) at -0.3 points of positive mIoU
+# 1.64x faster model-only with one thread (1.33x with two) at -0.5 points of positive mIoU
 # (bench/README.md, "INT8 engine"): the fastest engine that keeps the accuracy.
 DEFAULT_ENGINE = REAL_INT8_ENGINE
 

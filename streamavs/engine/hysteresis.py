@@ -1,7 +1,7 @@
 """Mask hysteresis: a stream's masks hold their state against small changes of probability; numpy only.
 
-A pixel that was in the previous frame's mask stays in until its probability falls below
-``mask - band``; a pixel that was out enters only above ``mask + band``. Boundary pixels whose
+A pixel that was in the previous frame's mask stays in while its probability is at least
+``mask - band``; a pixel that was out enters only at ``mask + band`` or above. Boundary pixels whose
 probability hovers around the threshold (what the flicker metric counts) stop flipping.
 Onsets and stops pass straight through: when the sounding probability moved by more than
 ``reset`` since the previous frame (the audio changed), the frame is cut at the plain threshold.
@@ -23,26 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from streamavs.engine.thresholds import DEFAULT_RESET, check_band, check_reset, check_threshold_value
 from streamavs.errors import InputError
 
-__all__ = ["DEFAULT_RESET", "check_band", "check_reset", "MaskHysteresis", "hysteresis_clip"]
-
-DEFAULT_RESET = 0.2  # sounding-probability change between frames that cuts the frame at the plain threshold
-
-
-def check_band(value: object, name: str = "thresholds.hysteresis") -> float:
-    """`value` as a hysteresis band in [0, 0.5) (probability units), or InputError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 0.5:
-        raise InputError(f"{name} must be a probability band in [0, 0.5) (0 turns hysteresis off), got {value!r}")
-    return float(value)
-
-
-def check_reset(value: object, name: str = "thresholds.hysteresis_reset") -> float:
-    """`value` as a sounding-probability change in (0, 1], or InputError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
-        raise InputError(f"{name} must be a change of sounding probability in (0, 1], got {value!r}; "
-                         f"the default is {DEFAULT_RESET}")
-    return float(value)
+__all__ = ["MaskHysteresis", "hysteresis_clip"]
 
 
 class MaskHysteresis:
@@ -50,13 +34,12 @@ class MaskHysteresis:
 
     threshold: the mask threshold the probabilities are cut at; band: the half-width of the
     hysteresis in probability units (0: off); reset: the sounding-probability change that cuts
-    a frame at the plain threshold. The first frame after construction or :meth:`restart` is
-    cut at the plain threshold too.
+    a frame at the plain threshold (a sounding probability that is not a number counts as a
+    change). The first frame after construction or :meth:`restart`, and a frame of another
+    size than the previous one, are cut at the plain threshold too.
     """
 
     def __init__(self, threshold: float, band: float, reset: float = DEFAULT_RESET) -> None:
-        from streamavs.engine.thresholds import check_threshold_value
-
         self.threshold = check_threshold_value(threshold, "the mask threshold")
         self.band = check_band(band, "the hysteresis band")
         self.reset = check_reset(reset, "the hysteresis reset")
@@ -73,7 +56,7 @@ class MaskHysteresis:
         prob = np.asarray(prob, dtype=np.float32)
         sounding = float(sounding)
         plain = (self.band == 0.0 or self._on is None or self._on.shape != prob.shape
-                 or abs(sounding - self._sounding) > self.reset)
+                 or not abs(sounding - self._sounding) <= self.reset)  # a NaN sounding counts as a change
         out = prob.copy() if plain else np.clip(prob + np.where(self._on, self.band, -self.band), 0.0, 1.0,
                                                 dtype=np.float32)
         self._on, self._sounding = out >= self.threshold, sounding

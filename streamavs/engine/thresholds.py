@@ -1,5 +1,5 @@
 """An engine's probability thresholds (manifest key ``thresholds``): mask pixels, the sounding gate
-and the mask hysteresis (:mod:`streamavs.engine.hysteresis`)."""
+and the mask hysteresis (:mod:`streamavs.engine.hysteresis` applies it), with their validators."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from streamavs.engine.hysteresis import DEFAULT_RESET, check_band, check_reset
 from streamavs.errors import InputError
 
-__all__ = ["Thresholds", "check_threshold_value"]
+__all__ = ["Thresholds", "DEFAULT_RESET", "check_threshold_value", "check_band", "check_reset"]
+
+DEFAULT_RESET = 0.2  # sounding-probability change between frames that cuts the frame at the plain threshold
 
 
 def check_threshold_value(value: Any, name: str) -> float:
@@ -19,6 +20,23 @@ def check_threshold_value(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
         raise InputError(f"{name} must be a probability strictly between 0 and 1, got {value!r}; "
                          f"the default is {Thresholds.mask}")
+    return float(value)
+
+
+def check_band(value: Any, name: str = "thresholds.hysteresis") -> float:
+    """`value` as a hysteresis band in [0, 0.5) (probability units), or InputError naming `name`.
+    A band that reaches 0 or 1 from the mask threshold is allowed: pixels then leave (or enter)
+    the mask only at a reset."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 0.5:
+        raise InputError(f"{name} must be a probability band in [0, 0.5) (0 turns hysteresis off), got {value!r}")
+    return float(value)
+
+
+def check_reset(value: Any, name: str = "thresholds.hysteresis_reset") -> float:
+    """`value` as a sounding-probability change in (0, 1], or InputError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+        raise InputError(f"{name} must be a change of sounding probability in (0, 1], got {value!r}; "
+                         f"the default is {DEFAULT_RESET}")
     return float(value)
 
 

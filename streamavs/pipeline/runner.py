@@ -152,8 +152,8 @@ class Pipeline:
         limits = engine.manifest.thresholds
         self._hysteresis = MaskHysteresis(limits.mask, limits.hysteresis, limits.hysteresis_reset)  # this stream's
         self._engine_id = {"name": engine.name, "sha256": (engine.manifest.sha256 or "")[:12]}
-        self._gate = float(engine.manifest.thresholds.gate)
-        self._threshold = float(engine.manifest.thresholds.mask)
+        self._gate = float(limits.gate)
+        self._threshold = float(limits.mask)
         self._stop = False
         self._started = False
         self._closed = False
@@ -315,9 +315,12 @@ class Pipeline:
         ms["inference"] = (t2 - t1) / 1e6
 
         sounding = float(out.sounding)
-        prob = self._hysteresis(out.mask_prob, sounding)  # the manifest's band; identity when it is 0
         gated = self.config.gate and sounding < self._gate
-        mask = np.zeros_like(prob) if gated else prob
+        if gated:  # nothing published: the next mask is held against nothing it could be held to
+            mask = np.zeros_like(out.mask_prob)
+            self._hysteresis.restart()
+        else:
+            mask = self._hysteresis(out.mask_prob, sounding)  # the manifest's band; identity when it is 0
         uncertainty = float(np.mean(out.uncertainty))
         t3 = now_ns()
         ms["postprocess"] = (t3 - t2) / 1e6
