@@ -57,8 +57,8 @@ class MaskHysteresis:
         sounding = float(sounding)
         plain = (self.band == 0.0 or self._on is None or self._on.shape != prob.shape
                  or not abs(sounding - self._sounding) <= self.reset)  # a NaN sounding counts as a change
-        out = prob.copy() if plain else np.clip(prob + np.where(self._on, self.band, -self.band), 0.0, 1.0,
-                                                dtype=np.float32)
+        band = np.float32(self.band)  # float32 throughout: no float64 temporaries per frame
+        out = prob.copy() if plain else np.clip(prob + np.where(self._on, band, -band), 0.0, 1.0)
         self._on, self._sounding = out >= self.threshold, sounding
         return out
 
