@@ -142,15 +142,3 @@ def test_config_errors_name_the_problem():
         TemporalConfig(in_channels=4, dim=10, heads=4)
     with pytest.raises(ConfigError, match="unknown temporal config keys"):
         TemporalConfig.from_dict({"in_channels": 4, "depth": 2})
-
-
-def test_change_loss_rewards_an_uncertainty_that_is_high_where_the_target_changes():
-    from streamavs.training.temporal_trainer import change_loss
-
-    target = torch.zeros(1, 3, 1, 4, 4)
-    target[:, 1:, :, :2] = 1.0  # the left half starts sounding at t = 1, then stays
-    where = torch.zeros_like(target)
-    where[:, 1, :, :2] = 1.0  # high exactly at the change
-    matched, flat, inverted = (change_loss(u, target).item() for u in (where, torch.full_like(target, 0.5), 1.0 - where))
-    assert matched < 0.01 < flat < inverted
-    assert change_loss(where[:, :1], target[:, :1]).item() == 0.0  # one frame: no change to learn

@@ -125,8 +125,8 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert not any(k.startswith("module.") for k in ckpt["state_dict"])  # saved unwrapped
 
 
-@pytest.mark.parametrize(("keep", "resolution", "change_weight"), [("best_score", "fused", 0.0), ("no_worse", "full", 1.0)])
-def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path, keep, resolution, change_weight):
+@pytest.mark.parametrize(("keep", "resolution"), [("best_score", "fused"), ("no_worse", "full")])
+def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path, keep, resolution):
     from streamavs.model.streaming import load_streaming
     from streamavs.training.temporal_trainer import keeps_frame_only_promise, train_temporal
     from streamavs.training.trainer import train
@@ -137,7 +137,7 @@ def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path, keep, resolution,
         "model.init_checkpoint": str(seg_run / "last.pt"),
         "data.image_size": 64, "data.train_clips": 4, "data.val_clips": 2,
         "optim.epochs": 2, "optim.batch_size": 2, "temporal.clip_seconds": 3, "temporal.keep": keep,
-        "temporal.resolution": resolution, "temporal.change_weight": change_weight,
+        "temporal.resolution": resolution,
     })
     train_temporal(cfg, tmp_path / "temporal", progress=False)
     model, extra = load_streaming(tmp_path / "temporal" / "temporal.pt")

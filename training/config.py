@@ -247,7 +247,6 @@ class TemporalSection:
     heads: int = 4
     uncertainty: bool = True
     edl_weight: float = 0.5  # evidential loss on the Dirichlet parameters
-    change_weight: float = 0.0  # BCE of the uncertainty against "this pixel's target changed since the last frame"
     transition_weight: float = 3.0  # loss weight of frames where the sounding state changed (starts, stops)
     consistency_weight: float = 2.0  # frame-to-frame probability change on target-stable pixels (flicker)
     clip_negative_share: float = 0.3  # share of clip-seconds given negative audio

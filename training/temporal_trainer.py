@@ -22,11 +22,7 @@ correction helps"; the evidential loss (Sensoy et al. 2018: type-II likelihood p
 that removes evidence for the wrong class) asks for evidence for the right class at every pixel
 and penalises misleading evidence, so the head keeps evidence low exactly where the features
 cannot tell silent from sounding: where the cached past and the current audio disagree. That
-is where the gate shuts the past out of the correction. Measured, the uncertainty ends up high
-over the whole sounding object rather than where the state changes (bench/README.md, "Mask
-hysteresis"); ``[temporal] change_weight`` (default 0, off) adds a BCE of the uncertainty
-against how much each pixel's target changed since the previous frame (:func:`change_loss`),
-so that the gate is taught to open where the sounding state changes.
+is where the gate shuts the past out of the correction.
 
 Resolution (``[temporal] resolution``): "fused" computes the mask terms and the validation
 metrics on the 1/4-resolution map the stage works on, against area-downsampled targets; "full"
@@ -116,16 +112,6 @@ def consistency_loss(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (change * stable).sum() / stable.sum().clamp(min=1.0)
 
 
-def change_loss(u: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """BCE of the uncertainty at frame t against how much the pixel's target changed from t-1 to t
-    (``[temporal] change_weight``): teaches the gate to open where the sounding state changes.
-    u, target: (B, L, 1, h, w) at the fused resolution."""
-    if u.shape[1] < 2:
-        return u.new_zeros(())
-    changed = (target[:, 1:] - target[:, :-1]).abs().clamp(0.0, 1.0)  # (B, L-1, 1, h, w)
-    return F.binary_cross_entropy(u[:, 1:].clamp(1e-6, 1.0 - 1e-6), changed)
-
-
 def frame_logits_of(out: TemporalOutput, size: tuple[int, int]) -> torch.Tensor:
     """The stage's mask logits at the frame's size, as the engine outputs them: (B, L, 1, H, W)."""
     b, length = out.mask_logits.shape[:2]
@@ -157,11 +143,7 @@ def temporal_loss(out: TemporalOutput, target: torch.Tensor, section: TemporalSe
     if out.alpha is None:
         return mask, parts
     edl = evidential_loss(flat(out.alpha), flat(target), kl_weight)
-    loss, parts = mask + section.edl_weight * edl, {**parts, "edl": edl.item()}
-    if section.change_weight:
-        change = change_loss(out.uncertainty, target)
-        loss, parts = loss + section.change_weight * change, {**parts, "change": change.item()}
-    return loss, parts
+    return mask + section.edl_weight * edl, {**parts, "edl": edl.item()}
 
 
 @torch.no_grad()
