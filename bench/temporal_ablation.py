@@ -73,19 +73,28 @@ def run_clip(model, clip: StreamClip) -> dict[str, np.ndarray]:
     if clip.frames.shape[1] != model.image_size:
         raise ConfigError(f"the model takes {model.image_size}x{model.image_size} frames, the test clips are "
                           f"{clip.frames.shape[1]}x{clip.frames.shape[2]}; pass image_size={model.image_size}")
-    cache = model.initial_cache()
-    probs, uncs, snd, ms = [], [], [], []
+
+    def step(frame: np.ndarray, log_mel: np.ndarray, cache):
+        prob, unc, sounding, cache = model(torch.from_numpy(np.ascontiguousarray(frame))[None],  # (1, H, W, 3) uint8
+                                           torch.from_numpy(np.ascontiguousarray(log_mel))[None, None], cache)
+        return prob[0, 0].numpy(), unc[0, 0].numpy(), float(sounding[0]), cache
+
     with torch.inference_mode():
-        for t in range(clip.frames.shape[0]):
-            frame = torch.from_numpy(np.ascontiguousarray(clip.frames[t]))[None]  # (1, H, W, 3) uint8
-            log_mel = torch.from_numpy(np.ascontiguousarray(clip.log_mel[t]))[None, None]  # (1, 1, 96, 64)
-            start = time.perf_counter()
-            prob, unc, sounding, cache = model(frame, log_mel, cache)
-            ms.append(1e3 * (time.perf_counter() - start))
-            probs.append(prob[0, 0].numpy())
-            uncs.append(unc[0, 0].numpy())
-            snd.append(float(sounding[0]))
-    return {"prob": np.clip(np.stack(probs), 0.0, 1.0), "uncertainty": np.stack(uncs),
+        return _stream(clip, step, model.initial_cache())
+
+
+def _stream(clip: StreamClip, step, cache) -> dict[str, np.ndarray]:
+    """The frame-by-frame loop of :func:`run_clip` and :func:`run_clip_engine`: `step(frame,
+    log_mel, cache) -> (prob (H, W), uncertainty (H, W), sounding, new cache)`, timed per call."""
+    probs, uncs, snd, ms = [], [], [], []
+    for t in range(clip.frames.shape[0]):
+        start = time.perf_counter()
+        prob, unc, sounding, cache = step(clip.frames[t], clip.log_mel[t], cache)
+        ms.append(1e3 * (time.perf_counter() - start))
+        probs.append(prob)
+        uncs.append(unc)
+        snd.append(sounding)
+    return {"prob": np.clip(np.stack(probs), 0.0, 1.0).astype(np.float32), "uncertainty": np.stack(uncs),
             "sounding": np.asarray(snd, dtype=np.float32), "ms": np.asarray(ms)}
 
 
@@ -183,18 +192,12 @@ def evaluate_engine_streaming(engine: str | Path, clips: int, sweep: tuple[float
 
 def run_clip_engine(engine, clip: StreamClip) -> dict[str, np.ndarray]:
     """:func:`run_clip` for an engine (streamavs.engine): the cache carried from frame to frame."""
-    cache = engine.initial_cache()
-    probs, uncs, snd, ms = [], [], [], []
-    for t in range(clip.frames.shape[0]):
-        start = time.perf_counter()
-        out = engine.run(clip.frames[t], clip.log_mel[t], cache)
-        ms.append(1e3 * (time.perf_counter() - start))
-        cache = out.cache
-        probs.append(out.mask_prob)
-        uncs.append(out.uncertainty)
-        snd.append(float(out.sounding))
-    return {"prob": np.clip(np.stack(probs), 0.0, 1.0).astype(np.float32), "uncertainty": np.stack(uncs),
-            "sounding": np.asarray(snd, dtype=np.float32), "ms": np.asarray(ms)}
+
+    def step(frame: np.ndarray, log_mel: np.ndarray, cache):
+        out = engine.run(frame, log_mel, cache)
+        return out.mask_prob, out.uncertainty, float(out.sounding), out.cache
+
+    return _stream(clip, step, engine.initial_cache())
 
 
 def _score(run, stream: dict, main: tuple[float, float, float], sweep: tuple[float, ...], bands: tuple[float, ...],

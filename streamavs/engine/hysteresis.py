@@ -43,6 +43,7 @@ class MaskHysteresis:
         self.threshold = check_threshold_value(threshold, "the mask threshold")
         self.band = check_band(band, "the hysteresis band")
         self.reset = check_reset(reset, "the hysteresis reset")
+        self._band = np.float32(self.band)  # float32 throughout: no float64 temporaries per frame
         self._on: np.ndarray | None = None  # (H, W) bool: the previous frame's mask
         self._sounding: float | None = None
 
@@ -52,13 +53,15 @@ class MaskHysteresis:
 
     def __call__(self, prob: np.ndarray, sounding: float) -> np.ndarray:
         """This frame's published probability: `prob` (H, W) float32 in [0, 1] with the band
-        applied against the previous frame's mask; a new array, `prob` is not changed."""
+        applied against the previous frame's mask. `prob` is never changed; without a band (or on
+        a frame cut plainly) it is returned as it is."""
         prob = np.asarray(prob, dtype=np.float32)
+        if self.band == 0.0:  # no state to keep: the engine's probability as it is
+            return prob
         sounding = float(sounding)
-        plain = (self.band == 0.0 or self._on is None or self._on.shape != prob.shape
+        plain = (self._on is None or self._on.shape != prob.shape
                  or not abs(sounding - self._sounding) <= self.reset)  # a NaN sounding counts as a change
-        band = np.float32(self.band)  # float32 throughout: no float64 temporaries per frame
-        out = prob.copy() if plain else np.clip(prob + np.where(self._on, band, -band), 0.0, 1.0)
+        out = prob if plain else np.clip(prob + np.where(self._on, self._band, -self._band), 0.0, 1.0)
         self._on, self._sounding = out >= self.threshold, sounding
         return out
 
