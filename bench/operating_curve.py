@@ -20,7 +20,7 @@ from streamavs.engine.thresholds import DEFAULT_RESET, check_band, check_thresho
 from streamavs.errors import InputError
 
 __all__ = ["OperatingPoint", "operating_points", "select_operating_point", "parse_threshold", "parse_band",
-           "parse_thresholds", "parse_bands", "curve_table"]
+           "parse_thresholds", "parse_bands", "parse_point", "curve_table"]
 
 
 class OperatingPoint:
@@ -106,6 +106,14 @@ def parse_thresholds(text: str) -> tuple[float, ...]:
 def parse_bands(text: str) -> tuple[float, ...]:
     """argparse type of --hysteresis: "0,0.1,0.2" -> (0.0, 0.1, 0.2), each in [0, 0.5)."""
     return _parse_list(text, check_band, "bands such as 0,0.1,0.2", "--hysteresis band")
+
+
+def parse_point(text: str) -> tuple[float, float]:
+    """argparse type of one operating point, "THRESHOLD,BAND": "0.7,0.2" -> (0.7, 0.2)."""
+    items = [x.strip() for x in text.split(",")]
+    if len(items) != 2:
+        raise argparse.ArgumentTypeError(f"expected a mask threshold and a hysteresis band such as 0.7,0.2; got {text!r}")
+    return parse_threshold(items[0]), parse_band(items[1])
 
 
 def _parse_one(text: str, check, expected: str) -> float:

@@ -47,11 +47,13 @@ import numpy as np
 from streamavs.audio import LogMelParams
 from streamavs.bench.report import command_line, default_out, fmt_cell, make_report, run_script, write_json
 from streamavs.datasets.streaming import NEGATIVES, STREAM_SPLITS, StreamClip, scene_config, streaming_test_split
-from streamavs.bench.operating_curve import (OperatingPoint, curve_table, operating_points, parse_bands,
+from streamavs.bench.operating_curve import (OperatingPoint, curve_table, operating_points, parse_bands, parse_point,
                                              parse_thresholds, select_operating_point)
+from streamavs.bench.paired import paired_comparisons, paired_table
 from streamavs.bench.temporal_targets import TARGET_ERROR_AUROC, TARGET_G_MIOU_DROP, compare, compare_uncertainty
 from streamavs.engine.thresholds import DEFAULT_RESET, Thresholds
 from streamavs.errors import ConfigError, InputError
+from streamavs.metrics import DEFAULT_RESAMPLES
 
 __all__ = ["StreamClip", "scene_config", "streaming_test_split", "run_clip", "run_clip_engine", "warm_up", "set_threads",
            "evaluate_streaming", "evaluate_engine_streaming",
@@ -134,7 +136,7 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
                        state_change_prob: float = 0.5, negative_second_share: float = 0.25,
                        image_size: int = 224, seconds: int = 10, threshold: float = FRAME_ONLY_THRESHOLD,
                        data: str = "synthetic", split: str = "test", sweep: tuple[float, ...] = (),
-                       bands: tuple[float, ...] = ()) -> dict:
+                       bands: tuple[float, ...] = (), band: float = 0.0) -> dict:
     """Stream the test split (or, ``split="val"``, the validation clips built the same way)
     through the checkpoint's model and score it.
 
@@ -144,8 +146,10 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
     {condition: seconds}, "eval": {condition: seconds}}, "ms_per_frame": {"mean", "p50"},
     "mean_sounding": {"sounding_gt", "empty_gt"}, "uncertainty": {"transition" | "all":
     {"error_auroc", "error_rate", "ece"}}, "area": {"predicted", "gt"}, "sweep": [{"threshold",
-    "band", "temporal", "g_miou", "area"} per (threshold, band) of `sweep` x `bands`]}`` with NaN
-    as None. The sweep is the model's operating curve: the same streamed probabilities cut at
+    "band", "temporal", "g_miou", "area"} per (threshold, band) of `sweep` x `bands`],
+    "main_row": {"threshold", "band", "reset"}, "per_clip": each clip's
+    TemporalMeter sums at it}`` with NaN as None. The main row is cut at `threshold` with the mask
+    hysteresis `band` (default 0, none). The sweep is the model's operating curve: the same streamed probabilities cut at
     other mask thresholds, each with each mask-hysteresis band of `bands` (default: 0, none;
     :mod:`streamavs.engine.hysteresis`, reset by the streamed sounding probability). Units: mIoU, F, G-mIoU, G-F in
     percent; FPR, G-FPR, flicker, AUROC, error rate and ECE as fractions.
@@ -160,7 +164,7 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
     stream = dict(clips=clips, seed_offset=seed_offset, state_change_prob=state_change_prob,
                   negative_second_share=negative_second_share, image_size=image_size, seconds=seconds, data=data,
                   split=split)
-    return _score(lambda clip: run_clip(model, clip), stream, (threshold, 0.0, DEFAULT_RESET), sweep, bands, {
+    return _score(lambda clip: run_clip(model, clip), stream, (threshold, band, DEFAULT_RESET), sweep, bands, {
         "checkpoint": str(checkpoint), "use_temporal": bool(use_temporal),
         "temporal_config": extra.get("temporal_config") if use_temporal else None})
 
@@ -251,6 +255,8 @@ def _score(run, stream: dict, main: tuple[float, float, float], sweep: tuple[flo
         "ms_per_frame": {"mean": mean(ms), "p50": float(np.median(ms)) if ms else float("nan")},
         "mean_sounding": {"sounding_gt": mean(snd_pos), "empty_gt": mean(snd_neg)},
         "area": point.area(),
+        "main_row": {"threshold": point.threshold, "band": point.band, "reset": point.reset},
+        "per_clip": point.temporal.per_clip().tolist(),
         "sweep": [{"threshold": p.threshold, "band": p.band, "temporal": p.temporal.result(),
                    "g_miou": p.robust.table()["global"]["g_miou"], "area": p.area()} for p in curve],
     })
@@ -284,6 +290,7 @@ def format_table(report: dict) -> str:
             lines.append(f"{label:28s} {fmt_cell(u['transition']['error_auroc'], 3):>12s} {fmt_cell(u['all']['error_auroc'], 3):>13s} "
                          f"{fmt_cell(u['transition']['ece'], 4):>8s} {fmt_cell(u['all']['ece'], 4):>8s}")
     lines += curve_table(report, _ROWS)
+    lines += paired_table(report)
     titles = {"full": "full stage vs frame-only", "no_uncertainty": "attention, no uncertainty vs frame-only",
               "uncertainty": "full stage vs the same stage without uncertainty (base = no-uncertainty row / target)",
               "engine": "the engine at its manifest's point vs frame-only"}
@@ -319,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated mask thresholds: each model's operating curve, e.g. 0.4,0.5,0.6,0.7")
     parser.add_argument("--hysteresis", type=parse_bands, default=(),
                         help="comma-separated mask-hysteresis bands, each measured at every --sweep threshold, e.g. 0,0.1,0.2")
+    parser.add_argument("--at", type=parse_point, default=(FRAME_ONLY_THRESHOLD, 0.0), metavar="THRESHOLD,BAND",
+                        help="the operating point of the --full and --no-uncertainty rows (default 0.5,0: frame-only's); "
+                             "frame-only is always at 0.5 without a band, an --engine at its manifest's point")
+    parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
+                        help="paired bootstrap resamples of the clips for the row-vs-row intervals (0: none)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads, and ONNX Runtime threads for --engine (default 1: on a shared CPU more "
                              "threads can be 10-100x slower)")
@@ -335,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
                                 ("full", args.full, True)):
         if path is not None:
             print(f"streaming {key}: {path}", file=sys.stderr)
-            results[key] = evaluate_streaming(path, temporal, **split, sweep=args.sweep, bands=args.hysteresis)
+            threshold, band = args.at if temporal else (FRAME_ONLY_THRESHOLD, 0.0)
+            results[key] = evaluate_streaming(path, temporal, **split, sweep=args.sweep, bands=args.hysteresis,
+                                              threshold=threshold, band=band)
     if args.engine is not None:
         print(f"streaming the engine {args.engine}", file=sys.stderr)
         results["engine"] = evaluate_engine_streaming(args.engine, **split, sweep=args.sweep, bands=args.hysteresis,
@@ -350,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         "temporal_ablation",
         command_line(argv, "python -m streamavs.bench.temporal_ablation"),
         torch_threads=args.threads,
-        test_split={**split, "setting": "single", "threshold": FRAME_ONLY_THRESHOLD, "sweep": list(args.sweep),
+        test_split={**split, "setting": "single", "threshold": FRAME_ONLY_THRESHOLD, "stage_point": list(args.at),
+                    "sweep": list(args.sweep),
                     "hysteresis": list(args.hysteresis),
                     "scene_config": scene_config(args.state_change_prob, args.image_size, args.seconds).to_dict(),
                     "negatives": NEGATIVES[args.split]},
@@ -360,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         results=results,
         targets=targets,
         operating_points=points,
+        paired=paired_comparisons(results, args.resamples) if args.resamples > 0 else {},
+        paired_resamples=args.resamples,
     )
     if args.split == "val":  # an operating point is only ever selected on validation
         report["selected"] = {k: select_operating_point(points[k]) for k in points}

@@ -206,10 +206,33 @@ def test_cli_writes_strict_json_and_table(checkpoints, tmp_path, capsys):
     assert "selected" not in report  # never selected on the test split
     assert {k: [(p["threshold"], p["band"]) for p in v] for k, v in report["operating_points"].items()} == \
         {"full": [(0.4, 0.0), (0.6, 0.0)], "no_uncertainty": [(0.4, 0.0), (0.6, 0.0)]}
+    assert set(report["paired"]) == {"full_vs_frame_only", "no_uncertainty_vs_frame_only", "full_vs_no_uncertainty"}
+    full, frame_only = report["results"]["full"], report["results"]["frame_only"]
+    for name, m in report["paired"]["full_vs_frame_only"].items():  # the pair is of the two main rows
+        assert m["a"] == full["temporal"][name] and m["b"] == frame_only["temporal"][name]
+    assert len(full["per_clip"]) == 1 and full["main_row"] == {"threshold": 0.5, "band": 0.0, "reset": 0.2}
     table = capsys.readouterr().out
     for label in ("frame-only", "attention, no uncertainty", "full stage", "g_miou_within_target", "err AUROC tr",
-                  "operating curve, full stage"):
+                  "operating curve, full stage", "paired bootstrap over the clips", "full_vs_no_uncertainty"):
         assert label in table
+
+
+def test_cli_at_moves_the_stage_rows_to_an_operating_point_and_frame_only_stays(checkpoints, tmp_path):
+    out = tmp_path / "at.json"
+    common = ["--frame-only", str(checkpoints["frame_only"]), "--no-uncertainty", str(checkpoints["no_uncertainty"]),
+              "--full", str(checkpoints["full"]), "--clips", "2", "--seconds", "3", "--image-size", "64",
+              "--resamples", "50"]
+    assert main([*common, "--at", "0.6,0.2", "--sweep", "0.6", "--hysteresis", "0.2", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    results = report["results"]
+    assert results["frame_only"]["main_row"]["threshold"] == 0.5 and results["frame_only"]["main_row"]["band"] == 0.0
+    for key in ("full", "no_uncertainty"):
+        assert (results[key]["main_row"]["threshold"], results[key]["main_row"]["band"]) == (0.6, 0.2)
+        assert results[key]["temporal"] == results[key]["sweep"][0]["temporal"]  # the same point as the curve's
+        assert report["targets"][key]["flicker_lower"]["candidate"] == results[key]["temporal"]["flicker"]
+    assert report["test_split"]["stage_point"] == [0.6, 0.2] and report["paired_resamples"] == 50
+    assert main([*common, "--resamples", "0", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["paired"] == {}
 
 
 def test_cli_selects_an_operating_point_on_validation_only(checkpoints, tiny_engine, tmp_path):
@@ -238,7 +261,8 @@ def test_cli_selects_an_operating_point_on_validation_only(checkpoints, tiny_eng
 
 
 @pytest.mark.parametrize("flag, value", [("--sweep", "0.5,1.5"), ("--sweep", "half"), ("--sweep", ","),
-                                         ("--hysteresis", "0,0.5"), ("--hysteresis", "wide")])
+                                         ("--hysteresis", "0,0.5"), ("--hysteresis", "wide"), ("--at", "0.7"),
+                                         ("--at", "0.7,0.6"), ("--at", "1.2,0.1")])
 def test_cli_rejects_bad_sweep_thresholds_and_bands(checkpoints, flag, value, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--frame-only", str(checkpoints["frame_only"]), "--full", str(checkpoints["full"]), flag, value])

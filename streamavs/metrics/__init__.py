@@ -8,11 +8,14 @@
 - :mod:`.temporal`: ``transition_flags`` and the streaming ``TemporalMeter``.
 - :mod:`.calibration`: ``ErrorDetectionMeter`` (AUROC of an uncertainty for mask errors) and
   ``CalibrationMeter`` (expected calibration error).
+- :mod:`.bootstrap`: ``paired_bootstrap``, the spread of a difference between two models on the
+  temporal metrics over resamples of the same clips.
 
 Per-frame IoU averaging is the only IoU here; dataset-level IoU (sum of intersections
 over sum of unions) inflates results and must never be mixed into these tables.
 """
 
+from streamavs.metrics.bootstrap import BETTER, DEFAULT_RESAMPLES, paired_bootstrap
 from streamavs.metrics.calibration import CalibrationMeter, ErrorDetectionMeter
 from streamavs.metrics.frame import (
     BETA2,
@@ -36,18 +39,21 @@ from streamavs.metrics.meters import (
     RobustMeter,
     SegmentationMeter,
 )
-from streamavs.metrics.temporal import TemporalMeter, transition_flags
+from streamavs.metrics.temporal import SUM_COLUMNS, TemporalMeter, metrics_from_sums, transition_flags
 
 __all__ = [
     "BETA2",
+    "BETTER",
     "CONDITIONS",
     "CalibrationMeter",
+    "DEFAULT_RESAMPLES",
     "ErrorDetectionMeter",
     "FSCORE_MODES",
     "NEGATIVE_CONDITIONS",
     "NUM_THRESHOLDS",
     "UNITS",
     "RobustMeter",
+    "SUM_COLUMNS",
     "SegmentationMeter",
     "TemporalMeter",
     "f_thresholds",
@@ -61,5 +67,7 @@ __all__ = [
     "g_metric",
     "g_metric_percent",
     "iou_per_frame",
+    "metrics_from_sums",
+    "paired_bootstrap",
     "transition_flags",
 ]

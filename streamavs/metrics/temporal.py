@@ -62,6 +62,24 @@ def transition_flags(sounding: np.ndarray, previous: np.ndarray | None = None) -
     return started, silenced
 
 
+SUM_COLUMNS = ("iou_sum", "n_started", "fpr_sum", "n_silenced", "flips", "n_stable")  # one clip's row of per_clip()
+
+
+def metrics_from_sums(sums: np.ndarray) -> dict[str, np.ndarray]:
+    """The three temporal metrics from summed :data:`SUM_COLUMNS` (shape (..., 6)): each (...),
+    NaN where there is nothing to average. mIoU in percent, FPR and flicker as fractions."""
+    sums = np.asarray(sums, dtype=np.float64)
+    if sums.shape[-1:] != (len(SUM_COLUMNS),):
+        raise InputError(f"sums must end in {len(SUM_COLUMNS)} columns {SUM_COLUMNS}; got shape {sums.shape}.")
+    iou, n_started, fpr, n_silenced, flips, n_stable = np.moveaxis(sums, -1, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "miou_started": np.where(n_started > 0, 100.0 * iou / n_started, np.nan),
+            "fpr_silenced": np.where(n_silenced > 0, fpr / n_silenced, np.nan),
+            "flicker": np.where(n_stable > 0, flips / n_stable, np.nan),
+        }
+
+
 class TemporalMeter:
     """Transition mIoU / FPR and flicker over a stream of clips.
 
@@ -69,6 +87,8 @@ class TemporalMeter:
     Results: ``miou_started`` (percent), ``fpr_silenced`` (fraction), ``flicker``
     (fraction), with their counts ``n_started``, ``n_silenced`` (frames) and
     ``n_stable`` (GT-stable pixel pairs). NaN when there is nothing to average.
+    :meth:`per_clip` keeps each clip's sums, so that two models streamed over the same clips
+    can be compared clip by clip (:func:`streamavs.metrics.paired_bootstrap`).
     """
 
     def __init__(self, threshold: float = 0.5):
@@ -77,12 +97,7 @@ class TemporalMeter:
 
     def reset(self) -> None:
         """Forget everything added so far."""
-        self._iou_sum = 0.0
-        self.n_started = 0
-        self._fpr_sum = 0.0
-        self.n_silenced = 0
-        self._flips = 0
-        self.n_stable = 0
+        self._clips: list[tuple[float, int, float, int, int, int]] = []
 
     def update(self, pred: np.ndarray, gt: np.ndarray, started: np.ndarray, silenced: np.ndarray) -> None:
         """Add one clip: `pred` (T, H, W) probabilities in [0, 1], `gt` (T, H, W) bool or
@@ -93,25 +108,22 @@ class TemporalMeter:
         started = _as_bool(started, "started", (t,))
         silenced = _as_bool(silenced, "silenced", (t,))
         per_frame = frame_metrics(pred, gt, self.threshold)
-        self._iou_sum += float(per_frame["iou"][started].sum())
-        self.n_started += int(started.sum())
-        self._fpr_sum += float(per_frame["fpr"][silenced].sum())
-        self.n_silenced += int(silenced.sum())
+        flips = n_stable = 0
         if t >= 2:
             fg = pred > self.threshold  # (T, H, W)
             stable = gt[1:] == gt[:-1]  # (T - 1, H, W)
-            self._flips += int(((fg[1:] != fg[:-1]) & stable).sum())
-            self.n_stable += int(stable.sum())
+            flips, n_stable = int(((fg[1:] != fg[:-1]) & stable).sum()), int(stable.sum())
+        self._clips.append((float(per_frame["iou"][started].sum()), int(started.sum()),
+                            float(per_frame["fpr"][silenced].sum()), int(silenced.sum()), flips, n_stable))
+
+    def per_clip(self) -> np.ndarray:
+        """(clips, 6) float64: each clip's :data:`SUM_COLUMNS`, in the order the clips were added."""
+        return np.array(self._clips, dtype=np.float64).reshape(len(self._clips), len(SUM_COLUMNS))
 
     def result(self) -> dict[str, float]:
         """``{"miou_started": %, "fpr_silenced": fraction, "flicker": fraction,
         "n_started", "n_silenced", "n_stable"}``."""
-        nan = float("nan")
-        return {
-            "miou_started": 100.0 * self._iou_sum / self.n_started if self.n_started else nan,
-            "fpr_silenced": self._fpr_sum / self.n_silenced if self.n_silenced else nan,
-            "flicker": self._flips / self.n_stable if self.n_stable else nan,
-            "n_started": self.n_started,
-            "n_silenced": self.n_silenced,
-            "n_stable": self.n_stable,
-        }
+        totals = self.per_clip().sum(axis=0)  # (6,)
+        metrics = {k: float(v) for k, v in metrics_from_sums(totals).items()}
+        counts = dict(zip(SUM_COLUMNS, totals))
+        return {**metrics, **{k: int(counts[k]) for k in ("n_started", "n_silenced", "n_stable")}}
