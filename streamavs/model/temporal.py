@@ -96,7 +96,6 @@ class TemporalConfig:
     dim: int = 32  # attention width per pixel
     heads: int = 4
     uncertainty: bool = True  # False: the context enters the correction ungated (the ablation)
-    raw_context: bool = False  # with uncertainty: the correction also sees the ungated past (to detect changes)
     version: int = 3  # 3: residual on the frame's logits; the uncertainty gates the temporal context
 
     def __post_init__(self) -> None:
@@ -160,8 +159,7 @@ class TemporalStage(nn.Module):
         self.key = nn.Conv2d(d, d, 1)
         self.value = nn.Conv2d(d, d, 1)
         self.out = nn.Conv2d(d, d, 1)
-        raw = d if (config.uncertainty and config.raw_context) else 0  # the ungated past beside the gated one
-        self.refine = nn.Sequential(nn.Conv2d(2 * d + raw + _CHANGE_CHANNELS, d, 3, padding=1), nn.ReLU())
+        self.refine = nn.Sequential(nn.Conv2d(2 * d + _CHANGE_CHANNELS, d, 3, padding=1), nn.ReLU())
         self.delta_head = nn.Conv2d(d, 1, 1)
         nn.init.zeros_(self.delta_head.weight)  # identity at step 0: the frame-only model
         nn.init.zeros_(self.delta_head.bias)
@@ -236,7 +234,6 @@ class TemporalStage(nn.Module):
         evidence = self.evidence(torch.cat([current, mixed, change], dim=1))  # (B, d, h, w)
         alpha = F.softplus(self.alpha_head(evidence)) + 1.0  # (B, 2, h, w)
         u = dirichlet_uncertainty(alpha)  # (B, 1, h, w)
-        gated = [(1.0 - u) * mixed, mixed] if self.config.raw_context else [(1.0 - u) * mixed]  # the past steadies where u is low
-        x = self.refine(torch.cat([current, *gated, change], dim=1))
+        x = self.refine(torch.cat([current, (1.0 - u) * mixed, change], dim=1))  # the past enters where u is low
         logits = frame_logits + self.delta_head(x)
         return TemporalOutput(logits, torch.sigmoid(logits), u, alpha)
