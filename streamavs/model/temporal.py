@@ -12,13 +12,14 @@ correction to the frame's own mask logits, and the Dirichlet uncertainty decides
   starts at zero, so an untrained stage *is* the frame-only model (identity at step 0, tested
   exactly), and training can only move it away where that lowers the loss.
 - ``u`` is the normalised Dirichlet variance of an evidential head over {silent, sounding}
-  (RAVS eq. 10, below). Where the context has evidence (steady stretches: the same object
+  (RAVS eq. 10, below). The intent: where the context has evidence (steady stretches: the same object
   sounding, or nothing sounding, for several frames) u is low and the attended past enters the
   correction and steadies the mask; where it has none (the sounding state is changing, object
   boundaries, scenes unlike training) u is high and the past is shut out, so the correction is
   computed from the current frame and the audio change alone and onsets are not held back by a
   stale past. The uncertainty therefore *is* the smoothing gate, as the design card asks; with
-  ``uncertainty = False`` (the ablation) the context enters ungated.
+  ``uncertainty = False`` (the ablation) the context enters ungated. Measured, u is also high over
+  objects that sound steadily (below, "What the gate does in practice").
 
 Why this form (measured; bench/README.md, "Temporal stage v2"):
 - The first stage replaced the frame's mask with its own head's; on a well-trained segmenter it
@@ -45,6 +46,12 @@ Why this form (measured; bench/README.md, "Temporal stage v2"):
   frame-only: onsets +3.8 (+3.7), G-mIoU +3.8 (+3.1), FPR just after silence -26% (-22%),
   flicker -19% (-18%) (bench/README.md, "Mask hysteresis"). The stage without the uncertainty
   path is as good there just after onsets and better just after silence.
+- What the gate does in practice (bench/README.md, "Is the difference real"): u is high over
+  sounding objects whether or not their state changes (0.76 on steadily sounding objects, 0.04
+  elsewhere), so it shuts the past out over them. Against the ungated ablation it lowers flicker
+  and costs FPR just after silence (seed 0) or mIoU just after onsets (a second seed), beyond
+  the noise of the clips (paired bootstrap). Letting the correction also see the ungated past
+  did not change that (runs/v16, reverted).
 
 Inputs per frame: the fused map (B, C, h, w), the frame logit (B, 1, h, w) and the sounding
 logit (B,) of the segmenter. Audio change is given explicitly: every cached slot keeps the raw
