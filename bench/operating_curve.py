@@ -18,6 +18,7 @@ from streamavs.datasets.streaming import StreamClip
 from streamavs.engine.hysteresis import hysteresis_clip
 from streamavs.engine.thresholds import DEFAULT_RESET, check_band, check_threshold_value
 from streamavs.errors import InputError
+from streamavs.metrics import ClipRows, RobustMeter
 
 __all__ = ["OperatingPoint", "operating_points", "select_operating_point", "parse_threshold", "parse_band",
            "parse_thresholds", "parse_bands", "parse_point", "curve_table"]
@@ -28,10 +29,9 @@ class OperatingPoint:
     and hysteresis band (0: none), the band applied per clip as the runtime applies it per stream."""
 
     def __init__(self, threshold: float, band: float = 0.0, reset: float = DEFAULT_RESET):
-        from streamavs.metrics import RobustMeter, TemporalMeter
-
         self.threshold, self.band, self.reset = threshold, band, reset
-        self.temporal, self.robust = TemporalMeter(threshold), RobustMeter(threshold)
+        self.rows, self.robust = ClipRows(threshold), RobustMeter(threshold)
+        self.temporal = self.rows.temporal  # the TemporalMeter the rows keep
         self._fg = self._gt = self._pixels = 0
 
     def update(self, prob: np.ndarray, clip: StreamClip, sounding: np.ndarray | None = None) -> None:
@@ -41,14 +41,19 @@ class OperatingPoint:
             if sounding is None:
                 raise InputError(f"a hysteresis band ({self.band}) needs the clip's sounding probabilities")
             prob = hysteresis_clip(prob, sounding, self.threshold, self.band, self.reset)
-        self.temporal.update(prob, clip.gt, clip.started, clip.silenced)
         conds = np.array(clip.eval_condition)
+        self.rows.update(prob, clip.gt, clip.started, clip.silenced, clip.gt_eval, conds)
         for cond in sorted(set(clip.eval_condition)):
             sel = conds == cond
             self.robust.update(cond, prob[sel], clip.gt_eval[sel])
         self._fg += int((prob > self.threshold).sum())
         self._gt += int(clip.gt.sum())
         self._pixels += prob.size
+
+    def per_clip(self) -> np.ndarray:
+        """Each clip's :data:`~streamavs.metrics.CLIP_COLUMNS` at this point (:class:`ClipRows`), for
+        :func:`~streamavs.metrics.paired_bootstrap`."""
+        return self.rows.per_clip()
 
     def area(self) -> dict[str, float]:
         """Share of all pixels predicted foreground, and the share that is (``gt``)."""

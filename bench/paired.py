@@ -8,7 +8,7 @@ frame-only, and the full stage against the same stage without its uncertainty pa
 from __future__ import annotations
 
 from streamavs.bench.report import fmt_cell
-from streamavs.metrics import BETTER, DEFAULT_RESAMPLES, paired_bootstrap
+from streamavs.metrics import BETTER, DEFAULT_RESAMPLES, METRIC_UNITS, paired_bootstrap
 
 __all__ = ["PAIRS", "paired_comparisons", "paired_table"]
 
@@ -24,18 +24,19 @@ def paired_comparisons(results: dict, resamples: int = DEFAULT_RESAMPLES, seed: 
 
 
 def paired_table(report: dict) -> list[str]:
-    """Text lines: per pair and metric, the difference and its interval, and how often A won."""
+    """Text lines: per pair and metric, the difference and its interval, and how often A and B won."""
     pairs = report.get("paired") or {}
     if not pairs:
         return []
     lines = [f"\npaired bootstrap over the clips ({report.get('paired_resamples')} resamples, "
              f"{100 * CONFIDENCE:.0f}% interval of A - B; each row at its main operating point):",
-             f"  {'A vs B':34s} {'metric':13s} {'A':>9s} {'B':>9s} {'A - B':>9s} {'interval':>21s} {'A better':>8s}"]
-    digits = {"miou_started": 2, "fpr_silenced": 5, "flicker": 5}
+             f"  {'A vs B':30s} {'metric':13s} {'A':>9s} {'B':>9s} {'A - B':>9s} {'interval':>21s} "
+             f"{'A better':>8s} {'B better':>8s}"]
     for pair, metrics in pairs.items():
         for name in BETTER:
-            m, d = metrics[name], digits[name]
+            m, d = metrics[name], 2 if METRIC_UNITS[name] == "percent" else 5
             interval = f"[{fmt_cell(m['low'], d)}, {fmt_cell(m['high'], d)}]"
-            lines.append(f"  {pair:34s} {name:13s} {fmt_cell(m['a'], d):>9s} {fmt_cell(m['b'], d):>9s} "
-                         f"{fmt_cell(m['diff'], d):>9s} {interval:>21s} {fmt_cell(100 * m['a_better'], 1):>7s}%")
+            share = lambda x: fmt_cell(None if x is None else 100.0 * x, 1) + "%"  # noqa: E731
+            lines.append(f"  {pair:30s} {name:13s} {fmt_cell(m['a'], d):>9s} {fmt_cell(m['b'], d):>9s} "
+                         f"{fmt_cell(m['diff'], d):>9s} {interval:>21s} {share(m['a_better']):>8s} {share(m['b_better']):>8s}")
     return lines

@@ -148,7 +148,7 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
     {"error_auroc", "error_rate", "ece"}}, "area": {"predicted", "gt"}, "sweep": [{"threshold",
     "band", "temporal", "g_miou", "area"} per (threshold, band) of `sweep` x `bands`],
     "main_row": {"threshold", "band", "reset"}, "per_clip": each clip's
-    TemporalMeter sums at it}`` with NaN as None. The main row is cut at `threshold` with the mask
+    CLIP_COLUMNS at it (paired_bootstrap)}`` with NaN as None. The main row is cut at `threshold` with the mask
     hysteresis `band` (default 0, none). The sweep is the model's operating curve: the same streamed probabilities cut at
     other mask thresholds, each with each mask-hysteresis band of `bands` (default: 0, none;
     :mod:`streamavs.engine.hysteresis`, reset by the streamed sounding probability). Units: mIoU, F, G-mIoU, G-F in
@@ -256,7 +256,7 @@ def _score(run, stream: dict, main: tuple[float, float, float], sweep: tuple[flo
         "mean_sounding": {"sounding_gt": mean(snd_pos), "empty_gt": mean(snd_neg)},
         "area": point.area(),
         "main_row": {"threshold": point.threshold, "band": point.band, "reset": point.reset},
-        "per_clip": point.temporal.per_clip().tolist(),
+        "per_clip": point.per_clip().tolist(),
         "sweep": [{"threshold": p.threshold, "band": p.band, "temporal": p.temporal.result(),
                    "g_miou": p.robust.table()["global"]["g_miou"], "area": p.area()} for p in curve],
     })

@@ -191,7 +191,7 @@ def test_compare_uncertainty_targets():
 def test_cli_writes_strict_json_and_table(checkpoints, tmp_path, capsys):
     out = tmp_path / "ablation.json"
     argv = ["--frame-only", str(checkpoints["frame_only"]), "--no-uncertainty", str(checkpoints["no_uncertainty"]),
-            "--full", str(checkpoints["full"]), "--clips", "1", "--seconds", "3", "--image-size", "64",
+            "--full", str(checkpoints["full"]), "--clips", "2", "--seconds", "3", "--image-size", "64",
             "--threads", "1", "--sweep", "0.4,0.6", "--out", str(out)]
     assert main(argv) == 0
     report = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
@@ -208,9 +208,13 @@ def test_cli_writes_strict_json_and_table(checkpoints, tmp_path, capsys):
         {"full": [(0.4, 0.0), (0.6, 0.0)], "no_uncertainty": [(0.4, 0.0), (0.6, 0.0)]}
     assert set(report["paired"]) == {"full_vs_frame_only", "no_uncertainty_vs_frame_only", "full_vs_no_uncertainty"}
     full, frame_only = report["results"]["full"], report["results"]["frame_only"]
-    for name, m in report["paired"]["full_vs_frame_only"].items():  # the pair is of the two main rows
-        assert m["a"] == full["temporal"][name] and m["b"] == frame_only["temporal"][name]
-    assert len(full["per_clip"]) == 1 and full["main_row"] == {"threshold": 0.5, "band": 0.0, "reset": 0.2}
+    pair = report["paired"]["full_vs_frame_only"]  # the pair is of the two main rows, every metric defined
+    assert all(m["a"] is not None and m["b"] is not None for m in pair.values())
+    for name in ("miou_started", "fpr_silenced", "flicker"):
+        assert (pair[name]["a"], pair[name]["b"]) == (full["temporal"][name], frame_only["temporal"][name])
+    assert pair["g_miou"]["a"] == pytest.approx(full["robust"]["global"]["g_miou"], abs=1e-9)
+    assert pair["g_miou"]["b"] == pytest.approx(frame_only["robust"]["global"]["g_miou"], abs=1e-9)
+    assert len(full["per_clip"]) == 2 and full["main_row"] == {"threshold": 0.5, "band": 0.0, "reset": 0.2}
     table = capsys.readouterr().out
     for label in ("frame-only", "attention, no uncertainty", "full stage", "g_miou_within_target", "err AUROC tr",
                   "operating curve, full stage", "paired bootstrap over the clips", "full_vs_no_uncertainty"):

@@ -9,13 +9,15 @@
 - :mod:`.calibration`: ``ErrorDetectionMeter`` (AUROC of an uncertainty for mask errors) and
   ``CalibrationMeter`` (expected calibration error).
 - :mod:`.bootstrap`: ``paired_bootstrap``, the spread of a difference between two models on the
-  temporal metrics over resamples of the same clips.
+  temporal metrics and G-mIoU over resamples of the same clips (``ClipRows``: one row of
+  ``CLIP_COLUMNS`` per clip).
 
 Per-frame IoU averaging is the only IoU here; dataset-level IoU (sum of intersections
 over sum of unions) inflates results and must never be mixed into these tables.
 """
 
-from streamavs.metrics.bootstrap import BETTER, DEFAULT_RESAMPLES, paired_bootstrap
+from streamavs.metrics.bootstrap import (BETTER, CLIP_COLUMNS, DEFAULT_RESAMPLES, GLOBAL_COLUMNS, METRIC_UNITS, ClipRows,
+                                        clip_metrics, global_sums, paired_bootstrap)
 from streamavs.metrics.calibration import CalibrationMeter, ErrorDetectionMeter
 from streamavs.metrics.frame import (
     BETA2,
@@ -45,10 +47,14 @@ __all__ = [
     "BETA2",
     "BETTER",
     "CONDITIONS",
+    "CLIP_COLUMNS",
     "CalibrationMeter",
+    "ClipRows",
     "DEFAULT_RESAMPLES",
     "ErrorDetectionMeter",
     "FSCORE_MODES",
+    "GLOBAL_COLUMNS",
+    "METRIC_UNITS",
     "NEGATIVE_CONDITIONS",
     "NUM_THRESHOLDS",
     "UNITS",
@@ -56,6 +62,7 @@ __all__ = [
     "SUM_COLUMNS",
     "SegmentationMeter",
     "TemporalMeter",
+    "clip_metrics",
     "f_thresholds",
     "fdr_per_frame",
     "fpr_per_frame",
@@ -66,6 +73,7 @@ __all__ = [
     "fscore_curves",
     "g_metric",
     "g_metric_percent",
+    "global_sums",
     "iou_per_frame",
     "metrics_from_sums",
     "paired_bootstrap",

@@ -66,7 +66,7 @@ SUM_COLUMNS = ("iou_sum", "n_started", "fpr_sum", "n_silenced", "flips", "n_stab
 
 
 def metrics_from_sums(sums: np.ndarray) -> dict[str, np.ndarray]:
-    """The three temporal metrics from summed :data:`SUM_COLUMNS` (shape (..., 6)): each (...),
+    """The three temporal metrics from summed :data:`SUM_COLUMNS` (shape (..., len(SUM_COLUMNS))): each (...),
     NaN where there is nothing to average. mIoU in percent, FPR and flicker as fractions."""
     sums = np.asarray(sums, dtype=np.float64)
     if sums.shape[-1:] != (len(SUM_COLUMNS),):
@@ -117,8 +117,23 @@ class TemporalMeter:
                             float(per_frame["fpr"][silenced].sum()), int(silenced.sum()), flips, n_stable))
 
     def per_clip(self) -> np.ndarray:
-        """(clips, 6) float64: each clip's :data:`SUM_COLUMNS`, in the order the clips were added."""
+        """(clips, len(SUM_COLUMNS)) float64: each clip's :data:`SUM_COLUMNS`, in the order the clips were added."""
         return np.array(self._clips, dtype=np.float64).reshape(len(self._clips), len(SUM_COLUMNS))
+
+    @property
+    def n_started(self) -> int:
+        """Just-started frames added so far."""
+        return sum(row[1] for row in self._clips)
+
+    @property
+    def n_silenced(self) -> int:
+        """Just-silenced frames added so far."""
+        return sum(row[3] for row in self._clips)
+
+    @property
+    def n_stable(self) -> int:
+        """GT-stable pixel pairs added so far."""
+        return sum(row[5] for row in self._clips)
 
     def result(self) -> dict[str, float]:
         """``{"miou_started": %, "fpr_silenced": fraction, "flicker": fraction,
