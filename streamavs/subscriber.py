@@ -63,6 +63,10 @@ class SubscriberStats:
     protocol_errors: int  # malformed messages rejected (ProtocolError), skipped or raised
     last_protocol_error: str | None  # the text of the last of them
     frames: int = 0  # preview frames received (frames=True)
+    # masks a publisher session sent before the first one this subscriber received (the first seq
+    # seen, per stream and session): a subscriber that joins a running stream, or ZeroMQ's "slow
+    # joiner" (PUB drops what it sends before a new subscription has arrived), not a gap
+    missed_at_join: int = 0
 
 
 def _percentiles(samples: deque) -> dict[str, float]:
@@ -81,6 +85,7 @@ class _Tracker:
         self.session: str | None = None
         self.last_seq: dict[str, int] = {}
         self.received = self.heartbeats = self.frames = self.gaps = self.lost = self.restarts = self.superseded = 0
+        self.missed_at_join = 0
         self.protocol_errors = 0
         self.last_protocol_error: str | None = None
         self.arrivals: deque = deque(maxlen=window)
@@ -114,7 +119,9 @@ class _Tracker:
             if not is_mask:
                 self.heartbeats += 1
                 return
-            if last is not None and msg.seq > last + 1:
+            if last is None:
+                self.missed_at_join += msg.seq  # seq counts from 0 in every session
+            elif msg.seq > last + 1:
                 self.gaps += 1
                 self.lost += msg.seq - last - 1
             self.received += 1
@@ -143,7 +150,7 @@ class _Tracker:
                 latency_capture_ms=_percentiles(self.lat_capture),
                 latency_publish_ms=_percentiles(self.lat_publish),
                 protocol_errors=self.protocol_errors, last_protocol_error=self.last_protocol_error,
-                frames=self.frames,
+                frames=self.frames, missed_at_join=self.missed_at_join,
             )  # fmt: skip
 
 

@@ -104,6 +104,36 @@ def test_gap_is_counted_by_seq(raw_pub):
         assert (stats.gaps, stats.lost, stats.restarts) == (1, 3, 0)
 
 
+def test_masks_sent_before_the_first_one_received_are_counted_as_missed_at_join(raw_pub):
+    sock, address = raw_pub
+    with Subscriber(address) as sub:
+        _join(lambda: _raw_heartbeat(sock), sub)
+        for seq in (4, 5, 7):  # this session sent 0-3 before the subscriber got any, then lost 6
+            sock.send_multipart(_frames(seq))
+        sock.send_multipart(_frames(2, session="s2"))  # a restarted publisher: 0 and 1 of s2 missed too
+        assert [sub.recv(timeout=RECV_S).seq for _ in range(4)] == [4, 5, 7, 2]
+        stats = sub.stats()
+        assert (stats.missed_at_join, stats.gaps, stats.lost, stats.restarts) == (4 + 2, 1, 1, 1)
+
+
+def test_a_subscriber_that_joins_late_reports_what_it_missed():
+    """A real Publisher sends masks with nobody listening, then a Subscriber joins: every mask of the
+    session is either received or counted (missed at join, or lost in a gap), none silently."""
+    prob = np.full((4, 4), 0.7, np.float32)
+    with Publisher(ANY_PORT, stream="cam0") as pub:
+        sent = sum(1 for _ in range(5) if _publish(pub, prob) >= 0)  # dropped by PUB: no subscriber yet
+        with Subscriber(pub.address) as sub:
+            _join(lambda: pub.heartbeat(force=True), sub)
+            for _ in range(3):
+                _publish(pub, prob)
+                sent += 1
+            got = [sub.recv(timeout=RECV_S) for _ in range(3)]
+            stats = sub.stats()
+    assert [m.seq for m in got] == [5, 6, 7]
+    assert (stats.missed_at_join, stats.received, stats.lost) == (5, 3, 0)
+    assert stats.missed_at_join + stats.received + stats.lost == sent
+
+
 def test_stream_filter_is_exact_not_prefix(raw_pub):
     sock, address = raw_pub
     with Subscriber(address, stream="cam0") as sub:
@@ -329,7 +359,7 @@ def test_cli_subscribe_saves_pngs_and_reports(tmp_path):
         out, err = proc.communicate(timeout=5)
     assert proc.returncode == 0, err
     final = [line for line in out.splitlines() if line.startswith("final:")]
-    assert len(final) == 1 and re.search(r"masks 3 .* gaps 0 \(lost 0\)\s+restarts 0", final[0]), out
+    assert len(final) == 1 and re.search(r"masks 3 .* gaps 0 \(lost 0\)\s+missed at join \d+\s+restarts 0", final[0]), out
     files = sorted(tmp_path.glob("default-*.png"))
     assert len(files) == 3
     assert decode_png(files[0].read_bytes()).tolist() == [[153] * 8] * 6  # rint(0.6 * 255)

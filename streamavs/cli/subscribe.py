@@ -22,7 +22,7 @@ def _format(stats) -> str:
     )
     return (
         f"masks {stats.received}  rate {stats.rate_hz:.1f} Hz (mean {stats.mean_rate_hz:.1f})  {lat}"
-        f"  gaps {stats.gaps} (lost {stats.lost})"
+        f"  gaps {stats.gaps} (lost {stats.lost})  missed at join {stats.missed_at_join}"
         f"  restarts {stats.restarts}  heartbeats {stats.heartbeats}  protocol errors {stats.protocol_errors}"
     )
 
