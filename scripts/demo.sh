@@ -13,6 +13,8 @@ mkdir -p demo
 .venv/bin/streamavs data video --real --source dog --distractor violin --out demo/demo.mp4 --seconds 10 --sound-starts 3
 .venv/bin/streamavs subscribe tcp://127.0.0.1:5555 --duration 20 --save demo/masks &
 subscriber=$!
+sleep 2  # let the subscriber start and connect first: ZeroMQ PUB drops what it sends before a
+         # subscription reaches it (the subscriber reports any such masks as "missed at join")
 .venv/bin/streamavs run --input demo/demo.mp4 --realtime --record demo/overlay.mp4
 wait "$subscriber"
 echo "demo done: overlay video demo/overlay.mp4, masks in demo/masks/"
