@@ -103,7 +103,6 @@ class TemporalConfig:
     dim: int = 32  # attention width per pixel
     heads: int = 4
     uncertainty: bool = True  # False: the context enters the correction ungated (the ablation)
-    feature_change: bool = False  # the change features also hold 1 - cos(current, past mean) per head
     version: int = 3  # 3: residual on the frame's logits; the uncertainty gates the temporal context
 
     def __post_init__(self) -> None:
@@ -167,13 +166,12 @@ class TemporalStage(nn.Module):
         self.key = nn.Conv2d(d, d, 1)
         self.value = nn.Conv2d(d, d, 1)
         self.out = nn.Conv2d(d, d, 1)
-        changes = _CHANGE_CHANNELS + (config.heads if config.feature_change else 0)
-        self.refine = nn.Sequential(nn.Conv2d(2 * d + changes, d, 3, padding=1), nn.ReLU())
+        self.refine = nn.Sequential(nn.Conv2d(2 * d + _CHANGE_CHANNELS, d, 3, padding=1), nn.ReLU())
         self.delta_head = nn.Conv2d(d, 1, 1)
         nn.init.zeros_(self.delta_head.weight)  # identity at step 0: the frame-only model
         nn.init.zeros_(self.delta_head.bias)
         if config.uncertainty:  # the evidence read from the same inputs, before the gate
-            self.evidence = nn.Sequential(nn.Conv2d(2 * d + changes, d, 3, padding=1), nn.ReLU())
+            self.evidence = nn.Sequential(nn.Conv2d(2 * d + _CHANGE_CHANNELS, d, 3, padding=1), nn.ReLU())
             self.alpha_head = nn.Conv2d(d, 2, 1)
         else:
             self.evidence, self.alpha_head = None, None
@@ -236,12 +234,6 @@ class TemporalStage(nn.Module):
         has_past = (past_n > 0).to(raw.dtype)  # (B, 1, h, w)
         change = (raw[:, -1] - past_mean) * has_past  # (B, 2, h, w)
         change = torch.cat([change, change.abs()], dim=1)  # (B, 4, h, w)
-        if self.config.feature_change:  # how far the current features moved from the past's, per head:
-            # an ungated view of the contrast with the past, which the gate removes with the past itself
-            past_feat = (feats[:, :-1] * past_valid).sum(dim=1) / past_n.clamp(min=1.0)  # (B, d, h, w)
-            cos = F.cosine_similarity(current.reshape(b, heads, hd, h, w), past_feat.reshape(b, heads, hd, h, w),
-                                      dim=2, eps=1e-6)  # (B, nh, h, w)
-            change = torch.cat([change, (1.0 - cos) * has_past], dim=1)  # (B, 4 + nh, h, w)
         if self.alpha_head is None:
             x = self.refine(torch.cat([current, mixed, change], dim=1))  # (B, d, h, w)
             logits = frame_logits + self.delta_head(x)  # the delta head is zero at initialisation
