@@ -36,7 +36,11 @@ def paired_table(report: dict) -> list[str]:
         for name in BETTER:
             m, d = metrics[name], 2 if METRIC_UNITS[name] == "percent" else 5
             interval = f"[{fmt_cell(m['low'], d)}, {fmt_cell(m['high'], d)}]"
-            share = lambda x: fmt_cell(None if x is None else 100.0 * x, 1) + "%"  # noqa: E731
             lines.append(f"  {pair:30s} {name:13s} {fmt_cell(m['a'], d):>9s} {fmt_cell(m['b'], d):>9s} "
-                         f"{fmt_cell(m['diff'], d):>9s} {interval:>21s} {share(m['a_better']):>8s} {share(m['b_better']):>8s}")
+                         f"{fmt_cell(m['diff'], d):>9s} {interval:>21s} {_share(m['a_better']):>8s} {_share(m['b_better']):>8s}")
     return lines
+
+
+def _share(fraction: float | None) -> str:
+    """A share of resamples as a table cell in percent ('-' when undefined: null in a report read back)."""
+    return fmt_cell(None if fraction is None else 100.0 * fraction, 1) + "%"

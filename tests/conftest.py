@@ -100,3 +100,18 @@ def c_subscriber(tmp_path_factory) -> Path:
     src = Path(__file__).parent / "c" / "subscriber.c"
     subprocess.run([gcc, "-O2", "-Wall", "-o", str(exe), str(src), *shlex.split(flags.stdout)], check=True)
     return exe
+
+
+@pytest.fixture
+def raw_pub():
+    """A bare PUB socket on an ephemeral port, for messages a Publisher would never send."""
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, 0)  # never drop: tests count every message (set before bind: it is copied then)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    yield sock, f"tcp://127.0.0.1:{port}"
+    sock.close(linger=0)
+    ctx.term()

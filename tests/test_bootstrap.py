@@ -112,16 +112,21 @@ def test_resamples_pool_clips_as_the_meter_does_not_average_clip_ratios():
 
 @settings(max_examples=25, deadline=None)
 @given(st.integers(min_value=1, max_value=6), st.integers(min_value=0, max_value=10_000))
-def test_the_interval_is_ordered_and_the_shares_are_fractions(clips, seed):
+def test_swapping_a_and_b_mirrors_the_interval_and_the_shares(clips, seed):
     rng = np.random.default_rng(seed)
     a, b = ClipRows(), ClipRows()
     for _ in range(clips):
         clip = _clip(rng)
         a.update(*clip)
         b.update(*_noisier(rng, clip, 0.2))
-    for m in paired_bootstrap(a.per_clip(), b.per_clip(), resamples=50, seed=seed).values():
+    forward = paired_bootstrap(a.per_clip(), b.per_clip(), resamples=50, seed=seed)
+    backward = paired_bootstrap(b.per_clip(), a.per_clip(), resamples=50, seed=seed)  # the same draw, A and B swapped
+    for name, m in forward.items():
         if not np.isnan(m["low"]):
             assert m["low"] <= m["high"] and 0.0 <= m["a_better"] + m["b_better"] <= 1.0
+            back = backward[name]
+            assert back["diff"] == pytest.approx(-m["diff"]) and back["low"] == pytest.approx(-m["high"])
+            assert (back["a_better"], back["b_better"]) == (m["b_better"], m["a_better"])
 
 
 @pytest.mark.parametrize("a, b, match", [(np.zeros((3, 10)), np.zeros((2, 10)), "same clips"),

@@ -120,25 +120,15 @@ class TemporalMeter:
         """(clips, len(SUM_COLUMNS)) float64: each clip's :data:`SUM_COLUMNS`, in the order the clips were added."""
         return np.array(self._clips, dtype=np.float64).reshape(len(self._clips), len(SUM_COLUMNS))
 
-    @property
-    def n_started(self) -> int:
-        """Just-started frames added so far."""
-        return sum(row[1] for row in self._clips)
+    def _count(self, column: str) -> int:
+        return int(sum(row[SUM_COLUMNS.index(column)] for row in self._clips))
 
-    @property
-    def n_silenced(self) -> int:
-        """Just-silenced frames added so far."""
-        return sum(row[3] for row in self._clips)
-
-    @property
-    def n_stable(self) -> int:
-        """GT-stable pixel pairs added so far."""
-        return sum(row[5] for row in self._clips)
+    n_started = property(lambda self: self._count("n_started"), doc="Just-started frames added so far.")
+    n_silenced = property(lambda self: self._count("n_silenced"), doc="Just-silenced frames added so far.")
+    n_stable = property(lambda self: self._count("n_stable"), doc="GT-stable pixel pairs added so far.")
 
     def result(self) -> dict[str, float]:
         """``{"miou_started": %, "fpr_silenced": fraction, "flicker": fraction,
         "n_started", "n_silenced", "n_stable"}``."""
-        totals = self.per_clip().sum(axis=0)  # (6,)
-        metrics = {k: float(v) for k, v in metrics_from_sums(totals).items()}
-        counts = dict(zip(SUM_COLUMNS, totals))
-        return {**metrics, **{k: int(counts[k]) for k in ("n_started", "n_silenced", "n_stable")}}
+        metrics = {k: float(v) for k, v in metrics_from_sums(self.per_clip().sum(axis=0)).items()}
+        return {**metrics, "n_started": self.n_started, "n_silenced": self.n_silenced, "n_stable": self.n_stable}
