@@ -190,7 +190,13 @@ def test_run_with_preview_fps_publishes_frames_that_pair_with_their_masks(tmp_pa
     assert sent + dropped == 15  # 75 frames, one preview per 0.2 s of stream time
     assert sent >= 1 and len(frames) >= sent - 3  # a few may precede the subscription (slow joiner)
     assert [f.seq for f in frames] == list(range(frames[0].seq, frames[0].seq + len(frames)))
-    for f in frames:
+    # A preview is encoded off the hot path and published after its frame's mask: the subscription
+    # may join between the two (CI saw preview 0 arrive without mask 0). Later previews all pair.
+    joined = min(masks)
+    paired = [f for f in frames if f.t_capture >= joined]
+    assert len(paired) >= sent - 4
+    for f in paired:
         assert f.t_capture in masks, "every preview has the mask of the same frame (equal t_capture)"
+    for f in frames:
         assert f.index % 5 == 0 and f.shape == (240, 320) and f.quality == 75
         assert f.image().shape == (240, 320, 3)
