@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from streamavs.engine.base import BACKENDS as ENGINE_BACKENDS
-from streamavs.errors import EngineError, InputError, StreamAVSError
+from streamavs.errors import EngineError, InputError, MissingDependency, StreamAVSError
 
 __all__ = ["BACKENDS", "ModelArtifacts", "default_cache_dir", "check_model_spec", "resolve_model", "open_engine",
            "backend_unavailable"]
@@ -88,6 +88,13 @@ def _checkpoint_beside(manifest_path: Path) -> Path | None:
     return None
 
 
+def _torch_installed() -> bool:
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except ImportError:  # an import hook that refuses torch
+        return False
+
+
 def check_model_spec(spec: str) -> None:
     """Raise InputError unless `spec` is 'default', an existing path or a registered architecture (cheap)."""
     if spec == "default" or Path(spec).exists():
@@ -99,6 +106,11 @@ def check_model_spec(spec: str) -> None:
     else:
         known = available_models()
         if spec in known:
+            if not _torch_installed():  # checked now, not after the other rows ran
+                raise MissingDependency(
+                    f"--models {spec} builds that architecture with PyTorch, which is not installed; install "
+                    "it with: pip install 'streamavs[train]', or benchmark the shipped engine alone: --models default"
+                )
             return
     raise InputError(
         f"unknown model {spec!r} for --models: expected 'default', a registered architecture {known}, or a path "

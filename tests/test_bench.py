@@ -249,3 +249,16 @@ def test_soak_reports_memory_cpu_and_gaps(tiny_engine, tmp_path):
     assert data["gc_pauses"]["columns"] == ["t_s", "generation", "ms"] and data["gc_pauses"]["max_ms"] >= 0
     (row,) = data["rows"]
     assert row["counters"]["processed"] > 0 and isinstance(row["gaps"], list)
+
+
+def test_latency_without_torch_refuses_a_registered_architecture_before_measuring():
+    """A runtime-only install: `--models avs_tpavi_b5` needs PyTorch to build the architecture; the
+    command says so (and how to run without it) before any row is measured, not after."""
+    from no_torch import run_without_torch
+
+    code, stdout, stderr, record = run_without_torch("bench", "latency", "--seconds", "0.1", "--warmup", "0",
+                                                     "--backends", "onnxruntime", "--models", "default,avs_tpavi_b5")
+    assert code != 0
+    assert "pip install 'streamavs[train]'" in stderr and "--models default" in stderr, stderr[-1000:]
+    assert "internal error" not in stderr and len(stdout.strip().splitlines()) == 1  # only the import record: nothing ran
+    assert not record["loaded"] and record["training"] == []

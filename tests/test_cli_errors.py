@@ -93,6 +93,36 @@ def test_run_record_in_a_missing_folder_or_onto_a_folder(capsys, tmp_path):
     assert line.endswith(f"--record {tmp_path} is a folder; expected a file name, e.g. --record {tmp_path}/out.mp4")
 
 
+def test_run_view_on_a_taken_port_fails_before_the_pipeline_starts(capsys):
+    """The viewer runs as a child process; a port it cannot listen on is refused up front, naming
+    `run`'s own option (not the child's --port), instead of a run that goes on without its viewer."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        line = in_process(capsys, "run", "--synthetic", "--frames", "2", "--view", port)
+    assert line.startswith(f"streamavs: error: --view {port}: cannot serve the viewer on 127.0.0.1:{port}: ")
+    assert line.endswith(f"choose another port, e.g. --view {port + 1}")
+
+
+def test_data_video_options_are_checked_against_each_other(capsys, tmp_path):
+    line = in_process(capsys, "data", "video", "--out", tmp_path / "v.mp4", "--seconds", "2")  # default --sound-starts 3
+    assert line == ("streamavs: error: --sound-starts 3 must be in [0, 2) for a 2 s video (--seconds 2): "
+                    "lower --sound-starts or raise --seconds")
+    line = in_process(capsys, "data", "video", "--out", tmp_path, "--seconds", "5", "--sound-starts", "1")
+    assert line.endswith(f"--out {tmp_path} is a folder; expected a file name, e.g. --out {tmp_path / 'demo.mp4'}")
+    assert not list(tmp_path.iterdir())
+
+
+def test_export_of_an_engine_without_int8_points_to_int8(capsys, tmp_path):
+    engine = tmp_path / "e.json"
+    engine.write_text("{}")
+    line = in_process(capsys, "export", engine, "--out", tmp_path / "out")
+    assert line.endswith(f"to quantize this FP32 engine to INT8 add --int8 (streamavs export {engine} --int8)")
+
+
 def test_subscribe_save_onto_a_file(a_file):
     code, _, err = cli("subscribe", "tcp://127.0.0.1:5999", "--count", "1", "--save", a_file)
     line = one_error_line(code, err)
@@ -167,6 +197,18 @@ def test_set_value_of_the_wrong_type(tmp_path):
         "streamavs: error: --set optim.lr: [optim] lr must be a number, got the string 'abc'; "
         "values are TOML literals, e.g. --set optim.lr=0.0003"
     )
+
+
+def test_resume_and_max_steps_are_refused_for_a_temporal_recipe(tmp_path):
+    """The temporal trainer has no resume or step limit: the flags are refused, not silently ignored."""
+    path = recipe(tmp_path, "[temporal]\nwindow = 5\n")
+    code, err, imported = cli_imports(["torch"], "train", "--config", path, "--resume", "--max-steps", "3")
+    assert one_error_line(code, err) == (
+        f"streamavs: error: --resume and --max-steps apply to segmenter recipes; {path} has a [temporal] section, "
+        "whose stage trains in one run (~20 min on 2 CPU cores, fewer epochs: --set optim.epochs=N): "
+        "drop --resume and --max-steps"
+    )
+    assert imported == []
 
 
 def test_negative_epochs_are_refused(tmp_path):

@@ -183,6 +183,23 @@ def test_shipped_int8_engine_comes_from_the_shipped_fp32_engine_and_met_its_gate
 
 
 @needs_shipped
+def test_engines_describes_the_int8_parity_gate_media_and_test_table(capsys):
+    """`streamavs engines NAME` states the INT8 engine's parity in the unit it was gated on (share of
+    mask pixels, not a max abs difference against a 0.02 tolerance), its media and licences, and
+    which table is the engine's own test table."""
+    from streamavs.cli import main
+
+    parity = read_manifest(ENGINES / f"{INT8_ENGINE}.json").export["parity"]
+    assert main(["engines", INT8_ENGINE]) == 0
+    out = capsys.readouterr().out
+    share = f"{100 * parity['mask_disagreement']:.2f}% of mask pixels differ (tolerance 2%)"
+    assert f"parity       passed against the FP32 engine, ONNX Runtime: {share}" in out
+    assert "media        tuxpaint-stamps-default " in out and "GPL-2" in out
+    assert "test         the engine on real-test (80 clips; training.eval)" in out
+    assert "max abs diff" not in out
+
+
+@needs_shipped
 def test_shipped_int8_engine_matches_fp32_on_real_clips_streamed(real_media):
     """Six real-media test clips with negative seconds, streamed with the cache: masks and gate agree."""
     from streamavs.datasets.conditions import NegativeMix

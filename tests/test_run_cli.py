@@ -167,6 +167,14 @@ def test_overlay_tints_the_pixels_at_the_manifest_mask_threshold(capsys, mp4, ti
         assert closer[inside].mean() > 0.95, (i, closer[inside].mean())  # H.264 blurs colour edges
 
 
+def test_a_run_that_reaches_its_frame_limit_says_so(capsys, mp4, tiny_engine):
+    """Reaching --frames is an end of its own (its masks linger), not a stop."""
+    code, out, err = run_cli(capsys, "--input", mp4, "--engine", tiny_engine, "--frames", "5",
+                             "--publish", f"tcp://127.0.0.1:{free_port()}")
+    assert code == 0, err
+    assert "final (--frames 5 reached)" in out and "frames 5  published 5" in out
+
+
 @pytest.fixture(scope="module")
 def long_mp4(media) -> Path:
     """10 s of the same picture and tone: a real-time run of it is still going when a test signals it."""

@@ -12,7 +12,7 @@ data_app = typer.Typer(help="Fetch the real media; make and inspect datasets in 
 # Options shared by the dataset writers (synth, real).
 OutOption = Annotated[Path, typer.Option("--out", help="Dataset root (Single-source/ and Multi-sources/ go inside).")]
 SettingOption = Annotated[str, typer.Option(help="single (S4 layout) or multi (MS3 layout).")]
-CountOption = Annotated[int, typer.Option(help="Number of clips to write.")]
+CountOption = Annotated[int, typer.Option(help="Number of clips to write.", min=1)]
 SeedOffsetOption = Annotated[int, typer.Option(help="Index of the first clip (clip i has seed split_seed(split, i)).")]
 ImageSizeOption = Annotated[int, typer.Option(help="Frame height = width in pixels.")]
 SecondsOption = Annotated[int, typer.Option(help="Clip length in seconds (one frame per second).")]
@@ -121,9 +121,17 @@ def video(
     cache: CacheOption = None,
 ) -> None:
     """Write a scene as H.264 + AAC (ffmpeg): silent until --sound-starts, then sounding."""
+    from streamavs.cli.checks import output_file
+    from streamavs.errors import InputError
     from streamavs.synthetic import SceneConfig
     from streamavs.synthetic.video import demo_clip, real_demo_clip, write_video
 
+    if seconds < 1:
+        raise InputError(f"--seconds must be at least 1, got {seconds}")
+    if not 0 <= sound_starts < seconds:
+        raise InputError(f"--sound-starts {sound_starts:g} must be in [0, {seconds}) for a {seconds} s video "
+                         f"(--seconds {seconds}): lower --sound-starts or raise --seconds")
+    output_file(out, "--out", example="demo.mp4")
     if real:
         clip = real_demo_clip(source, distractor, seconds, sound_starts, cache)
     else:

@@ -100,6 +100,28 @@ def _list(paths: list[Path]) -> None:
         typer.echo(f"{len(bad)} engine(s) failed the model file check; `streamavs engines {bad[0]}` says why", err=True)
 
 
+def _parity_line(parity: dict[str, Any]) -> str:
+    """The export's parity check in words: an INT8 engine is gated on the share of mask pixels that
+    differ from the FP32 engine, an FP32 export on the largest difference of each output."""
+    reference, tolerance = parity.get("reference", "?"), parity.get("tolerance")
+    verdict = {True: "passed", False: "FAILED"}.get(parity.get("passed"), "recorded")
+    if parity.get("gated_on") == "mask_disagreement":
+        return (f"{verdict} against {reference}: {100 * parity['mask_disagreement']:.2f}% of mask pixels differ "
+                f"(tolerance {100 * tolerance:g}%) over {parity.get('frames', '?')} frames, "
+                f"{parity.get('gate_flips', '?')} sounding-gate flips")
+    diffs = ", ".join(f"{k} {_fmt(v)}" for k, v in (parity.get("max_abs_diff") or {}).items())
+    return f"max abs diff vs {reference}: {diffs} (tolerance {tolerance})"
+
+
+def _media_lines(media: dict[str, Any] | None) -> list[str]:
+    """The media packages the engine learned from (name, version, licence), or that none are recorded."""
+    packages = (media or {}).get("packages") or {}
+    if not packages:
+        return ["media        none recorded (procedural data, or an engine exported before media provenance)"]
+    return [f"media        {name} {info.get('version', '?')}: {info.get('licence', 'licence not recorded')}"
+            for name, info in packages.items()]
+
+
 def _describe(target: str, as_json: bool) -> None:
     from streamavs.engine import read_manifest, resolve_engine
     from streamavs.engine.manifest import check_model_file, file_sha256
@@ -143,15 +165,21 @@ def _describe(target: str, as_json: bool) -> None:
         lines.append(f"export       {export.get('exporter', '?')}" + (f", opset {export['opset']}" if export.get("opset") else ""))
         parity = export.get("parity") or {}
         if parity:
-            diffs = ", ".join(f"{k} {_fmt(v)}" for k, v in (parity.get("max_abs_diff") or {}).items())
-            lines.append(f"parity       max abs diff vs {parity.get('reference', '?')}: {diffs} (tolerance {parity.get('tolerance')})")
+            lines.append(f"parity       {_parity_line(parity)}")
     lines.append(f"training     data: {m.training.get('data', 'not recorded')}")
-    rows: list[tuple[str, Any]] = []
-    _flatten("", m.training.get("metrics") or {}, rows)
-    if rows:
-        lines.append("metrics")
-        lines.extend(f"  {key:<28} {_fmt(value)}" for key, value in rows)
-    else:
+    lines.extend(_media_lines(m.training.get("media")))
+    evaluation = m.training.get("eval") or {}
+    for title, table in (
+        (f"test         the engine on {evaluation.get('data', '?')} ({evaluation.get('clips', '?')} clips; training.eval), "
+         "similarity gate off", evaluation.get("gate_off")),
+        ("validation   the segmenter during training (training.metrics)", m.training.get("metrics")),
+    ):
+        rows: list[tuple[str, Any]] = []
+        _flatten("", table or {}, rows)
+        if rows:
+            lines.append(title)
+            lines.extend(f"  {key:<28} {_fmt(value)}" for key, value in rows)
+    if not evaluation and not m.training.get("metrics"):
         lines.append("metrics      none recorded")
     typer.echo("\n".join(lines))
     if check != "ok":

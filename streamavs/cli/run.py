@@ -35,7 +35,7 @@ import numpy as np
 import typer
 
 from streamavs.cli.checks import output_file
-from streamavs.engine.base import BACKEND_CHOICES
+from streamavs.engine.base import BACKEND_CHOICES, DEFAULT_ENGINE, SYNTHETIC_ENGINE
 from streamavs.errors import InputError, StreamAVSError
 from streamavs.protocol import ENCODINGS
 
@@ -175,6 +175,30 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
             proc.wait()
 
 
+def _end_reason(pipeline, frames: int | None) -> str:
+    """Why a run ended, for its final counters: the stream ended, a limit was reached, or it was stopped."""
+    if pipeline.ended:
+        return "end of stream"
+    if not pipeline.ended_on_its_own:
+        return "stopped"
+    return f"--frames {frames} reached" if frames is not None and pipeline.stats.frames >= frames else "--duration reached"
+
+
+def _check_view_port(port: int) -> None:
+    """Refuse a --view port the viewer could not listen on, before the pipeline starts (the viewer is a
+    child process: its own error would come after the run had begun, and the run would go on without it)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the viewer binds
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen(1)
+        except OSError as exc:
+            raise InputError(f"--view {port}: cannot serve the viewer on 127.0.0.1:{port}: {exc.strerror or exc}; "
+                             f"choose another port, e.g. --view {port + 1 if port < 65535 else 8081}") from exc
+
+
 def _start_viewer(stack: ExitStack, address: str, port: int, curve_public: Optional[str]) -> None:
     """`streamavs view ADDRESS --port PORT` as a child process, stopped (SIGTERM) when the run ends."""
     cmd = [sys.executable, "-m", "streamavs", "view", address, "--port", str(port)]
@@ -222,7 +246,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         engine: Annotated[
             Optional[str], typer.Option(help="Engine: a .json manifest, .onnx, .ep, .pt, or a shipped engine name "
-                                             "(default: streamavs-real-lite; with --synthetic streamavs-synthetic-lite).")
+                                             f"(default: {DEFAULT_ENGINE}; with --synthetic {SYNTHETIC_ENGINE}).")
         ] = None,
         backend: Annotated[str, typer.Option(help=f"Engine backend: {', '.join(BACKEND_CHOICES)}.")] = "auto",
         threads: Annotated[Optional[int], typer.Option(help="Engine threads (default: the backend's).", min=1)] = None,
@@ -266,11 +290,12 @@ def register(app: typer.Typer) -> None:
         if encoding not in ENCODINGS:
             raise InputError(f"unknown --encoding {encoding!r}; choose one of {list(ENCODINGS)}")
         _check_input(input_)
+        if view is not None:
+            _check_view_port(view)
         output_file(record, "--record", example="out.mp4", create_parents=False)
 
         from streamavs.audio import LogMelParams
         from streamavs.engine import default_engine, load_engine
-        from streamavs.engine.base import SYNTHETIC_ENGINE
         from streamavs.pipeline import Pipeline, PipelineConfig, PreviewConfig
         from streamavs.publish import DEFAULT_ADDRESS, Publisher, is_loopback
 
@@ -309,7 +334,7 @@ def register(app: typer.Typer) -> None:
             except StreamAVSError:  # the one-line error follows; the counters up to it come first
                 typer.echo(f"final (error):\n{pipeline.stats.snapshot().summary()}")
                 raise
-            reason = "end of stream" if pipeline.ended else "stopped"
+            reason = _end_reason(pipeline, frames)
         typer.echo(f"final ({reason}):\n{snapshot.summary()}")
         if record is not None:
             typer.echo(f"recorded {sinks.recorder.frames if sinks.recorder else 0} frames to {record}"

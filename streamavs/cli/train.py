@@ -10,7 +10,7 @@ import typer
 
 from streamavs.cli.checks import output_dir, output_file
 from streamavs.datasets.specs import DATA_SPECS
-from streamavs.errors import require
+from streamavs.errors import InputError, require
 
 SetOption = Annotated[
     Optional[list[str]],
@@ -56,6 +56,11 @@ def register(app: typer.Typer) -> None:
 
         output_dir(out, "--out", example="runs/my-run")
         cfg = load_config(config, parse_set(set_ or []))  # checked before torch is imported: fails in a second
+        if cfg.temporal is not None and (resume or max_steps is not None):
+            given = " and ".join(flag for flag, on in (("--resume", resume), ("--max-steps", max_steps is not None)) if on)
+            raise InputError(f"{given} apply to segmenter recipes; {config} has a [temporal] section, whose stage "
+                             "trains in one run (~20 min on 2 CPU cores, fewer epochs: --set optim.epochs=N): "
+                             f"drop {given}")
         require("torch", "train", "streamavs train")
         run_dir = out or Path("runs") / cfg.name
         new_folder = not run_dir.exists()
@@ -103,7 +108,6 @@ def evaluate_command(engine: Path | None, checkpoint: Path | None, data: str, cl
                      out: Path | None, plots: Path | None, *, program: str) -> None:  # fmt: skip
     """Check the options (before any work), then evaluate and report (streamavs.bench.accuracy)."""
     from streamavs.datasets.specs import check_spec
-    from streamavs.errors import InputError
     from streamavs.metrics.meters import FSCORE_MODES
 
     if (engine is None) == (checkpoint is None):

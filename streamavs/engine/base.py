@@ -257,9 +257,12 @@ def _backend_class(backend: str, fmt: str) -> type[Engine]:
         raise EngineError(f"unknown backend {backend!r}; choose one of {list(BACKEND_CHOICES)}")
     module, cls, formats = BACKENDS[key]
     if fmt not in formats:
+        how = {"torch": "give it a checkpoint instead (--engine runs/NAME/temporal.pt)",
+               "tensorrt": "export one first: streamavs export CHECKPOINT --backend tensorrt"}.get(
+                   key, "export one first: streamavs export CHECKPOINT --backend onnx")
         raise EngineError(
-            f"backend {key!r} cannot run a {fmt!r} engine (it runs {list(formats)}); use backend='auto' or export "
-            f"the model for {key!r} with `streamavs export CHECKPOINT --backend ...`"
+            f"backend {key!r} cannot run a {fmt!r} engine (it runs {list(formats)}): drop --backend (auto picks "
+            f"the backend of the engine given), or, to run {key!r}, {how}"
         )
     return getattr(importlib.import_module(module), cls)
 

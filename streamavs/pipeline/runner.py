@@ -222,6 +222,12 @@ class Pipeline:
         """True when the last run ended because the stream ended (end of file)."""
         return self._stream_ended
 
+    @property
+    def ended_on_its_own(self) -> bool:
+        """True when the last run ended without a stop request or an error: the stream ended, or its
+        `frames` or `seconds` were reached (its masks linger on close)."""
+        return self._ended_on_its_own
+
     # -- the loop --------------------------------------------------------------------------
     def run(self, *, frames: int | None = None, seconds: float | None = None) -> StatsSnapshot:
         """Process until `frames` frames were published, `seconds` passed, the stream ended, or
