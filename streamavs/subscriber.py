@@ -44,6 +44,7 @@ from streamavs.transport import DEFAULT_ADDRESS, check_port, load_curve_key
 
 ON_PROTOCOL_ERROR = ("skip", "raise")
 MAX_TRACKED_TOPICS = 1024  # seq counters kept per session; the oldest is forgotten beyond this
+DEFAULT_RECONNECT_S = 0.1  # ZeroMQ's own default RECONNECT_IVL
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,11 @@ class Subscriber:
 
     `frames`: also receive the JPEG preview frames (``frame.<stream>``), through
     :meth:`recv_any`; plain mode only.
+
+    `reconnect_s`: how often to try again to connect to a publisher that is not up yet, or that
+    went away (ZeroMQ's ``RECONNECT_IVL``; default 0.1 s). Until the subscription reaches a
+    publisher, what it publishes is lost (counted in ``stats().missed_at_join``); a subscriber
+    started before a short run on the same machine may want 0.01 s.
     """
 
     def __init__(
@@ -186,7 +192,11 @@ class Subscriber:
         limits: DecodeLimits = DEFAULT_LIMITS,
         on_protocol_error: str = "skip",
         frames: bool = False,
+        reconnect_s: float = DEFAULT_RECONNECT_S,
     ) -> None:
+        if isinstance(reconnect_s, bool) or not isinstance(reconnect_s, (int, float)) or not 0.001 <= reconnect_s <= 60:
+            raise InputError(f"reconnect_s must be a number of seconds in [0.001, 60], got {reconnect_s!r} "
+                             f"(default {DEFAULT_RECONNECT_S})")
         if frames and latest_only:
             raise InputError(
                 "frames=True needs the plain mode (latest_only=False): recv_any() hands over masks, frames "
@@ -206,6 +216,7 @@ class Subscriber:
         self._stream = stream
         self._curve = None if curve_server_key is None else load_curve_key(curve_server_key, secret=False)[0]
         self._rcvhwm = int(rcvhwm)
+        self._reconnect_ms = max(1, round(1000 * reconnect_s))
         self._tracker = _Tracker()
         self._closed = False
         self._ctx = zmq.Context()
@@ -235,6 +246,7 @@ class Subscriber:
         sock = self._ctx.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, self._rcvhwm)
+        sock.setsockopt(zmq.RECONNECT_IVL, self._reconnect_ms)
         if self._curve is not None:
             public, secret = zmq.curve_keypair()  # an ephemeral client identity
             sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self._curve, public, secret

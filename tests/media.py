@@ -207,7 +207,7 @@ def assert_every_frame_arrived(msgs: list, n: int) -> None:
     Only the first ones may be missing: the run binds after the subscriber connects, and the
     subscription reaches the publisher a moment later (ZeroMQ's "slow joiner"), so masks sent
     before that are not queued for it; how many depends on the machine's load (5 to 30 on a busy
-    one). From then on nothing may be lost, the last masks included: a run that ends on its own
+    one with ZeroMQ's default 0.1 s reconnect interval; run_and_subscribe retries every 10 ms). From then on nothing may be lost, the last masks included: a run that ends on its own
     lingers until they are delivered.
     """
     seqs = [m.seq for m in msgs]
@@ -225,7 +225,9 @@ def run_and_subscribe(args: list[str]) -> tuple[list, int, str]:
 
     address = f"tcp://127.0.0.1:{free_port()}"
     msgs = []
-    with Subscriber(address) as sub:  # connects first; the run binds
+    # Connects first and retries every 10 ms; the run binds before it loads its engine, so the
+    # subscription is normally in place before the first mask.
+    with Subscriber(address, reconnect_s=0.01) as sub:
         proc = subprocess.Popen([sys.executable, "-m", "streamavs", "run", *args, "--publish", address],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         while proc.poll() is None:

@@ -107,7 +107,6 @@ def test_latency_runner_on_tiny_model(tiny_checkpoint, tmp_path):
     assert data["machine"]["ram_gib"] > 0 and "samples_ms" not in data["rows"][0]
     row = data["rows"][0]
     assert sum(g["missing"] for g in row["gaps"]) <= row["counters"]["dropped"]  # gaps inside the window are drops
-    assert row["counters"]["source_clips_late"] == 0  # the next synthetic clip was ready in time
     png = plot_latency(report, tmp_path / "latency.png")
     assert png.read_bytes()[:8] == PNG
     _check_latency_tables(report)

@@ -226,8 +226,9 @@ def test_file_whose_audio_starts_late_keeps_real_time_pace_with_early_frames_as_
     late, late_results, late_msgs, counters = run_file(media["starts_at_2s"], tiny_engine, realtime=True)
     full, *_ = run_file(media["full"], tiny_engine, realtime=True)
     # It dropped 54 of 150 frames when each frame before the audio waited 200 ms. Drops at real
-    # time depend on the machine's load; both runs share it, a few frames apart at most.
-    assert late.dropped <= full.dropped + 5
+    # time depend on the machine's load, which the two runs (one after the other) need not share: a
+    # bound well under the regression, plus what the full file itself dropped on this machine.
+    assert late.dropped <= full.dropped + 0.15 * int(SECONDS * FPS)
     assert late.frames + late.dropped >= int(SECONDS * FPS) - 1
     assert len(late_msgs) == len(late_results) == late.frames
     filled = counters["audio_filled"]  # silence from the stream start to the first audio sample

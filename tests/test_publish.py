@@ -95,8 +95,8 @@ def test_latest_only_returns_newest_and_counts_superseded():
         _join(lambda: pub.heartbeat(force=True), sub)
         for i in range(5):
             _publish(pub, np.full((3, 3), i / 10, np.float32))
-        deadline = time.monotonic() + 30
-        while sub.stats().received < 5 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30  # superseded is counted where the newest is kept (received, before it)
+        while sub.stats().superseded < 4 and time.monotonic() < deadline:
             time.sleep(0.01)
         msg = sub.recv(timeout=RECV_S)
         assert msg.seq == 4 and np.allclose(msg.mask, 0.4, atol=1 / 255)
@@ -197,11 +197,13 @@ def test_heartbeat_schedule_and_idempotent_close():
     with Publisher(ANY_PORT, heartbeat_s=3600) as pub, Subscriber(pub.address) as sub:
         _join(lambda: pub.heartbeat(force=True), sub)
         assert pub.heartbeat() is False  # not due yet
+        _publish(pub, np.zeros((2, 2), np.float32))  # received after every heartbeat sent while joining
+        assert sub.recv(timeout=RECV_S).seq == 0
         before = sub.stats().heartbeats
         pub.heartbeat_s = 0.05
         time.sleep(0.06)
         _publish(pub, np.zeros((2, 2), np.float32))  # sends the due heartbeat first
-        assert sub.recv(timeout=RECV_S).seq == 0
+        assert sub.recv(timeout=RECV_S).seq == 1
         assert sub.stats().heartbeats == before + 1
     pub.close()
     sub.close()
@@ -296,7 +298,9 @@ def test_cli_subscribe_tolerate_counts_protocol_errors_and_goes_on(raw_pub):
     out, err = proc.communicate(timeout=5)
     assert proc.returncode == 0, err
     final = [line for line in out.splitlines() if line.startswith("final:")]
-    assert len(final) == 1 and re.search(r"masks 2 .* protocol errors [1-9]", final[0]), out
+    # "masks" counts what the receive thread took: 2 or more (recv returned 2, newer ones may have come meanwhile)
+    found = re.search(r"masks (\d+) .* protocol errors [1-9]", final[0]) if len(final) == 1 else None
+    assert found and int(found.group(1)) >= 2, out
     assert "last protocol error: this client speaks protocol v1, the message is v9" in err
 
 

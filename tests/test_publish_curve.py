@@ -27,7 +27,8 @@ def test_curve_keys_restrict_subscribers(tmp_path):
             seq = _publish(pub, np.ones((4, 4), np.float32))
             assert good.recv(timeout=RECV_S).seq == seq == i
             assert plain.recv(timeout=0) is None and wrong.recv(timeout=0) is None
-        for sub in (plain, wrong):
+        for sub in (plain, wrong):  # given time: a handshake that failed open would have delivered by now
+            assert sub.recv(timeout=1.0) is None
             assert (sub.stats().received, sub.stats().heartbeats) == (0, 0)
 
 

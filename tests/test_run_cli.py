@@ -89,7 +89,7 @@ def test_file_runs_to_the_end_and_records_a_playable_overlay_video(capsys, mp4, 
 
     out_video = tmp_path / "overlay.mp4"
     address = f"tcp://127.0.0.1:{free_port()}"
-    with Subscriber(address) as sub:  # connected first: the run binds
+    with Subscriber(address, reconnect_s=0.01) as sub:  # connected first: the run (~0.3 s) binds
         code, out, err = run_cli(capsys, "--input", mp4, "--engine", tiny_engine, "--publish", address, "--record", out_video)
         sounding = {}
         while (msg := sub.recv(timeout=2)) is not None:  # all sent before main() returned
@@ -142,7 +142,7 @@ def test_overlay_tints_the_pixels_at_the_manifest_mask_threshold(capsys, mp4, ti
     (tmp_path / "tiny.json").write_text(json.dumps(data))
     out_video = tmp_path / "overlay.mp4"
     address = f"tcp://127.0.0.1:{free_port()}"
-    with Subscriber(address) as sub:  # connected first: the run binds
+    with Subscriber(address, reconnect_s=0.01) as sub:  # connected first: the run (~0.3 s) binds
         code, _out, err = run_cli(capsys, "--input", mp4, "--engine", tmp_path / "tiny.json", "--publish", address,
                                   "--record", out_video)
         masks = {}

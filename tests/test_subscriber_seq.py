@@ -8,6 +8,7 @@ import pytest
 
 from streamavs.errors import ProtocolError
 from streamavs.publish import Publisher, Subscriber
+from media import free_port
 from test_publish import ANY_PORT, RECV_S, _frames, _join, _publish, _raw_heartbeat
 
 
@@ -92,3 +93,15 @@ def test_publisher_restart_is_detected_by_session():
         assert (msg.session, msg.seq) == (second.session, 0)
         stats = sub.stats()
         assert (stats.restarts, stats.gaps, stats.received) == (1, 0, 4)
+
+
+def test_reconnect_interval_is_set_on_the_socket_and_checked():
+    import zmq
+
+    from streamavs.errors import InputError
+
+    with Subscriber(f"tcp://127.0.0.1:{free_port()}", reconnect_s=0.01) as sub:
+        assert sub._sock.getsockopt(zmq.RECONNECT_IVL) == 10
+    for bad in (0, -1, 61, True, "fast"):
+        with pytest.raises(InputError, match=r"reconnect_s must be a number of seconds in \[0.001, 60\]"):
+            Subscriber("tcp://127.0.0.1:5555", reconnect_s=bad)

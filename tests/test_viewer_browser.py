@@ -96,9 +96,15 @@ class DevTools:
 
 SNAPSHOT = "JSON.stringify(window.streamavsViewer && window.streamavsViewer.snapshot())"
 # Pause on the first shown frame whose index passes `min_index`, in one step (the page cannot move on between).
-PAUSE_AT = """(() => {{ const v = window.streamavsViewer; const s = v.snapshot();
-  if (s.shown && s.shown.frame && s.shown.frame.index >= {min_index}) {{ v.pause(); return v.snapshot(); }}
-  return null; }})()"""
+# Checked inside the page every 5 ms for up to 20 s (a promise the DevTools call awaits), so the pause
+# lands on the first view shown at or after min_index, not on whatever is shown when a poll from
+# this process gets through on a loaded machine (views arrive every 100 ms).
+PAUSE_AT = """new Promise(resolve => {{ const v = window.streamavsViewer, t0 = performance.now();
+  const check = () => {{ const s = v.snapshot();
+    if (s.shown && s.shown.frame && s.shown.frame.index >= {min_index}) {{ v.pause(); resolve(v.snapshot()); }}
+    else if (performance.now() - t0 > 20000) resolve(null);
+    else setTimeout(check, 5); }};
+  check(); }})"""
 RECT = "(() => {{ const r = document.getElementById('{id}').getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; }})()"
 
 

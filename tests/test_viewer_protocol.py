@@ -188,13 +188,15 @@ def test_run_with_preview_fps_publishes_frames_that_pair_with_their_masks(tmp_pa
     summary = next(line for line in out.splitlines() if line.startswith("preview frames"))
     sent, dropped = int(summary.split()[2]), int(summary.split()[4])
     assert sent + dropped == 15  # 75 frames, one preview per 0.2 s of stream time
-    assert sent >= 1 and len(frames) >= sent - 3  # a few may precede the subscription (slow joiner)
-    assert [f.seq for f in frames] == list(range(frames[0].seq, frames[0].seq + len(frames)))
+    assert masks and frames and sent >= 1
+    # Previews sent before the subscription joined are lost (slow joiner); from the first received on,
+    # every one arrives, the last too (the run lingers).
+    assert [f.seq for f in frames] == list(range(sent - len(frames), sent))
     # A preview is encoded off the hot path and published after its frame's mask: the subscription
     # may join between the two (CI saw preview 0 arrive without mask 0). Later previews all pair.
     joined = min(masks)
     paired = [f for f in frames if f.t_capture >= joined]
-    assert len(paired) >= sent - 4
+    assert paired and len(paired) >= len(frames) - 2
     for f in paired:
         assert f.t_capture in masks, "every preview has the mask of the same frame (equal t_capture)"
     for f in frames:

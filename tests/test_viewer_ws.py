@@ -85,7 +85,10 @@ def test_a_client_gets_hello_then_views_in_order_with_every_plot_point(pub, view
             first = await ws.receive_json(timeout=5)
             await asyncio.to_thread(lambda: [publish(pub, i, jpeg) for i in range(n)])
             texts, views = [], []
-            while not views or views[-1][0]["mask"]["seq"] < n - 1 or sum(len(t["points"]) for t in texts) < n:
+            # until the last view, every plot point, and a status that counts the last frame (the hub takes a
+            # mask and its frame in two hand-overs: a status tick may fall between them)
+            while (not views or views[-1][0]["mask"]["seq"] < n - 1 or sum(len(t["points"]) for t in texts) < n
+                   or not texts or texts[-1]["frames"] < n):
                 msg = await ws.receive(timeout=10)
                 if msg.type == aiohttp.WSMsgType.TEXT:
                     texts.append(json.loads(msg.data))
@@ -180,7 +183,8 @@ def test_states_waiting_unreachable_no_masks_no_frames_restarted_live():
     address = f"tcp://127.0.0.1:{port}"
     with ViewerServer(ViewerConfig(address, stale_s=0.5), port=0) as server:
         state = lambda: server.call(lambda: server.hub.state(time.monotonic()))  # noqa: E731
-        assert state() == "waiting"
+        at = lambda dt: server.call(lambda: server.hub.state(server.hub.started + dt))  # noqa: E731
+        assert at(0.1) == "waiting"  # before stale_s has passed (asked at that time, not when the call gets through)
         wait_until(lambda: state() == "unreachable", what="unreachable without a publisher")
         with Publisher(address, heartbeat_s=0.1) as pub:
             beat = lambda: pub.heartbeat() or True  # noqa: E731
@@ -192,7 +196,10 @@ def test_states_waiting_unreachable_no_masks_no_frames_restarted_live():
             wait_until(lambda: publish(pub, 1, jpeg) and state() == "live", what="live")
             first_session = pub.session
         with Publisher(address, heartbeat_s=0.1) as pub2:  # the publisher restarts on the same address
-            wait_until(lambda: pub2.heartbeat(force=True) and state() == "restarted", what="restarted")
+            # "restarted" shows for stale_s after the new session's first message: checked at that moment
+            restarted = lambda: server.call(lambda: server.hub.restarted_at)  # noqa: E731
+            wait_until(lambda: pub2.heartbeat(force=True) and restarted() is not None, what="the restart seen")
+            assert server.call(lambda: server.hub.state(server.hub.restarted_at + 0.1)) == "restarted"
             assert server.call(lambda: server.hub.session) == pub2.session != first_session
         wait_until(lambda: state() == "unreachable", what="unreachable after the publisher closed")
 
