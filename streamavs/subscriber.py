@@ -45,6 +45,7 @@ from streamavs.transport import DEFAULT_ADDRESS, check_port, load_curve_key
 ON_PROTOCOL_ERROR = ("skip", "raise")
 MAX_TRACKED_TOPICS = 1024  # seq counters kept per session; the oldest is forgotten beyond this
 DEFAULT_RECONNECT_S = 0.1  # ZeroMQ's own default RECONNECT_IVL
+MAX_LATENCY_S = 1e12  # ~31,700 years: samples beyond it (any finite stamp passes protocol v1) are left out
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,9 @@ class _Tracker:
             self.arrivals.append(mono)
             if self.first_arrival is None:
                 self.first_arrival = mono
-            self.lat_capture.append(now - msg.t_capture)
-            self.lat_publish.append(now - msg.t_publish)
+            for samples, t in ((self.lat_capture, msg.t_capture), (self.lat_publish, msg.t_publish)):
+                if abs(now - t) < MAX_LATENCY_S:  # no clock is that far off; it would overflow the ms
+                    samples.append(now - t)
 
     def reject(self, error: ProtocolError) -> None:
         with self.lock:

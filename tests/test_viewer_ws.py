@@ -178,6 +178,63 @@ def test_the_token_guards_the_page_the_socket_and_stats_but_not_the_static_files
     assert hello["type"] == "hello"
 
 
+def test_other_sites_and_rebound_host_names_are_refused(pub):
+    """A browser lets any page open ws://127.0.0.1:PORT: a foreign Origin is refused; without --remote a
+    Host that is not loopback (DNS rebinding) is refused too; a token that is not ASCII is a 403, not a 500."""
+    with ViewerServer(ViewerConfig(pub.address), port=0) as server:
+        base = f"http://127.0.0.1:{server.port}"
+
+        async def probe():
+            async with aiohttp.ClientSession() as session:
+                got = {}
+                for name, headers in (("plain", {}), ("localhost", {"Host": f"localhost:{server.port}"}),
+                                      ("rebound", {"Host": f"rebind.evil.example:{server.port}"}),
+                                      ("foreign", {"Origin": "https://evil.example"}),
+                                      ("own", {"Origin": base})):
+                    async with session.get(base + "/stats", headers=headers) as r:
+                        got[name] = (r.status, await r.text())
+                with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                    await session.ws_connect(ws_url(server), origin="https://evil.example")
+                got["ws_foreign"] = err.value.status
+                async with session.ws_connect(ws_url(server), origin=base) as ws:
+                    got["ws_own"] = (await ws.receive_json(timeout=5))["type"]
+                return got
+
+        got = asyncio.run(probe())
+    assert got["plain"][0] == got["localhost"][0] == got["own"][0] == 200
+    assert got["rebound"][0] == 403 and "serves this machine only" in got["rebound"][1]
+    assert got["foreign"][0] == got["ws_foreign"] == 403 and "another site" in got["foreign"][1]
+    assert got["ws_own"] == "hello"
+    with ViewerServer(ViewerConfig(pub.address), port=0, token="s3cret-token") as server:
+        async def non_ascii():
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{server.port}/stats?token=%C3%A9") as r:
+                    return r.status
+        assert asyncio.run(non_ascii()) == 403
+
+
+def test_a_capture_time_far_off_neither_freezes_the_status_nor_the_latency(pub, viewer):
+    """Any finite t_capture passes protocol v1; one of -1e308 made the latency overflow to inf, the
+    status JSON fail, and every page freeze. The sample is left out; statuses go on."""
+    async def client():
+        async with aiohttp.ClientSession() as session, session.ws_connect(ws_url(viewer)) as ws:
+            await ws.receive_json(timeout=5)
+            await asyncio.to_thread(publish, pub, 0, None, (48, 64), "rle", -1e308)
+            await asyncio.to_thread(publish, pub, 1, None, (48, 64), "rle", 1000.0)
+            texts = []
+            # statuses for 1 s after both masks: the subscriber's stats (with the latency) reach the hub every 0.25 s
+            while not texts or texts[-1]["masks"] < 2 or len([t for t in texts if t["masks"] == 2]) < 10:
+                msg = await ws.receive(timeout=10)
+                assert msg.type == aiohttp.WSMsgType.TEXT or msg.type == aiohttp.WSMsgType.BINARY, msg
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    texts.append(json.loads(msg.data))
+            return texts
+
+    texts = asyncio.run(client())
+    assert texts[-1]["state"] in ("no_frames", "live") and texts[-1]["masks"] == 2
+    assert texts[-1]["latency_ms"] and all(v < 1e18 for v in texts[-1]["latency_ms"].values())
+
+
 def test_states_waiting_unreachable_no_masks_no_frames_restarted_live():
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"

@@ -3,22 +3,39 @@
 A :class:`streamavs.subscriber.Subscriber` in plain mode (masks, preview frames, heartbeats,
 in order; malformed messages counted and skipped) owns its socket in this thread. Received
 messages collect in a bounded deque, and the loop is woken once per batch, not once per
-message; if the loop ever fell more than `backlog` messages behind, the oldest would be
-dropped here rather than memory grow. An unexpected error is stored, shown on the page and
-re-raised by :meth:`Bridge.close` (threads never swallow errors).
+message; if the loop ever fell more than `backlog` messages (or BACKLOG_BYTES of payloads)
+behind, the oldest would be dropped here rather than memory grow. The viewer forwards each mask
+as it arrived (its payload); the decoded array (up to 64 MB at the decode limit) is dropped
+before the hand-over, so neither the backlog nor the hub's recent masks hold it. An unexpected
+error is stored, shown on the page and re-raised by :meth:`Bridge.close` (threads never swallow
+errors).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections import deque
 
+import numpy as np
+
+from streamavs.protocol import MaskMessage
 from streamavs.subscriber import Subscriber
 from streamavs.viewer.hub import StreamHub
 
-__all__ = ["Bridge"]
+__all__ = ["Bridge", "BACKLOG_BYTES"]
+
+BACKLOG_BYTES = 256 * 2**20  # payload bytes waiting for the loop at most (masks and JPEGs)
+_NOT_KEPT = np.zeros((0, 0), np.float32)  # a forwarded mask's decoded array: not kept
+
+
+def _payload_bytes(item: tuple) -> int:
+    kind, value, _ = item
+    if kind != "msg":
+        return 0
+    return len(getattr(value, "payload", b"") or getattr(value, "jpeg", b"") or b"")
 
 
 class Bridge:
@@ -27,7 +44,9 @@ class Bridge:
     def __init__(self, hub: StreamHub, loop: asyncio.AbstractEventLoop, backlog: int = 1024) -> None:
         self.hub = hub
         self._loop = loop
-        self._pending: deque = deque(maxlen=backlog)
+        self._pending: deque = deque()
+        self._backlog, self._pending_bytes = backlog, 0
+        self.dropped = 0  # messages dropped because the loop fell behind (by count or bytes)
         self._lock = threading.Lock()
         self._scheduled = False
         self._stop = threading.Event()
@@ -60,6 +79,8 @@ class Bridge:
                 while not self._stop.is_set():
                     msg = sub.recv_any(timeout=0.1)
                     now = time.monotonic()
+                    if isinstance(msg, MaskMessage):
+                        msg = dataclasses.replace(msg, mask=_NOT_KEPT)  # pack_view sends the payload
                     if msg is not None:
                         self._hand_over(("msg", msg, now))
                     if now >= next_stats:
@@ -72,6 +93,11 @@ class Bridge:
     def _hand_over(self, item: tuple) -> None:
         with self._lock:
             self._pending.append(item)
+            self._pending_bytes += _payload_bytes(item)
+            while len(self._pending) > 1 and (len(self._pending) > self._backlog
+                                              or self._pending_bytes > BACKLOG_BYTES):
+                self._pending_bytes -= _payload_bytes(self._pending.popleft())
+                self.dropped += 1
             if self._scheduled:
                 return
             self._scheduled = True
@@ -85,6 +111,8 @@ class Bridge:
         with self._lock:
             items = list(self._pending)
             self._pending.clear()
+            self._pending_bytes = 0
+            self.hub.backlog_dropped = self.dropped
             self._scheduled = False
         try:
             for kind, value, mono in items:

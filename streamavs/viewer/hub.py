@@ -35,7 +35,8 @@ __all__ = ["ViewerConfig", "StreamHub", "ClientSlot", "pack_view", "STATES"]
 # Page states, in the order they win when several apply.
 STATES = ("unreachable", "waiting", "restarted", "no_masks", "no_frames", "live")
 _RECENT_MASKS = 64  # masks kept to pair a frame that arrives after its mask
-_MAX_POINTS = 20_000  # plot points kept at most (30 s at 660 masks a second)
+_RECENT_BYTES = 64 * 2**20  # and their payloads' bytes at most (large masks keep fewer)
+MAX_POINTS = 20_000  # plot points kept at most, here and by the page (30 s at 660 masks a second)
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,11 @@ class StreamHub:
         self.engine: dict[str, str] | None = None
         self.backend: str | None = None
         # (id, t_capture, sounding, uncertainty); the cap holds even if a publisher's clock jumps back
-        self.points: deque[tuple[int, float, float, float]] = deque(maxlen=_MAX_POINTS)
+        self.points: deque[tuple[int, float, float, float]] = deque(maxlen=MAX_POINTS)
         self._next_point = 0
         self._recent: OrderedDict[float, MaskMessage] = OrderedDict()  # t_capture -> mask
+        self._recent_bytes = 0
+        self.backlog_dropped = 0  # messages the receive thread dropped because this loop fell behind
         self.last_message: float | None = None  # monotonic s of the last message of any kind
         self.last_mask: float | None = None
         self.last_frame: float | None = None
@@ -143,6 +146,7 @@ class StreamHub:
             self.session = msg.session
             self.points.clear()  # a new publisher: its plot starts empty (clients see the new session)
             self._recent.clear()
+            self._recent_bytes = 0
             self.last_frame = self.last_mask = None
             self.latest = None
         if isinstance(msg, Heartbeat):
@@ -162,8 +166,9 @@ class StreamHub:
         while self.points and self.points[0][1] < msg.t_capture - self.config.history_s:
             self.points.popleft()
         self._recent[msg.t_capture] = msg
-        while len(self._recent) > _RECENT_MASKS:
-            self._recent.popitem(last=False)
+        self._recent_bytes += len(msg.payload)
+        while len(self._recent) > 1 and (len(self._recent) > _RECENT_MASKS or self._recent_bytes > _RECENT_BYTES):
+            self._recent_bytes -= len(self._recent.popitem(last=False)[1].payload)
         if self.last_frame is None or mono - self.last_frame > self.config.stale_s:
             self._broadcast(pack_view(msg, None, exact=True))  # no frames: the mask is the view
 
@@ -228,7 +233,7 @@ class StreamHub:
             "state": self.state(time.monotonic()), "session": self.session, "masks": self.masks,
             "frames": self.frames, "heartbeats": self.heartbeats, "views": self.views,
             "clients": [{"sent_views": c.sent_views, "superseded": c.superseded} for c in self.clients],
-            "error": self.error,
+            "backlog_dropped": self.backlog_dropped, "error": self.error,
         }  # fmt: skip
 
     # -- clients ---------------------------------------------------------------------------

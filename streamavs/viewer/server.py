@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import threading
 from importlib import resources
 from pathlib import Path
@@ -31,24 +32,51 @@ from aiohttp import WSMsgType, web
 
 from streamavs.errors import InputError
 from streamavs.viewer.bridge import Bridge
-from streamavs.viewer.hub import StreamHub, ViewerConfig
+from streamavs.viewer.hub import MAX_POINTS, StreamHub, ViewerConfig
 
 __all__ = ["ViewerServer", "build_app", "STATIC_DIR"]
 
 STATIC_DIR = Path(str(resources.files("streamavs.viewer") / "static"))
 _CSP = "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; style-src 'self'; object-src 'none'"
+CLOSE_WAIT_S = 1.0  # per client at shutdown, all clients at once
+_log = logging.getLogger("streamavs.viewer")
 _HUB = web.AppKey("hub", StreamHub)
 _TOKEN = web.AppKey("token", str)
-_SOCKETS = web.AppKey("sockets", set)
+_SOCKETS = web.AppKey("sockets", dict)  # open WebSocket -> its connection's transport
 _NO_TOKEN = (
     "403: this viewer needs its access token; open the URL that `streamavs view` printed "
     "(it ends in ?token=...)"
 )
 
 
-def _allowed(request: web.Request) -> bool:
+_LOOPBACK_NAMES = ("localhost", "::1")
+
+
+def _loopback_host(host: str) -> bool:
+    """`host` (a Host header's name, without the port) names this machine's loopback."""
+    return host in _LOOPBACK_NAMES or host.startswith("127.") and host.replace(".", "").isdigit()
+
+
+def _refusal(request: web.Request) -> str | None:
+    """Why `request` is refused (a 403 text), or None.
+
+    - From another site: a browser sends ``Origin`` with every WebSocket and cross-site request, and
+      does not keep other sites from opening a socket to 127.0.0.1; the stream is refused to them.
+    - Without a token (served on this machine only), a Host header that is not loopback: a page
+      whose own name was made to resolve to 127.0.0.1 (DNS rebinding) would otherwise be same-origin.
+    - With a token, a request without it.
+    """
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.split("://", 1)[-1].rstrip("/").lower() != request.host.lower():
+        return f"403: the viewer does not serve pages of another site (Origin {origin[:100]})"
     token = request.app[_TOKEN]
-    return not token or hmac.compare_digest(request.query.get("token", ""), token)
+    if not token:
+        name = request.url.host or ""
+        return None if _loopback_host(name.strip("[]")) else (
+            f"403: this viewer serves this machine only; open it as http://127.0.0.1:{request.url.port}/ "
+            "(to serve other machines: streamavs view --remote)")
+    given = request.query.get("token", "").encode("utf-8", "surrogateescape")
+    return None if hmac.compare_digest(given, token.encode()) else _NO_TOKEN
 
 
 @web.middleware
@@ -61,56 +89,76 @@ async def _headers(request: web.Request, handler):
 
 
 async def _page(request: web.Request) -> web.StreamResponse:
-    if not _allowed(request):
-        return web.Response(status=403, text=_NO_TOKEN)
+    if refused := _refusal(request):
+        return web.Response(status=403, text=refused)
     return web.FileResponse(STATIC_DIR / "index.html")
 
 
 async def _stats(request: web.Request) -> web.Response:
-    if not _allowed(request):
-        return web.Response(status=403, text=_NO_TOKEN)
+    if refused := _refusal(request):
+        return web.Response(status=403, text=refused)
     return web.json_response(request.app[_HUB].stats())
 
 
 async def _socket(request: web.Request) -> web.StreamResponse:
-    if not _allowed(request):
-        return web.Response(status=403, text=_NO_TOKEN)
+    if refused := _refusal(request):
+        return web.Response(status=403, text=refused)
     hub = request.app[_HUB]
     ws = web.WebSocketResponse(compress=False, heartbeat=10.0)  # JPEGs do not compress
     await ws.prepare(request)
     slot = hub.add_client()
-    request.app[_SOCKETS].add(ws)
-    await ws.send_str(json.dumps({"type": "hello", "address": hub.config.address, "stream": hub.config.stream,
-                                  "history_s": hub.config.history_s}))
-    sender = asyncio.create_task(_send_loop(ws, hub, slot))
-    try:
+    request.app[_SOCKETS][ws] = request.transport
+    sender = None
+    try:  # from here on the slot is removed whatever happens (a peer may reset right after the handshake)
+        await ws.send_str(json.dumps({"type": "hello", "address": hub.config.address, "stream": hub.config.stream,
+                                      "history_s": hub.config.history_s, "max_points": MAX_POINTS}))
+        sender = asyncio.create_task(_send_loop(ws, hub, slot))
         async for msg in ws:  # the page sends nothing; reading notices the close
             if msg.type == WSMsgType.ERROR:
                 break
     finally:
         hub.remove_client(slot)
-        request.app[_SOCKETS].discard(ws)
-        sender.cancel()
-        try:
-            await sender
-        except (asyncio.CancelledError, ConnectionError):
-            pass
+        request.app[_SOCKETS].pop(ws, None)
+        if sender is not None:
+            sender.cancel()
+            try:
+                await sender
+            except (asyncio.CancelledError, ConnectionError):
+                pass
     return ws
 
 
 async def _send_loop(ws: web.WebSocketResponse, hub: StreamHub, slot) -> None:
-    """Send `slot`'s status and newest view whenever there is one; waits while the browser is slow."""
+    """Send `slot`'s status and newest view whenever there is one; waits while the browser is slow.
+    An unexpected error closes this client's socket (the page reconnects) instead of leaving it open
+    and silent."""
     loop = asyncio.get_running_loop()
-    while not ws.closed:
-        await slot.wake.wait()
-        slot.wake.clear()
-        if slot.status_due:
-            slot.status_due = False
-            await ws.send_str(hub.status(slot, loop.time()))
-        if slot.view is not None:
-            view, slot.view = slot.view, None
-            await ws.send_bytes(view)  # blocks (this client only) while its socket buffer is full
-            slot.sent_views += 1
+    try:
+        while not ws.closed:
+            await slot.wake.wait()
+            slot.wake.clear()
+            if slot.status_due:
+                slot.status_due = False
+                await ws.send_str(hub.status(slot, loop.time()))
+            if slot.view is not None:
+                view, slot.view = slot.view, None
+                await ws.send_bytes(view)  # blocks (this client only) while its socket buffer is full
+                slot.sent_views += 1
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - one client's failure must not freeze its page
+        _log.error("viewer: closing a client after an error: %s: %s", type(exc).__name__, exc)
+        await ws.close(code=1011, message=b"viewer error; reconnecting")
+
+
+async def _close_socket(ws: web.WebSocketResponse, transport) -> None:
+    """Close one client, giving it CLOSE_WAIT_S; a peer that stopped reading is cut off instead (a
+    close frame behind a full socket buffer would otherwise hold the shutdown)."""
+    try:
+        await asyncio.wait_for(ws.close(code=1001, message=b"the viewer is shutting down"), CLOSE_WAIT_S)
+    except (asyncio.TimeoutError, ConnectionError):
+        if transport is not None:
+            transport.abort()
 
 
 async def _ticker(app: web.Application) -> None:
@@ -125,7 +173,7 @@ def build_app(hub: StreamHub, token: str = "") -> web.Application:
     app = web.Application(middlewares=[_headers])
     app[_HUB] = hub
     app[_TOKEN] = token
-    app[_SOCKETS] = set()
+    app[_SOCKETS] = {}
     app.router.add_get("/", _page)
     app.router.add_get("/ws", _socket)
     app.router.add_get("/stats", _stats)
@@ -137,8 +185,7 @@ def build_app(hub: StreamHub, token: str = "") -> web.Application:
         task.cancel()
 
     async def close_sockets(app: web.Application) -> None:  # open sockets would hold the shutdown
-        for ws in list(app[_SOCKETS]):
-            await ws.close(code=1001, message=b"the viewer is shutting down")
+        await asyncio.gather(*(_close_socket(ws, transport) for ws, transport in list(app[_SOCKETS].items())))
 
     app.cleanup_ctx.append(ticker)
     app.on_shutdown.append(close_sockets)
@@ -210,9 +257,11 @@ class ViewerServer:
                 self._bridge.close()
         finally:
             if self._thread is not None:
-                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
-                self._loop.call_soon_threadsafe(self._loop.stop)
-                self._thread.join()
+                try:
+                    asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+                finally:  # the loop and its thread end even if a cleanup step hangs past the timeout
+                    self._loop.call_soon_threadsafe(self._loop.stop)
+                    self._thread.join()
             elif self._runner is not None:
                 self._loop.run_until_complete(self._runner.cleanup())
             self._loop.close()

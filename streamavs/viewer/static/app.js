@@ -24,7 +24,7 @@ const video = $("video"), plot = $("plot");
 const overlay = document.createElement("canvas"); // the mask at its own size, scaled onto the video
 
 const page = {
-  state: "connecting", status: null, points: [], session: null, historyS: 30,
+  state: "connecting", status: null, points: [], session: null, historyS: 30, maxPoints: 20000, // until the hello
   pending: null, busy: false, paused: false, shown: null,
   received: 0, drawn: 0, drawTimes: [], errors: 0, lastError: null,
 };
@@ -48,12 +48,16 @@ function connect() {
 }
 
 function onText(msg) {
-  if (msg.type === "hello") { page.historyS = msg.history_s; page.points = []; return; } // a new socket resends the plot
+  if (msg.type === "hello") { // a new socket resends the plot
+    page.historyS = msg.history_s; page.maxPoints = msg.max_points; page.points = []; return;
+  }
   if (msg.type !== "status") return;
   if (msg.session !== page.session) { page.points = []; page.session = msg.session; }
   for (const p of msg.points) page.points.push(p);
+  // The window of the newest point, whatever order the times came in (a publisher's clock may step
+  // back, one stamp may be far off), and never more points than the server keeps.
   const newest = page.points.length ? page.points[page.points.length - 1][0] : 0;
-  while (page.points.length && newest - page.points[0][0] > page.historyS) page.points.shift();
+  page.points = page.points.filter((p) => p[0] <= newest && newest - p[0] <= page.historyS).slice(-page.maxPoints);
   page.status = msg;
   setState(msg.state, msg);
   showStats(msg);
