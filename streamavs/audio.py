@@ -138,12 +138,16 @@ def _mel_matrix(params: LogMelParams) -> np.ndarray:
     return weights
 
 
-def to_mono(samples: np.ndarray) -> np.ndarray:
+def to_mono(samples: np.ndarray, channels_last: bool = False) -> np.ndarray:
     """Downmix to mono float32 (n,) by averaging channels.
 
     Accepts (n,) or channels-last (n, channels). Floats are taken as they are (nominal range
     [-1, 1]); signed integers are scaled by 2**(bits-1) (int16 / 32768) into [-1, 1); uint8
     (8-bit WAV) is centred at 128. Non-finite values raise InputError.
+
+    An array with fewer rows than columns looks channels-first and is refused, unless the caller
+    knows its layout (`channels_last=True`: a decoder's or PortAudio's blocks, where a block of one
+    stereo sample is (1, 2)).
     """
     x = np.asarray(samples)
     if x.ndim not in (1, 2):
@@ -153,7 +157,7 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
         )
     if x.ndim == 2:
         rows, cols = x.shape
-        if cols > rows and rows <= _MAX_CHANNELS_FIRST:
+        if cols > rows and rows <= _MAX_CHANNELS_FIRST and not channels_last:
             raise InputError(
                 f"audio of shape {x.shape} looks channels-first ({rows} channels x {cols} samples); "
                 "expected channels-last (n_samples, n_channels): pass samples.T"

@@ -188,6 +188,15 @@ def test_channels_first_is_refused_with_a_hint():
         prepare_waveform(np.zeros((1, 16000), np.int16), SR)
 
 
+def test_a_block_of_one_stereo_sample_when_the_layout_is_known():
+    """A decoder's or PortAudio's block is channels-last by construction: (1, 2) is one stereo sample."""
+    block = np.array([[0.2, 0.4]], np.float32)
+    with pytest.raises(InputError, match="channels-first"):
+        to_mono(block)  # a guess from the shape alone
+    assert to_mono(block, channels_last=True) == pytest.approx([0.3])
+    assert to_mono(np.array([[16384, -16384]], np.int16), channels_last=True) == pytest.approx([0.0])
+
+
 def test_bad_audio_is_refused():
     with pytest.raises(InputError, match="channels-last"):
         to_mono(np.zeros((10, 2, 2), np.float32))

@@ -11,7 +11,8 @@ with the same stamps. lossless=True makes every frame reach the consumer: a fram
 over only once the audio up to its time has been written, and the source waits while the
 frame ring is full (backpressure) instead of overwriting. Ring sample k is at stream time
 ``zero_s + k / 16000``, where zero_s is the first audio PTS, or the stream start when the
-audio starts late; audio packets after the first are taken to be contiguous.
+audio starts late; audio packets after the first are taken to be contiguous, and video PTS that
+restart or leap (spliced MPEG-TS) are closed up to match (``pts_jumps``; :mod:`.media_time`).
 
 Audio that will not come: the container header states where the audio track starts and ends
 (MP4: the stream's start and duration; Matroska: its DURATION tag). Before handing over a
@@ -43,6 +44,7 @@ import numpy as np
 from streamavs.audio import to_mono
 from streamavs.buffers import AudioRing, FrameRing, VideoFrame
 from streamavs.capture.base import Source
+from streamavs.capture.media_time import PtsTimeline, declared_span
 from streamavs.clock import now_ns, wall_time
 from streamavs.errors import InputError, SourceError
 
@@ -52,28 +54,13 @@ URL_OPEN_TIMEOUT_S = 10.0  # a URL that sends nothing usable this long while ope
 URL_READ_TIMEOUT_S = 5.0  # a URL that sends no data this long during one read (mid-stream) fails
 
 _MAX_PENDING = 512  # lossless: frames held while their audio has not been decoded yet
+_MAX_PENDING_BYTES = 256 * 2**20  # and their images' bytes (512 frames of 1080p would be 3 GB)
 _LATE_START_S = 0.1  # audio that starts this much after the stream starts late (less: codec delay)
 _MAX_DECODE_ERRORS = 25  # URLs: packets of one stream in a row that may fail to decode before it is an error
 
 
 def _is_url(path: str) -> bool:
     return "://" in path
-
-
-def _declared_span(stream: Any) -> tuple[float | None, float | None]:
-    """(start, end) of an audio track in stream seconds as its container header states them
-    (None where it says nothing): MP4 gives start and duration, Matroska a DURATION tag
-    ("H:MM:SS.nnnnnnnnn") holding the track's end time."""
-    tb = stream.time_base
-    start = float(stream.start_time * tb) if stream.start_time is not None and tb else None
-    if stream.duration is not None and tb:
-        return start, (start or 0.0) + float(stream.duration * tb)
-    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
-    try:
-        h, m, sec = str(tag).split(":")
-        return start, int(h) * 3600 + int(m) * 60 + float(sec)
-    except ValueError:
-        return start, None
 
 
 class MediaSource(Source):
@@ -113,7 +100,8 @@ class MediaSource(Source):
         self._vstream: Any = None
         self._astream: Any = None
         self._counters.update(
-            {"audio_samples": 0, "audio_filled": 0, "audio_dropped": 0, "pts_fixes": 0, "decode_errors": 0}
+            {"audio_samples": 0, "audio_filled": 0, "audio_dropped": 0, "pts_fixes": 0, "pts_jumps": 0,
+             "decode_errors": 0}
         )
 
     # -- caller thread -------------------------------------------------------------------
@@ -178,7 +166,7 @@ class MediaSource(Source):
         self.fps = float(rate) if rate else None
         if self._astream is not None:
             self.audio_rate = int(self._astream.codec_context.sample_rate or self._astream.rate or 0) or None
-            self.audio_span = _declared_span(self._astream)
+            self.audio_span = declared_span(self._astream)
 
     # -- capture thread ------------------------------------------------------------------
     def _run(self) -> None:
@@ -196,6 +184,9 @@ class MediaSource(Source):
         self._audio_ended = False  # the track's declared end has passed: frames after it get silence
         self._frame_s = 0.05  # duration of the last decoded audio frame (s): slack for the declared end
         self._resampler = None  # av.AudioResampler to planar float at the source rate
+        self._resampler_key: tuple | None = None  # the (format, layout, rate) it was made for
+        self._pending_bytes = 0  # lossless: image bytes of the frames waiting for their audio
+        self._timeline = PtsTimeline(1.0 / (self.fps or 25.0))  # video PTS across discontinuities
         self._soxr: Any = None
         self._soxr_rate = 0
         self._failed_in_row: dict[int, int] = {}  # stream index -> packets in a row that failed to decode
@@ -225,6 +216,10 @@ class MediaSource(Source):
                 f"decoding '{self.path}' failed after {self._index} frames ({exc}); the file may be "
                 "truncated or use a codec this FFmpeg cannot decode: re-encode it with ffmpeg"
             ) from exc
+        except Exception:
+            if not self._stop.is_set():
+                self._finish_stream()  # whatever failed, the frames decoded before it still go out
+            raise
         self._finish_stream()
 
     def _decode(self, packet: Any) -> list:
@@ -265,6 +260,10 @@ class MediaSource(Source):
         time_s = frame.time
         if time_s is None:  # no PTS: fall back to the nominal rate
             time_s = (self._start_s or 0.0) + self._index / (self.fps or 25.0)
+        audio_s = None if self._real_pos is None else self._zero_s + self._real_pos / self.audio.sample_rate
+        time_s, jumped = self._timeline.place(time_s, audio_s)
+        if jumped:
+            self._count("pts_jumps")
         t_ns = self._clock(time_s)
         if self._last_t is not None and t_ns <= self._last_t:  # broken PTS: keep the stream monotonic
             t_ns = self._last_t + 1
@@ -279,7 +278,8 @@ class MediaSource(Source):
             self._fill_to(t_ns)
         if self.lossless:
             self._pending.append(vf)
-            self._flush_pending(force=len(self._pending) > _MAX_PENDING)
+            self._pending_bytes += image.nbytes
+            self._flush_pending(force=len(self._pending) > _MAX_PENDING or self._pending_bytes > _MAX_PENDING_BYTES)
         else:
             self.frames.push(vf)
 
@@ -287,12 +287,15 @@ class MediaSource(Source):
         import av
         import soxr
 
-        if self._resampler is None:
-            self._resampler = av.AudioResampler(format="fltp")  # keeps layout and rate
+        if self._real_pos is None:  # the first audio frame places the ring
             first_s = frame.time if frame.time is not None else (self._start_s or 0.0)
             if self._zero_s is None:
                 self._zero_s = first_s
             self._real_pos = max(0, round((first_s - self._zero_s) * self.audio.sample_rate))
+        key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if self._resampler is None or key != self._resampler_key:  # PyAV's resampler keeps its first input format
+            self._resampler = av.AudioResampler(format="fltp")  # keeps layout and rate
+            self._resampler_key = key
         self._frame_s = frame.samples / (frame.sample_rate or 1)
         for out in self._resampler.resample(frame):
             rate = out.sample_rate
@@ -301,7 +304,7 @@ class MediaSource(Source):
                 self._soxr = soxr.ResampleStream(rate, self.audio.sample_rate, 1, dtype="float32", quality="HQ")
                 self._soxr_rate = rate
             planar = out.to_ndarray()  # (channels, n) float32
-            mono = to_mono(planar.T)  # (n,)
+            mono = to_mono(planar.T, channels_last=True)  # (n,); a last frame may hold 1 sample
             self._write_audio(self._soxr.resample_chunk(mono))
 
     def _flush_audio(self) -> None:
@@ -375,7 +378,7 @@ class MediaSource(Source):
             if not (force or written):
                 return
             if self.frames.push(frame, block=True, timeout=0.1):
-                self._pending.popleft()
+                self._pending_bytes -= self._pending.popleft().image.nbytes
 
     def _on_end(self) -> None:
         self.audio.finish()
@@ -389,7 +392,8 @@ class MediaSource(Source):
     def counters(self) -> dict[str, int]:
         """frames (decoded), drops (frame ring), audio_samples (16 kHz, decoded), audio_filled (16 kHz
         samples of silence for times without audio), audio_dropped (decoded samples that came for a
-        time already filled), pts_fixes, decode_errors (URL packets skipped because they failed to
+        time already filled), pts_fixes (a frame stamped before the last: moved 1 ns after it),
+        pts_jumps (discontinuities of more than 1 s closed up), decode_errors (URL packets skipped because they failed to
         decode), reconnects, overflows."""
         out = super().counters()
         out["drops"] = self.frames.drops

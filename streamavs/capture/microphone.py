@@ -146,7 +146,7 @@ class MicrophoneSource(Source):
             if status.input_overflow:
                 self._count("overflows")
                 self.ring.mark_overflow()
-            mono = to_mono(indata)  # (frames,) float32, a new array (PortAudio reuses indata)
+            mono = to_mono(indata, channels_last=True)  # (frames,) float32, a new array (PortAudio reuses indata)
             out = self._resampler.resample_chunk(mono)
             self._in_total += frames
             # soxr holds back a few samples; the newest output sample is that much older

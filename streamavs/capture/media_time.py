@@ -1,0 +1,60 @@
+"""When things happen in a media stream: what its header declares, and its video on one timeline.
+
+- :func:`declared_span`: where an audio track starts and ends, as the container header states it.
+- :class:`PtsTimeline`: video PTS on one continuous timeline across discontinuities (an encoder
+  restart, a spliced live feed: MPEG-TS timestamps restart or leap), as the audio, whose samples
+  are taken to be contiguous, continues.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["declared_span", "PtsTimeline", "MAX_PTS_JUMP_S"]
+
+MAX_PTS_JUMP_S = 1.0  # video PTS moving further than this (back, or ahead of the audio) is a discontinuity
+
+
+def declared_span(stream: Any) -> tuple[float | None, float | None]:
+    """(start, end) of an audio track in stream seconds as its container header states them
+    (None where it says nothing): MP4 gives start and duration, Matroska a DURATION tag
+    ("H:MM:SS.nnnnnnnnn") holding the track's end time."""
+    tb = stream.time_base
+    start = float(stream.start_time * tb) if stream.start_time is not None and tb else None
+    if stream.duration is not None and tb:
+        return start, (start or 0.0) + float(stream.duration * tb)
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    try:
+        h, m, sec = str(tag).split(":")
+        return start, int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return start, None
+
+
+class PtsTimeline:
+    """Video frame times (stream seconds) with discontinuities closed up: after one, the stream
+    continues one frame period after the last frame.
+
+    A discontinuity is going back more than MAX_PTS_JUMP_S, or going ahead that much further than
+    the decoded audio reaches. A still stretch of variable-frame-rate video has its audio in
+    between, so its gap stays: that is real time. Without audio a leap ahead is taken as real time.
+    """
+
+    def __init__(self, frame_period_s: float) -> None:
+        self.frame_period_s = frame_period_s
+        self.offset_s = 0.0  # added to every PTS since the last discontinuity
+        self.last_s: float | None = None  # the last frame's time on the timeline
+
+    def place(self, pts_s: float, audio_s: float | None) -> tuple[float, bool]:
+        """(time of the frame at `pts_s` on the timeline, whether a discontinuity was closed up);
+        `audio_s`: where the decoded audio reaches on the same timeline (None before any audio)."""
+        time_s, last = pts_s + self.offset_s, self.last_s
+        back = last is not None and time_s - last < -MAX_PTS_JUMP_S
+        ahead = (last is not None and audio_s is not None and time_s - last > MAX_PTS_JUMP_S
+                 and time_s - audio_s > MAX_PTS_JUMP_S)
+        if back or ahead:
+            shift = last + self.frame_period_s - time_s
+            self.offset_s += shift
+            time_s += shift
+        self.last_s = time_s
+        return time_s, back or ahead
