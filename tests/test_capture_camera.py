@@ -58,6 +58,15 @@ def test_no_camera_names_input_and_synthetic():
     assert "\n" not in str(info.value)
 
 
+def test_a_device_node_is_a_camera_not_a_missing_video_file():
+    src = CameraSource("/dev/video97")
+    assert src.is_device and not src.is_file
+    with pytest.raises(SourceError, match=r"camera device '/dev/video97' does not exist \(ls /dev/video\*\); run with --input"):
+        src.start()
+    with pytest.raises(SourceError, match="cannot open camera /dev/null .*--input FILE"):
+        CameraSource("/dev/null").start()  # exists, is no camera: opened by the camera backend, which refuses it
+
+
 def test_live_mjpeg_stream_rate_and_reconnect(ffmpeg):
     port = free_port()
     url = f"http://127.0.0.1:{port}/stream.mjpg"

@@ -94,6 +94,20 @@ def test_a_url_that_accepts_and_never_answers_fails_at_open_with_ffprobe_advice(
     assert "Immediate exit requested" not in message and "\n" not in message
 
 
+def test_closing_during_a_stalled_read_still_closes_the_connection(clip_ts):
+    """close() waits 1 s for the thread; a read blocked for the 3 s read timeout outlives that, and the
+    thread closes the container when the read gives up (it used to stay open)."""
+    data = clip_ts.read_bytes()
+    with stalling_server(data[: len(data) // 2], total=len(data)) as url:
+        src = MediaSource(url, realtime=False, open_timeout_s=5.0, read_timeout_s=3.0).start()
+        deadline = time.monotonic() + 30
+        while src.counters()["frames"] < 10 and time.monotonic() < deadline:  # then it reads into the stall
+            time.sleep(0.05)
+        src.close()
+        src._thread.join(30)  # the read times out after 3 s
+        assert not src._thread.is_alive() and src._container is None
+
+
 def test_a_url_that_stalls_mid_stream_hands_over_every_frame_decoded_before_it(clip_ts):
     """The server sends the first half of the file and then nothing: the source hands over all
     frames decoded from that half, in order, then fails with the stall (not "the file may be truncated").

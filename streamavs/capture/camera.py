@@ -49,7 +49,9 @@ class CameraSource(Source):
         self.reconnect_attempts = reconnect_attempts
         self.max_backoff_s = max_backoff_s
         self.timeout_s = timeout_s
-        self.is_file = isinstance(self.device, str) and "://" not in self.device
+        # a device node (/dev/video0) is a camera, opened like a camera index; other paths are video files
+        self.is_device = isinstance(self.device, str) and self.device.startswith("/dev/")
+        self.is_file = isinstance(self.device, str) and "://" not in self.device and not self.is_device
         self.nominal_fps: float | None = None
         self._cap: Any = None
         self._stamps: collections.deque[int] = collections.deque(maxlen=31)
@@ -61,8 +63,8 @@ class CameraSource(Source):
         """A VideoCapture that delivered its first frame is opened, else None."""
         import cv2
 
-        if isinstance(self.device, int):
-            cap = cv2.VideoCapture(self.device)
+        if isinstance(self.device, int) or self.is_device:
+            cap = cv2.VideoCapture(self.device)  # the platform's camera backend (V4L2 on Linux)
         else:
             ms = int(self.timeout_s * 1000)
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
@@ -75,9 +77,11 @@ class CameraSource(Source):
     def _open(self) -> None:
         if self.is_file and not Path(str(self.device)).is_file():
             raise SourceError(f"video file '{self.device}' does not exist; check the path, or {_NO_CAMERA_ADVICE}")
+        if self.is_device and not Path(str(self.device)).exists():
+            raise SourceError(f"camera device '{self.device}' does not exist (ls /dev/video*); {_NO_CAMERA_ADVICE}")
         self._cap = self._try_open()
         if self._cap is None:
-            what = f"camera {self.device}" if isinstance(self.device, int) else f"'{self.device}'"
+            what = f"camera {self.device}" if isinstance(self.device, int) or self.is_device else f"'{self.device}'"
             raise SourceError(f"cannot open {what} (no camera found, busy, or unreachable); {_NO_CAMERA_ADVICE}")
         import cv2
 

@@ -59,10 +59,6 @@ _LATE_START_S = 0.1  # audio that starts this much after the stream starts late 
 _MAX_DECODE_ERRORS = 25  # URLs: packets of one stream in a row that may fail to decode before it is an error
 
 
-def _is_url(path: str) -> bool:
-    return "://" in path
-
-
 class MediaSource(Source):
     """Decode a file or URL with audio and video; `frames` and `audio` are the output rings."""
 
@@ -86,6 +82,7 @@ class MediaSource(Source):
                 f"{read_timeout_s!r}; leave them out for {URL_OPEN_TIMEOUT_S:g} s and {URL_READ_TIMEOUT_S:g} s"
             )
         self.path = str(path_or_url)
+        self.is_url = "://" in self.path  # a URL stalls and loses packets; a file does neither
         self.open_timeout_s = float(open_timeout_s)  # URLs only: files are never interrupted
         self.read_timeout_s = float(read_timeout_s)
         self.realtime = realtime
@@ -109,13 +106,13 @@ class MediaSource(Source):
         import av
 
         path = self.path
-        if not _is_url(path) and not Path(path).is_file():
+        if not self.is_url and not Path(path).is_file():
             raise SourceError(
                 f"media file '{path}' does not exist; expected a video file (mp4, mkv, ...) or a URL "
                 "such as rtsp://host/stream: check the path"
             )
         try:
-            if _is_url(path):
+            if self.is_url:
                 self._container = av.open(path, timeout=(self.open_timeout_s, self.read_timeout_s))
             else:
                 self._container = av.open(path)
@@ -206,7 +203,7 @@ class MediaSource(Source):
             if self._stop.is_set():
                 return  # closed while a read was blocked: not a failure
             self._finish_stream()  # the frames decoded before the failure still reach the consumer
-            if isinstance(exc, av.error.ExitError) and _is_url(self.path):  # a read got no data in time
+            if isinstance(exc, av.error.ExitError) and self.is_url:  # a read got no data in time
                 raise SourceError(
                     f"'{self.path}' stopped sending: no data for {self.read_timeout_s:g} s after {self._index} "
                     "frames; the stream stalled: check the network and the server (ffprobe "
@@ -231,7 +228,7 @@ class MediaSource(Source):
             frames = packet.decode()
         except av.error.FFmpegError:
             in_row = self._failed_in_row.get(index, 0) + 1
-            if not _is_url(self.path) or in_row > _MAX_DECODE_ERRORS:
+            if not self.is_url or in_row > _MAX_DECODE_ERRORS:
                 raise
             self._failed_in_row[index] = in_row
             self._count("decode_errors")
@@ -251,10 +248,8 @@ class MediaSource(Source):
         return self._origin_ns + int(round((time_s - self._start_s) * 1e9))
 
     def _pace(self, t_ns: int) -> None:
-        if self.realtime:
-            delay = (t_ns - now_ns()) * 1e-9
-            if delay > 0:
-                self._stop.wait(delay)
+        if self.realtime and (delay := (t_ns - now_ns()) * 1e-9) > 0:
+            self._stop.wait(delay)
 
     def _on_video(self, frame: Any) -> None:
         time_s = frame.time
@@ -383,18 +378,23 @@ class MediaSource(Source):
     def _on_end(self) -> None:
         self.audio.finish()
         self.frames.finish()
+        if self._stop.is_set():  # closed: a read that outlived close()'s join left the container to this thread
+            self._close_container()
 
     def _release(self) -> None:
-        if self._container is not None and (self._thread is None or not self._thread.is_alive()):
-            self._container.close()
-            self._container = None
+        if self._thread is None or not self._thread.is_alive():  # else the thread closes it as it ends
+            self._close_container()
+
+    def _close_container(self) -> None:
+        container, self._container = self._container, None
+        if container is not None:
+            container.close()
 
     def counters(self) -> dict[str, int]:
-        """frames (decoded), drops (frame ring), audio_samples (16 kHz, decoded), audio_filled (16 kHz
-        samples of silence for times without audio), audio_dropped (decoded samples that came for a
-        time already filled), pts_fixes (a frame stamped before the last: moved 1 ns after it),
-        pts_jumps (discontinuities of more than 1 s closed up), decode_errors (URL packets skipped because they failed to
-        decode), reconnects, overflows."""
+        """frames (decoded), drops (frame ring), audio_samples (16 kHz, decoded), audio_filled (16 kHz samples
+        of silence for times without audio), audio_dropped (decoded samples for a time already filled),
+        pts_fixes (a frame stamped before the last: moved 1 ns after it), pts_jumps (discontinuities closed
+        up), decode_errors (URL packets that failed to decode, skipped), reconnects, overflows."""
         out = super().counters()
         out["drops"] = self.frames.drops
         return out
