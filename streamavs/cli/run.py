@@ -231,7 +231,7 @@ def register(app: typer.Typer) -> None:
             Optional[str], typer.Option("--input", help="A video FILE or stream URL with audio (decoded with PyAV).")
         ] = None,
         camera: Annotated[
-            Optional[str], typer.Option(help="Camera index or stream URL for OpenCV (default 0).")
+            Optional[str], typer.Option(help="Camera index, device (/dev/video0) or stream URL for OpenCV (default 0).")
         ] = None,
         mic: Annotated[Optional[str], typer.Option(help="Microphone index or name (default: the system default).")] = None,
         synthetic: Annotated[bool, typer.Option("--synthetic", help="Use the procedural live scene as input.")] = False,
