@@ -297,3 +297,20 @@ def test_a_threshold_outside_0_1_is_refused_with_its_key(engine_dir, mask):
     _edit(engine_dir / "tiny.json", lambda d: d.update(thresholds={"mask": mask, "gate": 0.5}))
     with pytest.raises((InputError, EngineError), match=r"thresholds.mask must be a probability strictly between 0 and 1"):
         read_manifest(engine_dir / "tiny.json")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["outputs"][0].update(shape=[1, 1, 16, 16]),
+     r"manifest says mask_prob \[1, 1, 16, 16\] but the runtime reads \[1, 1, 32, 32\]"),
+    (lambda d: d["inputs"][1].update(shape=[1, 1, 48, 64]),
+     r"manifest says log_mel \[1, 1, 48, 64\] but the runtime feeds \[1, 1, 96, 64\]"),
+    (lambda d: d["inputs"][0].update(dtype="float32"),
+     r"manifest says input frame \[1, 32, 32, 3\] float32 but model file tiny.onnx has \[1, 32, 32, 3\] uint8"),
+    (lambda d: d["outputs"][3].update(dtype="float16"),
+     r"manifest says output new_feature_cache \[1, 2, 5, 8, 8\] float16 but model file tiny.onnx has .* float32"),
+])
+def test_a_manifest_that_does_not_describe_its_model_is_refused_at_load(engine_dir, edit, message):
+    """Refused when the engine loads, naming the tensor; not on the first frame with the backend's error."""
+    _edit(engine_dir / "tiny.json", edit)
+    with pytest.raises(ManifestMismatch, match=message):
+        load_engine(engine_dir / "tiny.json", audio_params=LogMelParams())

@@ -354,3 +354,41 @@ def test_trained_engine_masks_are_empty_when_nothing_sounds_and_not_when_somethi
     assert fpr and iou, "the synthetic clips should hold frames with and without a sounding object"
     assert float(np.mean(fpr)) < 0.05
     assert float(np.mean(iou)) > 0.3
+
+
+class _Gap(Source):
+    """Five frames, 30 s without any (a reconnect, a stalled URL), five more; audio all along."""
+
+    name = "gap"
+
+    def __init__(self, frames: FrameRing, audio: AudioRing) -> None:
+        super().__init__()
+        self.frames, self.audio = frames, audio
+
+    def _run(self) -> None:
+        rng = np.random.default_rng(0)
+        t0 = 10**12
+        self.audio.write(rng.standard_normal(16000 * 40).astype(np.float32) * 0.1, t0 + 40 * 10**9)
+        times = [t0 + 2 * 10**9 + i * 40_000_000 for i in range(5)] + [t0 + 32 * 10**9 + i * 40_000_000 for i in range(5)]
+        for i, t in enumerate(times):
+            self.frames.push(VideoFrame(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), t, wall_time(t), i), block=True)
+
+    def _on_end(self) -> None:
+        self.frames.finish()
+        self.audio.finish()
+
+
+def test_the_temporal_context_starts_again_after_a_gap(tiny_engine):
+    """The frame after 30 s without frames gets the initial cache (and a fresh hysteresis), not the
+    features of frames from before the gap; frames in a row carry their cache on."""
+    engine = load(tiny_engine)
+    fed = []
+    run = engine.run
+    engine.run = lambda frame, mel, cache: fed.append(np.abs(cache).sum()) or run(frame, mel, cache)
+    frames, audio = FrameRing(), AudioRing()
+    capture = Capture((_Gap(frames, audio),), frames, audio, lossless=True, live_clock=False, description="gap")
+    with Pipeline(capture, engine, Publisher("tcp://127.0.0.1:*")) as pipe:
+        pipe.run()
+    assert len(fed) == 10 and pipe.context_resets == 1
+    assert fed[0] == fed[5] == 0.0, "the first frame and the first after the gap start from the initial cache"
+    assert all(fed[i] > 0 for i in (1, 2, 3, 4, 6, 7, 8, 9))

@@ -335,6 +335,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"final (error):\n{pipeline.stats.snapshot().summary()}")
                 raise
             reason = _end_reason(pipeline, frames)
+            pipeline.close()  # its last masks linger out to subscribers while the viewer (stopped after) still runs
         typer.echo(f"final ({reason}):\n{snapshot.summary()}")
         if record is not None:
             typer.echo(f"recorded {sinks.recorder.frames if sinks.recorder else 0} frames to {record}"

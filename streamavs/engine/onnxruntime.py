@@ -28,6 +28,7 @@ import numpy as np
 from streamavs.audio import LogMelParams
 from streamavs.engine.base import Engine
 from streamavs.engine.manifest import Manifest, check_model_file, check_model_inputs
+from streamavs.engine.model_io import check_model_io, onnx_dtype
 from streamavs.errors import EngineError, ManifestMismatch, MissingDependency
 
 __all__ = ["OnnxRuntimeEngine", "PROVIDER_ALIASES", "SessionSettings", "GRAPH_OPTIMIZATION", "default_threads",
@@ -160,6 +161,8 @@ class OnnxRuntimeEngine(Engine):
                 f"manifest names {[t.name for t in manifest.inputs]}; re-export the engine"
             )
         check_model_inputs(manifest, actual, self.model_path.name)
+        check_model_io(manifest, {i.name: (i.shape, onnx_dtype(i.type)) for i in self._session.get_inputs()},
+                       {o.name: (o.shape, onnx_dtype(o.type)) for o in self._session.get_outputs()}, self.model_path.name)
         self._input_names = [t.name for t in manifest.inputs]
         self._output_names = [t.name for t in manifest.outputs]
 
@@ -189,7 +192,11 @@ class OnnxRuntimeEngine(Engine):
 
     def _run(self, frame: np.ndarray, log_mel: np.ndarray, cache: np.ndarray) -> tuple[np.ndarray, ...]:
         feeds = dict(zip(self._input_names, (frame, log_mel, cache)))
-        return tuple(self._session.run(self._output_names, feeds))
+        try:
+            return tuple(self._session.run(self._output_names, feeds))
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            raise EngineError(f"ONNX Runtime failed to run engine {self.manifest.name!r} on a frame: {exc}; the "
+                              "model file does not take what its manifest describes: re-export the engine") from exc
 
     def _release(self) -> None:
         self._session = None

@@ -9,7 +9,10 @@ errors, which the loop re-raises (with the original as cause) as soon as it sees
 The pipeline owns the engine's temporal feature cache (``engine.initial_cache()`` at start,
 each output's cache fed back) and the stream's mask hysteresis (the manifest's
 ``thresholds.hysteresis``, :mod:`streamavs.engine.hysteresis`): what it publishes is the
-probability after the hysteresis, to be cut at ``thresholds.mask``. Per-stage timings and counters live in :attr:`Pipeline.stats`
+probability after the hysteresis, to be cut at ``thresholds.mask``. Both start again (counted in
+:attr:`Pipeline.context_resets`) when the source reconnects, its timestamps jump, or more than
+CONTEXT_GAP_S pass between processed frames: a past that does not lead to the frame is no context.
+Per-stage timings and counters live in :attr:`Pipeline.stats`
 and travel in every message header (``stage_ms``, ``dropped``, ``audio_overflows``), with the
 frame's actual audio window (``audio_window``) and, when part of it was zeros, ``audio_padded``.
 
@@ -38,7 +41,9 @@ from streamavs.pipeline.stats import PipelineStats, StatsSnapshot
 from streamavs.protocol import ENCODINGS
 from streamavs.threads import limit_blas_threads
 
-__all__ = ["PipelineConfig", "Result", "Pipeline", "preprocess_frame"]
+__all__ = ["PipelineConfig", "Result", "Pipeline", "preprocess_frame", "CONTEXT_GAP_S"]
+
+CONTEXT_GAP_S = 2.0  # frames further apart than this do not share a temporal context (cache, hysteresis)
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,8 @@ class Pipeline:
     ) -> None:
         audio_spec = engine.manifest.audio
         if capture.audio.sample_rate != audio_spec.params.sample_rate:
+            engine.close()  # owned from here on: a refused pipeline leaves nothing open
+            publisher.close()
             raise InputError(
                 f"engine {engine.name!r} expects audio at {audio_spec.params.sample_rate} Hz but the capture "
                 f"delivers {capture.audio.sample_rate} Hz; build the AudioRing at the engine's rate"
@@ -149,6 +156,9 @@ class Pipeline:
             max_wait_s=config.max_audio_wait_s, lossless=capture.lossless,
         )  # fmt: skip
         self._cache = engine.initial_cache()
+        self._last_t_ns: int | None = None  # the last processed frame's stamp
+        self._breaks = 0  # the source's reconnects + PTS discontinuities seen so far
+        self.context_resets = 0  # times the temporal context was dropped (see _context_broken)
         limits = engine.manifest.thresholds
         self._hysteresis = MaskHysteresis(limits.mask, limits.hysteresis, limits.hysteresis_reset)  # this stream's
         self._engine_id = {"name": engine.name, "sha256": (engine.manifest.sha256 or "")[:12]}
@@ -250,7 +260,7 @@ class Pipeline:
             self._ended_on_its_own = not self._stop
         finally:
             self._stop = False  # a stop request ends one run (it may come before the run starts)
-        self._update_counters()
+            self._update_counters()  # also for the counters printed after an error
         return self.stats.snapshot()
 
     def _loop(self, target: int | None, deadline: float | None) -> None:
@@ -302,6 +312,17 @@ class Pipeline:
             dropped=c.get("drops", 0), audio_overflows=c.get("overflows", 0), reconnects=c.get("reconnects", 0)
         )
 
+    def _context_broken(self, t_ns: int) -> bool:
+        """True when the temporal context (the engine's feature cache, the mask hysteresis) must start
+        again: the source reconnected or its timestamps jumped (capture counters), or more than
+        CONTEXT_GAP_S (three processing periods with --rate) passed since the last processed frame."""
+        c = self.capture.counters()
+        breaks = c.get("reconnects", 0) + c.get("pts_jumps", 0)
+        gap = max(CONTEXT_GAP_S * 1e9, 3 * (self._period_ns or 0))
+        broken = breaks != self._breaks or (self._last_t_ns is not None and t_ns - self._last_t_ns > gap)
+        self._breaks, self._last_t_ns = breaks, t_ns
+        return broken
+
     def _process(self, pair: Pair, t_wait_ns: int) -> None:
         ms: dict[str, float] = {}
         t0 = now_ns()
@@ -315,6 +336,10 @@ class Pipeline:
         t1 = now_ns()
         ms["preprocess"] = (t1 - t0) / 1e6
 
+        if self._context_broken(pair.frame.t_ns):  # the past no longer leads to this frame
+            self._cache = self.engine.initial_cache()
+            self._hysteresis.restart()
+            self.context_resets += 1
         out = self.engine.run(frame, log_mel, self._cache)
         self._cache = out.cache
         t2 = now_ns()
