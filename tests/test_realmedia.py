@@ -222,3 +222,44 @@ def test_data_real_writes_the_avsbench_layout_with_provenance(real_media, tmp_pa
     masks = sorted((out / "Single-source/s4_data/gt_masks/test").rglob("*.png"))
     assert len(frames) == len(masks) == 6
     assert len(list((out / "Single-source/s4_data/audio_wav/test").rglob("*.wav"))) == 2
+
+
+def test_clips_of_another_bank_are_not_written_over(real_media, tmp_path):
+    """Clip names count per seed split, so test and test_novel (or the procedural bank) share names:
+    one --out holds one bank, and a second is refused before anything is written."""
+    out = tmp_path / "real"
+    base = [sys.executable, "-m", "streamavs", "data", "real", "--out", str(out), "--count", "1", "--seconds", "2",
+            "--cache", str(real_media)]
+    assert subprocess.run([*base, "--split", "test"], capture_output=True, text=True).returncode == 0
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*.png"))}
+    proc = subprocess.run([*base, "--split", "test_novel"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "already holds clips of bank 'real-test'" in proc.stderr
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*.png"))} == before
+
+
+def test_a_copied_package_needs_no_apt_get_and_a_damaged_index_is_rebuilt(real_media, tmp_path, monkeypatch):
+    """The advice for systems without apt-get (copy the .deb in) works; a media.json that cannot be read
+    is rebuilt by the next fetch instead of blocking it; the index is written only once the fetch is done."""
+    import os
+    import shutil
+
+    from streamavs.realmedia.fetch import _download, fetch_media
+
+    deb = next((real_media / "debs").glob("tuxpaint-stamps-default_*.deb"))
+    (tmp_path / "debs").mkdir()
+    try:
+        os.link(deb, tmp_path / "debs" / deb.name)  # no copy of 160 MB
+    except OSError:
+        shutil.copy(deb, tmp_path / "debs" / deb.name)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dpkg-deb").symlink_to(shutil.which("dpkg-deb"))
+    with monkeypatch.context() as m:
+        m.setenv("PATH", str(bin_dir))  # dpkg-deb, no apt-get
+        assert _download("tuxpaint-stamps-default", tmp_path / "debs", progress=lambda _: None).name == deb.name
+    (tmp_path / "media.json").write_text('{"format": ')  # a torn write
+    said = []
+    path = fetch_media(tmp_path, packages=("tuxpaint-stamps-default",), progress=said.append)
+    assert any("unreadable" in line and "rebuilding" in line for line in said)
+    index = read_media_index(path.parent)
+    assert set(index["packages"]) == {"tuxpaint-stamps-default"} and index["cutouts"]

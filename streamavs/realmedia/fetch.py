@@ -70,8 +70,10 @@ def _run(cmd: list[str], cwd: Path | None = None) -> str:
 
 
 def _download(package: str, debs: Path, progress: Callable[[str], None]) -> Path:
-    """The package's .deb in `debs`, downloaded with apt-get unless a verified copy is there."""
-    for tool in ("apt-get", "dpkg-deb"):
+    """The package's .deb in `debs`: one already there (copied in, or downloaded before), else one
+    apt-get downloads into debs/.partial and that is moved in only once complete."""
+    tools = ("dpkg-deb",) if sorted(debs.glob(f"{package}_*.deb")) else ("apt-get", "dpkg-deb")
+    for tool in tools:
         if shutil.which(tool) is None:
             raise MissingDependency(
                 f"fetching the real media needs `{tool}` (a Debian or Ubuntu system); on another system copy "
@@ -81,7 +83,13 @@ def _download(package: str, debs: Path, progress: Callable[[str], None]) -> Path
     if existing:
         return existing[-1]
     progress(f"downloading {package} (apt-get download) ...")
-    proc = subprocess.run(["apt-get", "download", package], cwd=debs, capture_output=True, text=True)
+    partial = debs / ".partial"
+    shutil.rmtree(partial, ignore_errors=True)  # an interrupted download is never taken for a package
+    partial.mkdir()
+    proc = subprocess.run(["apt-get", "download", package], cwd=partial, capture_output=True, text=True)
+    for deb in partial.glob(f"{package}_*.deb") if proc.returncode == 0 else ():
+        deb.replace(debs / deb.name)
+    shutil.rmtree(partial, ignore_errors=True)
     if proc.returncode != 0:
         err = proc.stderr.strip()
         if "Unable to locate package" in err or "Can't select" in err or "has no installation candidate" in err:
@@ -89,7 +97,8 @@ def _download(package: str, debs: Path, progress: Callable[[str], None]) -> Path
                 f"apt-get does not know the package {package!r}: {err.splitlines()[-1] if err else ''}; update the "
                 "package lists first (`sudo apt-get update`), and check that Debian's main archive is enabled"
             )
-        raise SourceError(f"`apt-get download {package}` failed (exit {proc.returncode}): {err[-400:]}")
+        raise SourceError(f"`apt-get download {package}` failed (exit {proc.returncode}): {err[-400:]}; check the "
+                          f"network (or proxy) to the package archive, or copy {package}_*.deb into {debs}")
     found = sorted(debs.glob(f"{package}_*.deb"))
     if not found:
         raise SourceError(f"`apt-get download {package}` succeeded but wrote no {package}_*.deb into {debs}")
@@ -109,6 +118,12 @@ def _unpack(deb: Path, target: Path) -> None:
         _run(["dpkg-deb", "-x", str(deb), str(tmp)])
     except SourceError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        readable = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL).returncode == 0
+        if readable:  # the package reads to its end: writing its files failed (space, permissions)
+            raise DataError(f"unpacking {deb.name} into {target.parent} failed ({exc}); the package is intact: "
+                            f"check the free space ({shutil.disk_usage(target.parent).free >> 20} MiB free, about "
+                            f"{_MIN_FREE_BYTES >> 20} MiB needed) and that the folder is writable") from exc
         raise DataError(f"{deb} is not a readable Debian package ({exc}); delete it and fetch again") from exc
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
@@ -143,11 +158,17 @@ def fetch_media(cache: str | Path | None = None, packages: tuple[str, ...] = tup
     debs = root / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(root).free
-    previous = read_media_index(root, required=False) or {}
+    try:
+        previous = read_media_index(root, required=False) or {}
+    except DataError as exc:  # damaged, or of another format: rebuilt below
+        progress(f"{exc}; rebuilding it")
+        previous = {}
+    unknown = [p for p in packages if p not in PACKAGES]
+    if unknown:
+        raise DataError(f"unknown media package(s) {unknown}; known: {', '.join(PACKAGES)}")
+    (root / MEDIA_INDEX).unlink(missing_ok=True)  # until this fetch completes, no index vouches for the files
     records = {}
     for package in packages:
-        if package not in PACKAGES:
-            raise DataError(f"unknown media package {package!r}; known: {', '.join(PACKAGES)}")
         known = previous.get("packages", {}).get(package)
         target = root / "packages" / package
         deb = _download_checked(package, debs, free, progress)
@@ -164,8 +185,15 @@ def fetch_media(cache: str | Path | None = None, packages: tuple[str, ...] = tup
             "copyright_file": f"packages/{package}/usr/share/doc/{package}/copyright",
         }
         progress(f"{package} {records[package]['version']}  sha256 {sha[:16]}...")
-    if "gcompris-qt-data" in records:
-        n = _extract_gcompris(root / "packages" / "gcompris-qt-data", root / "gcompris")
+    for package, record in previous.get("packages", {}).items():  # not fetched this time, still unpacked
+        if package not in records and package in PACKAGES and (root / "packages" / package).is_dir():
+            records[package] = record  # keeps its provenance and licence in the index
+    if "gcompris-qt-data" in packages:
+        partial = root / "gcompris.partial"  # written aside, then swapped in: never half-written in place
+        shutil.rmtree(partial, ignore_errors=True)
+        n = _extract_gcompris(root / "packages" / "gcompris-qt-data", partial)
+        shutil.rmtree(root / "gcompris", ignore_errors=True)
+        partial.rename(root / "gcompris")
         progress(f"extracted {n} GCompris recordings and photographs")
     from streamavs.realmedia.catalog import build_catalog
 

@@ -125,12 +125,19 @@ def _update_info(out_dir: Path, run: dict, bank: ObjectBank) -> None:
     path.write_text(json.dumps(info, indent=1) + "\n")
 
 
-def _check_same_frames(out_dir: Path, config: SceneConfig) -> None:
-    """InputError when `out_dir` already holds clips of another frame size or length (one dataset, one shape)."""
+def _check_same_dataset(out_dir: Path, config: SceneConfig, bank: ObjectBank) -> None:
+    """InputError when `out_dir` already holds clips of another frame size or length (one dataset, one
+    shape), or of another bank: clip names count per seed split (``synth_test_0000001``), so the clips
+    of another bank (the procedural one, another real-media split) would be overwritten under them."""
     path = out_dir / INFO_FILE
     if not path.is_file():
         return
     for run in json.loads(path.read_text()).get("runs", []):
+        if run.get("bank", bank.name) != bank.name:
+            raise InputError(
+                f"{out_dir} already holds clips of bank {run['bank']!r}; clips of {bank.name!r} would overwrite "
+                "those of the same names: write each bank (procedural, each real-media split) to its own --out"
+            )
         old = run.get("config", {})
         for key in ("image_size", "seconds"):
             if key in old and old[key] != getattr(config, key):
@@ -158,7 +165,7 @@ def write_avsbench(out_dir: str | Path, split: str, count: int, config: SceneCon
     if not isinstance(config, SceneConfig):
         raise InputError(f"config must be a SceneConfig, got {type(config).__name__}")
     out = Path(out_dir)
-    _check_same_frames(out, config)
+    _check_same_dataset(out, config, bank)
     root = out / (S4_ROOT if config.setting == "single" else MS3_ROOT)
     root.mkdir(parents=True, exist_ok=True)
     names, rows, records, seeds = [], [], [], []
