@@ -5,8 +5,6 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-import zmq
-
 from streamavs.errors import InputError
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
@@ -22,7 +20,12 @@ def is_loopback(address: str) -> bool:
         raise InputError(
             f"a mask-stream address looks like tcp://127.0.0.1:5555 (or ipc://PATH), got {address!r}"
         )
-    host = rest.rsplit(":", 1)[0].strip("[]")
+    return is_loopback_host(rest.rsplit(":", 1)[0])
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and the addresses of 127.0.0.0/8 and ::1 (brackets allowed: ``[::1]``)."""
+    host = host.strip("[]")
     if host == "localhost":
         return True
     try:
@@ -69,6 +72,8 @@ def load_curve_key(source: str | bytes | Path, *, secret: bool) -> tuple[bytes, 
     A 40-character z85 string is taken as the secret key when `secret` (its public key is
     derived) and as the public key otherwise. A public certificate has no secret (None).
     """
+    import zmq
+
     if isinstance(source, (str, bytes)) and len(source) == 40 and not Path(str(source)).exists():
         key = source.encode("ascii") if isinstance(source, str) else source
         try:

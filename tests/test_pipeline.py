@@ -265,14 +265,22 @@ def test_stop_from_another_thread_ends_a_realtime_run_after_the_current_frame(mp
         pipe.start()  # the with-block closed it: sources joined, engine and publisher closed
 
 
-class _Failing(Source):
-    """A real Source whose capture thread fails after a few frames (the pipeline must re-raise it)."""
-
-    name = "failing"
+class _RingSource(Source):
+    """A real Source writing into given rings from its own _run; the rings finish when it ends."""
 
     def __init__(self, frames: FrameRing, audio: AudioRing) -> None:
         super().__init__()
         self.frames, self.audio = frames, audio
+
+    def _on_end(self) -> None:
+        self.frames.finish()
+        self.audio.finish()
+
+
+class _Failing(_RingSource):
+    """A real Source whose capture thread fails after a few frames (the pipeline must re-raise it)."""
+
+    name = "failing"
 
     def _run(self) -> None:
         image = np.zeros((48, 64, 3), np.uint8)
@@ -282,10 +290,6 @@ class _Failing(Source):
             t = t0 + i * 40_000_000
             self.frames.push(VideoFrame(image, t, wall_time(t), i), block=True)
         raise RuntimeError("the device went away")
-
-    def _on_end(self) -> None:
-        self.frames.finish()
-        self.audio.finish()
 
 
 def test_an_error_in_a_capture_thread_surfaces_in_run_with_its_cause(tiny_engine):
@@ -356,14 +360,10 @@ def test_trained_engine_masks_are_empty_when_nothing_sounds_and_not_when_somethi
     assert float(np.mean(iou)) > 0.3
 
 
-class _Gap(Source):
+class _Gap(_RingSource):
     """Five frames, 30 s without any (a reconnect, a stalled URL), five more; audio all along."""
 
     name = "gap"
-
-    def __init__(self, frames: FrameRing, audio: AudioRing) -> None:
-        super().__init__()
-        self.frames, self.audio = frames, audio
 
     def _run(self) -> None:
         rng = np.random.default_rng(0)
@@ -372,10 +372,6 @@ class _Gap(Source):
         times = [t0 + 2 * 10**9 + i * 40_000_000 for i in range(5)] + [t0 + 32 * 10**9 + i * 40_000_000 for i in range(5)]
         for i, t in enumerate(times):
             self.frames.push(VideoFrame(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), t, wall_time(t), i), block=True)
-
-    def _on_end(self) -> None:
-        self.frames.finish()
-        self.audio.finish()
 
 
 def test_the_temporal_context_starts_again_after_a_gap(tiny_engine):
@@ -392,3 +388,19 @@ def test_the_temporal_context_starts_again_after_a_gap(tiny_engine):
     assert len(fed) == 10 and pipe.context_resets == 1
     assert fed[0] == fed[5] == 0.0, "the first frame and the first after the gap start from the initial cache"
     assert all(fed[i] > 0 for i in (1, 2, 3, 4, 6, 7, 8, 9))
+
+
+def test_a_refused_pipeline_closes_the_engine_and_publisher_it_was_given(tiny_engine):
+    """The pipeline owns both from the call on: refused (audio at another rate), it leaves neither
+    open; the address is free again and the engine refuses to run."""
+    from streamavs.errors import EngineError
+
+    frames, audio = FrameRing(), AudioRing(sample_rate=48000)
+    capture = Capture((_Gap(frames, audio),), frames, audio, lossless=True, live_clock=False, description="48 kHz")
+    engine, pub = load(tiny_engine), Publisher("tcp://127.0.0.1:*")
+    with pytest.raises(InputError, match="expects audio at 16000 Hz but the capture delivers 48000 Hz"):
+        Pipeline(capture, engine, pub)
+    with Publisher(pub.address):  # bound again: the refused pipeline released it
+        pass
+    with pytest.raises(EngineError, match="is closed"):
+        engine.run(np.zeros((32, 32, 3), np.uint8), np.zeros((96, 64), np.float32), engine.initial_cache())

@@ -7,7 +7,6 @@ require. Ctrl-C or SIGTERM stops the server and prints what it received.
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 import signal
 import socket
@@ -17,16 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from streamavs.errors import InputError
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for localhost and the addresses of 127.0.0.0/8 and ::1."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a host name: not provably loopback
-        return False
+from streamavs.transport import is_loopback_host
 
 
 def check_host(host: str, remote: bool) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from streamavs.engine.manifest import Manifest
+from streamavs.engine.manifest import Manifest, check_model_inputs
 from streamavs.errors import ManifestMismatch
 
 __all__ = ["check_model_io", "onnx_dtype"]
@@ -28,8 +28,16 @@ def onnx_dtype(type_name: str) -> str:
 def check_model_io(manifest: Manifest, inputs: Mapping[str, tuple[Sequence, str]],
                    outputs: Mapping[str, tuple[Sequence, str]], model_file: str) -> None:
     """`inputs` / `outputs`: the model file's own tensors, name -> (shape, numpy dtype name); a
-    dimension that is not an int (a dynamic one) is not compared. Raises ManifestMismatch."""
+    dimension that is not an int (a dynamic one) is not compared. Raises ManifestMismatch. Includes
+    :func:`~streamavs.engine.manifest.check_model_inputs` (frame and cache inputs, with their own messages)."""
     name = manifest.name
+    missing = [t.name for t in manifest.inputs if t.name not in inputs]
+    if missing:
+        raise ManifestMismatch(
+            f"engine {name!r}: model file {model_file} has inputs {sorted(inputs)} but the manifest names "
+            f"{[t.name for t in manifest.inputs]}; re-export the engine"
+        )
+    check_model_inputs(manifest, {n: tuple(shape) for n, (shape, _) in inputs.items()}, model_file)
     frame_h, frame_w = manifest.frame.size
     params = manifest.audio.params
     _, log_mel, cache_in = manifest.inputs

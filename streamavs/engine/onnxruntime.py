@@ -27,9 +27,9 @@ import numpy as np
 
 from streamavs.audio import LogMelParams
 from streamavs.engine.base import Engine
-from streamavs.engine.manifest import Manifest, check_model_file, check_model_inputs
+from streamavs.engine.manifest import Manifest, check_model_file
 from streamavs.engine.model_io import check_model_io, onnx_dtype
-from streamavs.errors import EngineError, ManifestMismatch, MissingDependency
+from streamavs.errors import EngineError, MissingDependency
 
 __all__ = ["OnnxRuntimeEngine", "PROVIDER_ALIASES", "SessionSettings", "GRAPH_OPTIMIZATION", "default_threads",
            "session_options"]
@@ -153,14 +153,6 @@ class OnnxRuntimeEngine(Engine):
                 f"ONNX Runtime cannot load engine {manifest.name!r} from {self.model_path.name}: {exc}; "
                 "re-export the engine with this onnxruntime version"
             ) from exc
-        actual = {i.name: tuple(i.shape) for i in self._session.get_inputs()}
-        missing = [t.name for t in manifest.inputs if t.name not in actual]
-        if missing:
-            raise ManifestMismatch(
-                f"engine {manifest.name!r}: model file {self.model_path.name} has inputs {sorted(actual)} but the "
-                f"manifest names {[t.name for t in manifest.inputs]}; re-export the engine"
-            )
-        check_model_inputs(manifest, actual, self.model_path.name)
         check_model_io(manifest, {i.name: (i.shape, onnx_dtype(i.type)) for i in self._session.get_inputs()},
                        {o.name: (o.shape, onnx_dtype(o.type)) for o in self._session.get_outputs()}, self.model_path.name)
         self._input_names = [t.name for t in manifest.inputs]

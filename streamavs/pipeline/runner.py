@@ -136,10 +136,17 @@ class Pipeline:
         config: PipelineConfig = PipelineConfig(),
         on_result: Callable[[Result], None] | None = None,
     ) -> None:
+        try:
+            self._setup(capture, engine, publisher, config, on_result)
+        except BaseException:  # owned from the call on: a refused pipeline leaves nothing open
+            engine.close()
+            publisher.close()
+            raise
+
+    def _setup(self, capture: Capture, engine: Any, publisher: Any, config: PipelineConfig,
+               on_result: Callable[[Result], None] | None) -> None:
         audio_spec = engine.manifest.audio
         if capture.audio.sample_rate != audio_spec.params.sample_rate:
-            engine.close()  # owned from here on: a refused pipeline leaves nothing open
-            publisher.close()
             raise InputError(
                 f"engine {engine.name!r} expects audio at {audio_spec.params.sample_rate} Hz but the capture "
                 f"delivers {capture.audio.sample_rate} Hz; build the AudioRing at the engine's rate"
@@ -306,18 +313,19 @@ class Pipeline:
                                          quality=self._preview.config.quality, index=f.index)
         self.stats.count_previews(sent=len(frames), dropped=self._preview.dropped)
 
-    def _update_counters(self) -> None:
+    def _update_counters(self) -> dict[str, int]:
+        """Read the capture's counters into the stats; returns them."""
         c = self.capture.counters()
         self.stats.set_source_counters(
             dropped=c.get("drops", 0), audio_overflows=c.get("overflows", 0), reconnects=c.get("reconnects", 0)
         )
+        return c
 
-    def _context_broken(self, t_ns: int) -> bool:
+    def _context_broken(self, t_ns: int, counters: dict[str, int]) -> bool:
         """True when the temporal context (the engine's feature cache, the mask hysteresis) must start
-        again: the source reconnected or its timestamps jumped (capture counters), or more than
+        again: the source reconnected or its timestamps jumped (its `counters`), or more than
         CONTEXT_GAP_S (three processing periods with --rate) passed since the last processed frame."""
-        c = self.capture.counters()
-        breaks = c.get("reconnects", 0) + c.get("pts_jumps", 0)
+        breaks = counters.get("reconnects", 0) + counters.get("pts_jumps", 0)
         gap = max(CONTEXT_GAP_S * 1e9, 3 * (self._period_ns or 0))
         broken = breaks != self._breaks or (self._last_t_ns is not None and t_ns - self._last_t_ns > gap)
         self._breaks, self._last_t_ns = breaks, t_ns
@@ -333,13 +341,13 @@ class Pipeline:
 
         frame = preprocess_frame(pair.frame.image, self.engine.frame_size)  # (h, w, 3) uint8
         log_mel = self._logmel.example_ending_at(pair.audio, pair.audio.size)  # (96, 64) float32
-        t1 = now_ns()
-        ms["preprocess"] = (t1 - t0) / 1e6
-
-        if self._context_broken(pair.frame.t_ns):  # the past no longer leads to this frame
+        if self._context_broken(pair.frame.t_ns, self._update_counters()):  # the past no longer leads to this frame
             self._cache = self.engine.initial_cache()
             self._hysteresis.restart()
             self.context_resets += 1
+        t1 = now_ns()
+        ms["preprocess"] = (t1 - t0) / 1e6
+
         out = self.engine.run(frame, log_mel, self._cache)
         self._cache = out.cache
         t2 = now_ns()
@@ -356,7 +364,6 @@ class Pipeline:
         t3 = now_ns()
         ms["postprocess"] = (t3 - t2) / 1e6
 
-        self._update_counters()
         header_ms = dict(ms)
         last_publish = self.stats.last_stage_ms().get("publish")
         if last_publish is not None:

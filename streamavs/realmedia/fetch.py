@@ -72,14 +72,13 @@ def _run(cmd: list[str], cwd: Path | None = None) -> str:
 def _download(package: str, debs: Path, progress: Callable[[str], None]) -> Path:
     """The package's .deb in `debs`: one already there (copied in, or downloaded before), else one
     apt-get downloads into debs/.partial and that is moved in only once complete."""
-    tools = ("dpkg-deb",) if sorted(debs.glob(f"{package}_*.deb")) else ("apt-get", "dpkg-deb")
-    for tool in tools:
+    existing = sorted(debs.glob(f"{package}_*.deb"))
+    for tool in ("dpkg-deb",) if existing else ("apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
             raise MissingDependency(
                 f"fetching the real media needs `{tool}` (a Debian or Ubuntu system); on another system copy "
                 f"{package}_*.deb from a Debian mirror into {debs} and run the command again"
             )
-    existing = sorted(debs.glob(f"{package}_*.deb"))
     if existing:
         return existing[-1]
     progress(f"downloading {package} (apt-get download) ...")

@@ -96,8 +96,9 @@ class Bridge:
             self._pending_bytes += _payload_bytes(item)
             while len(self._pending) > 1 and (len(self._pending) > self._backlog
                                               or self._pending_bytes > BACKLOG_BYTES):
-                self._pending_bytes -= _payload_bytes(self._pending.popleft())
-                self.dropped += 1
+                dropped = self._pending.popleft()
+                self._pending_bytes -= _payload_bytes(dropped)
+                self.dropped += dropped[0] == "msg"  # a stats snapshot dropped is no message lost
             if self._scheduled:
                 return
             self._scheduled = True

@@ -31,6 +31,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 
 from streamavs.errors import InputError
+from streamavs.transport import is_loopback_host
 from streamavs.viewer.bridge import Bridge
 from streamavs.viewer.hub import MAX_POINTS, StreamHub, ViewerConfig
 
@@ -49,14 +50,6 @@ _NO_TOKEN = (
 )
 
 
-_LOOPBACK_NAMES = ("localhost", "::1")
-
-
-def _loopback_host(host: str) -> bool:
-    """`host` (a Host header's name, without the port) names this machine's loopback."""
-    return host in _LOOPBACK_NAMES or host.startswith("127.") and host.replace(".", "").isdigit()
-
-
 def _refusal(request: web.Request) -> str | None:
     """Why `request` is refused (a 403 text), or None.
 
@@ -72,11 +65,20 @@ def _refusal(request: web.Request) -> str | None:
     token = request.app[_TOKEN]
     if not token:
         name = request.url.host or ""
-        return None if _loopback_host(name.strip("[]")) else (
+        return None if is_loopback_host(name) else (
             f"403: this viewer serves this machine only; open it as http://127.0.0.1:{request.url.port}/ "
             "(to serve other machines: streamavs view --remote)")
     given = request.query.get("token", "").encode("utf-8", "surrogateescape")
     return None if hmac.compare_digest(given, token.encode()) else _NO_TOKEN
+
+
+@web.middleware
+async def _guard(request: web.Request, handler):
+    """The page, its socket and /stats answer 403 to what :func:`_refusal` refuses; the static files
+    hold no data and are served to anyone."""
+    if not request.path.startswith("/static/") and (refused := _refusal(request)):
+        return web.Response(status=403, text=refused)
+    return await handler(request)
 
 
 @web.middleware
@@ -89,20 +91,14 @@ async def _headers(request: web.Request, handler):
 
 
 async def _page(request: web.Request) -> web.StreamResponse:
-    if refused := _refusal(request):
-        return web.Response(status=403, text=refused)
     return web.FileResponse(STATIC_DIR / "index.html")
 
 
 async def _stats(request: web.Request) -> web.Response:
-    if refused := _refusal(request):
-        return web.Response(status=403, text=refused)
     return web.json_response(request.app[_HUB].stats())
 
 
 async def _socket(request: web.Request) -> web.StreamResponse:
-    if refused := _refusal(request):
-        return web.Response(status=403, text=refused)
     hub = request.app[_HUB]
     ws = web.WebSocketResponse(compress=False, heartbeat=10.0)  # JPEGs do not compress
     await ws.prepare(request)
@@ -170,7 +166,7 @@ async def _ticker(app: web.Application) -> None:
 
 def build_app(hub: StreamHub, token: str = "") -> web.Application:
     """The aiohttp application over `hub`; `token` ("" for none) guards the page, socket and /stats."""
-    app = web.Application(middlewares=[_headers])
+    app = web.Application(middlewares=[_headers, _guard])  # the headers go on the 403s too
     app[_HUB] = hub
     app[_TOKEN] = token
     app[_SOCKETS] = {}
