@@ -3,18 +3,20 @@
 :func:`atomic_write` is how engine manifests (``streamavs.engine.manifest``) and training
 checkpoints (``streamavs.model.checkpoint``) reach the disk: a crash or a full disk leaves the
 old file or none, never a truncated one. :func:`jsonable` turns what manifests and reports hold
-(numpy and torch values, paths, NaN) into plain JSON values.
+(numpy and torch values, paths, NaN) into plain JSON values. :func:`file_sha256` is the one
+hash of a file's bytes (engine model files, fetched packages and media).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["atomic_write", "jsonable"]
+__all__ = ["atomic_write", "file_sha256", "jsonable"]
 
 
 def atomic_write(path: str | Path, data: bytes) -> Path:
@@ -36,6 +38,15 @@ def atomic_write(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def jsonable(x: Any) -> Any:

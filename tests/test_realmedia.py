@@ -263,3 +263,42 @@ def test_a_copied_package_needs_no_apt_get_and_a_damaged_index_is_rebuilt(real_m
     assert any("unreadable" in line and "rebuilding" in line for line in said)
     index = read_media_index(path.parent)
     assert set(index["packages"]) == {"tuxpaint-stamps-default"} and index["cutouts"]
+
+
+def test_a_media_file_changed_after_the_fetch_is_refused_with_the_fix(real_media, tmp_path):
+    """media.json records every file's size and sha256, and a bank checks them before it uses the media:
+    a truncated recording, a replaced photograph or a deleted cut-out is one DataError naming the file."""
+    import shutil
+
+    index = read_media_index(real_media)
+    cutouts = [c for c in index["cutouts"] if c["role"] == "known" and c["recording"] != "speech"][:2]
+    keys = {c["recording"] for c in cutouts}
+    subset = {**index, "cutouts": cutouts, "recordings": [r for r in index["recordings"] if r["key"] in keys],
+              "backgrounds": [b for b in index["backgrounds"] if b["split"] == "train"][:1]}
+    assert all(e["bytes"] > 0 and len(e["sha256"]) == 64 for kind in ("cutouts", "recordings", "backgrounds")
+               for e in subset[kind])
+
+    files = [c["image"] for c in cutouts] + [r["path"] for r in subset["recordings"]] + [subset["backgrounds"][0]["path"]]
+
+    def copy_to(root):
+        for rel in files:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(real_media / rel, root / rel)
+        (root / "media.json").write_text(json.dumps(subset))
+        return root
+
+    assert len(RealBank("train", copy_to(tmp_path / "intact")).classes) >= 1
+    recording = subset["recordings"][0]["path"]
+    damaged = {
+        "truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+        "replaced": lambda p: p.write_bytes(bytes([p.read_bytes()[0] ^ 1]) + p.read_bytes()[1:]),
+        "deleted": lambda p: p.unlink(),
+    }
+    said = {"truncated": "bytes, the fetch indexed", "replaced": "sha256 differs", "deleted": "missing"}
+    for how, damage in damaged.items():
+        root = copy_to(tmp_path / how)
+        damage(root / recording)
+        with pytest.raises(DataError, match="changed since they were fetched") as err:
+            RealBank("train", root)
+        assert recording in str(err.value) and said[how] in str(err.value)
+        assert f"streamavs data fetch --cache {root}" in str(err.value)

@@ -26,7 +26,7 @@ from typing import Any
 from streamavs.audio import LogMelParams
 from streamavs.engine.thresholds import Thresholds
 from streamavs.errors import EngineError, InputError, ManifestMismatch
-from streamavs.files import atomic_write
+from streamavs.files import atomic_write, file_sha256
 
 __all__ = [
     "FORMAT_VERSION", "FRAME_LAYOUT", "FRAME_NORMALISATION", "AUDIO_EXAMPLE", "MODEL_SUFFIXES", "PRECISIONS",
@@ -254,15 +254,6 @@ def _check_format_version(data: dict[str, Any], source: str) -> None:
 def today() -> str:
     """Creation stamp for manifests: UTC date and time, ISO 8601."""
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_manifest(path: str | Path) -> Manifest:

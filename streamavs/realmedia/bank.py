@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from streamavs.errors import InputError
+from streamavs.realmedia.catalog import verify_files
 from streamavs.realmedia.fetch import default_cache, provenance, read_media_index
 from streamavs.synthetic.banks import BankClass
 from streamavs.synthetic.sounds import pink_noise
@@ -110,6 +111,7 @@ class RealBank:
             raise InputError(f"unknown real-media split {split!r}; valid: {', '.join(REAL_SPLITS)}")
         self.root = Path(media) if media is not None else default_cache()
         index = read_media_index(self.root)
+        verify_files(self.root, index, fix=f"streamavs data fetch --cache {self.root}")
         self.split, self.name = split, f"real-{split}"
         self.augment = split == "train" if augment is None else bool(augment)
         self.packages = index["packages"]

@@ -4,7 +4,8 @@ The media are GPL / CC licensed, so StreamAVS never ships or commits them: this 
 downloads the packages with ``apt-get download`` (no root needed once package lists exist),
 unpacks them with ``dpkg-deb -x``, pulls the GCompris recordings out of their Qt resource
 containers, and writes ``media.json``: each package's version, sha256, size and licence,
-plus the catalogue of cut-outs and recordings (:mod:`streamavs.realmedia.catalog`).
+plus the catalogue of cut-outs, recordings and backgrounds with each file's size and sha256
+(:mod:`streamavs.realmedia.catalog`, which also checks them before a bank uses the files).
 
 Cache layout (``--cache``, default ``$STREAMAVS_MEDIA`` or ``~/.cache/streamavs/media``)::
 
@@ -16,7 +17,6 @@ Cache layout (``--cache``, default ``$STREAMAVS_MEDIA`` or ``~/.cache/streamavs/
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from streamavs.errors import DataError, MissingDependency, SourceError
+from streamavs.files import file_sha256
 
 __all__ = ["PACKAGES", "GCOMPRIS_ACTIVITIES", "default_cache", "fetch_media", "read_media_index", "provenance",
            "MEDIA_INDEX"]
@@ -39,12 +40,11 @@ PACKAGES: dict[str, str] = {
         "memory-sound recordings Free Art License; per-file details in the package's copyright file"
     ),
 }
-# GCompris activities whose recordings we extract (all the others hold no usable sound).
 # GCompris activities whose media we extract: recordings (farm animals, instruments, everyday
 # sounds) and the monument photographs used as real backgrounds.
 GCOMPRIS_ACTIVITIES: tuple[str, ...] = ("explore_farm_animals", "instruments", "memory-sound", "explore_monuments")
 MEDIA_INDEX = "media.json"
-FORMAT = 1
+FORMAT = 2  # 2: every cut-out, recording and background records its bytes and sha256
 _MIN_FREE_BYTES = 600 << 20  # ~210 MB of .deb + ~250 MB unpacked + recordings
 
 
@@ -52,14 +52,6 @@ def default_cache() -> Path:
     """``$STREAMAVS_MEDIA`` if set, else ``~/.cache/streamavs/media``."""
     env = os.environ.get("STREAMAVS_MEDIA")
     return Path(env) if env else Path.home() / ".cache" / "streamavs" / "media"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> str:
@@ -171,7 +163,7 @@ def fetch_media(cache: str | Path | None = None, packages: tuple[str, ...] = tup
         known = previous.get("packages", {}).get(package)
         target = root / "packages" / package
         deb = _download_checked(package, debs, free, progress)
-        sha = _sha256(deb)
+        sha = file_sha256(deb)
         if not (known and known["sha256"] == sha and target.is_dir()):
             progress(f"unpacking {deb.name} ...")
             _unpack(deb, target)
