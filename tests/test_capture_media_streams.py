@@ -25,7 +25,7 @@ def stream_pairs(path: Path, realtime: bool = False) -> tuple[list, dict]:
     """Every (frame, audio window) pair of `path` as the pipeline gets them, and the source's counters;
     re-raises the capture thread's error."""
     src = MediaSource(path, realtime=realtime, lossless=not realtime).start()
-    pairer, pairs = Pairer(src.frames, src.audio), []
+    pairer, pairs = Pairer(src.frames, src.audio, lossless=not realtime), []  # as the pipeline pairs a file
     try:
         while True:
             pair = pairer.next_pair(timeout=0.5)
