@@ -116,6 +116,20 @@ def test_data_video_options_are_checked_against_each_other(capsys, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_data_video_options_of_the_other_kind_of_scene_are_refused(capsys, tmp_path):
+    """--seed/--setting pick a procedural scene and --source/--distractor a real-media one: given to the
+    other kind they were ignored without a word (the same file came out)."""
+    base = ["data", "video", "--out", tmp_path / "v.mp4", "--seconds", "2", "--sound-starts", "1"]
+    line = in_process(capsys, *base, "--real", "--seed", "7")
+    assert line.startswith("streamavs: error: --seed and --setting choose a procedural scene; --real takes")
+    line = in_process(capsys, *base, "--source", "cat")
+    assert line == ("streamavs: error: --source and --distractor choose the objects of a real-media scene: "
+                    "add --real, or drop them")
+    line = in_process(capsys, *base, "--real", "--source", "dog", "--distractor", "dog")
+    assert "must be different classes, got 'dog' for both" in line
+    assert not list(tmp_path.iterdir())
+
+
 def test_export_of_an_engine_without_int8_points_to_int8(capsys, tmp_path):
     engine = tmp_path / "e.json"
     engine.write_text("{}")

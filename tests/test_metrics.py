@@ -268,6 +268,8 @@ def test_input_errors_give_the_fix():
         fpr_per_frame(np.full((1, 2, 2), np.nan, dtype=np.float32))
     with pytest.raises(InputError, match=r"pred\[None\]"):
         fpr_per_frame(ONES[0])
+    with pytest.raises(InputError, match=r"\(B, 1, H, W\) model output: pred\[:, 0\]"):
+        fpr_per_frame(ONES[:, None])
     with pytest.raises(InputError, match="shape"):
         iou_per_frame(ONES, np.zeros((1, 3, 2), dtype=bool))
     with pytest.raises(InputError, match="float"):

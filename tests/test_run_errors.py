@@ -35,6 +35,25 @@ def test_data_synth_refuses_to_mix_frame_sizes_in_one_dataset(tmp_path):
     assert "already holds clips with image_size 64" in proc.stderr and "--image-size 64" in proc.stderr
 
 
+def test_data_synth_refuses_other_scene_settings_and_indices_past_the_split(tmp_path, capsys):
+    """Re-running with another --distractor-share would rewrite clips of the same names while the CSV kept
+    their old categories; an index range past the split's last index used to fail halfway, leaving files."""
+    from streamavs.cli import main
+
+    out = tmp_path / "synth"
+    base = ["data", "synth", "--out", str(out), "--count", "2", "--image-size", "32", "--seconds", "1"]
+    assert main([*base, "--distractor-share", "0"]) == 0
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    capsys.readouterr()
+    assert main([*base, "--distractor-share", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds single clips made with distractor_share = 0.0, and these would have 1.0" in err
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    assert main([*base, "--distractor-share", "0", "--seed-offset", "999999999", "--out", str(tmp_path / "far")]) == 2
+    assert "clips 999999999..1000000000 run past the last clip index of a split (999999999)" in capsys.readouterr().err
+    assert not (tmp_path / "far").exists()
+
+
 def test_a_run_that_fails_before_any_checkpoint_leaves_no_folder(tmp_path):
     """A temporal recipe whose segmenter checkpoint does not exist fails at start-up: no empty run folder stays."""
     pytest.importorskip("torch", reason="streamavs train needs the train extra")

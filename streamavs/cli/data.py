@@ -111,19 +111,20 @@ def video(
     out: Annotated[Path, typer.Option("--out", help="Video file to write (.mp4 or .mkv).")],
     seconds: Annotated[int, typer.Option(help="Length in seconds.")] = 10,
     sound_starts: Annotated[float, typer.Option(help="Seconds of silence before the source starts sounding.")] = 3.0,
-    seed: Annotated[int, typer.Option(help="Scene seed (the test split's first clip by default).")] = 2_000_000_000,
+    seed: Annotated[Optional[int], typer.Option(help="Scene seed (the test split's first clip by default; not with --real).")] = None,
     fps: Annotated[int, typer.Option(help="Video frame rate.")] = 30,
     audio_rate: Annotated[int, typer.Option(help="AAC sample rate in Hz.")] = 44100,
-    setting: Annotated[str, typer.Option(help="single or multi.")] = "single",
+    setting: Annotated[Optional[str], typer.Option(help="single or multi (default single; not with --real).")] = None,
     real: Annotated[bool, typer.Option("--real", help="A real-media scene (fetched media): a sounding --source beside a silent --distractor.")] = False,
-    source: Annotated[str, typer.Option(help="--real: the class that starts sounding.")] = "dog",
-    distractor: Annotated[str, typer.Option(help="--real: the class that stays silent.")] = "violin",
+    source: Annotated[Optional[str], typer.Option(help="--real: the class that starts sounding (default dog).")] = None,
+    distractor: Annotated[Optional[str], typer.Option(help="--real: the class that stays silent (default violin).")] = None,
     cache: CacheOption = None,
 ) -> None:
     """Write a scene as H.264 + AAC (ffmpeg): silent until --sound-starts, then sounding."""
     from streamavs.cli.checks import output_file
     from streamavs.errors import InputError
     from streamavs.synthetic import SceneConfig
+    from streamavs.synthetic.config import split_seed
     from streamavs.synthetic.video import demo_clip, real_demo_clip, write_video
 
     if seconds < 1:
@@ -132,10 +133,16 @@ def video(
         raise InputError(f"--sound-starts {sound_starts:g} must be in [0, {seconds}) for a {seconds} s video "
                          f"(--seconds {seconds}): lower --sound-starts or raise --seconds")
     output_file(out, "--out", example="demo.mp4")
+    if real and (seed is not None or setting is not None):
+        raise InputError("--seed and --setting choose a procedural scene; --real takes the first real-media test scene "
+                         "with a sounding --source beside a silent --distractor: drop them, or drop --real")
+    if not real and (source is not None or distractor is not None):
+        raise InputError("--source and --distractor choose the objects of a real-media scene: add --real, or drop them")
     if real:
-        clip = real_demo_clip(source, distractor, seconds, sound_starts, cache)
+        clip = real_demo_clip(source or "dog", distractor or "violin", seconds, sound_starts, cache)
     else:
-        clip = demo_clip(seed, seconds, sound_starts, SceneConfig(setting=setting))
+        clip = demo_clip(split_seed("test", 0) if seed is None else seed, seconds, sound_starts,
+                         SceneConfig(setting=setting or "single"))
     write_video(clip, out, fps=fps, audio_rate=audio_rate)
     typer.echo(f"wrote {out}: {seconds} s at {fps} fps, sound starts at {sound_starts} s ({clip.category})")
 

@@ -34,10 +34,13 @@ def check_pred(pred: np.ndarray, name: str = "pred", layout: str = "(B, H, W)") 
     finite, in [0, 1]. Returns it."""
     pred = np.asarray(pred)
     if pred.ndim != 3:
-        raise InputError(
-            f"{name} must be a 3-D array of probabilities {layout}; got shape {pred.shape}. "
-            "Add a leading axis for a single frame: pred[None]."
-        )
+        if pred.ndim == 2:
+            hint = f"Add a leading axis for a single frame: {name}[None]."
+        elif pred.ndim == 4 and pred.shape[1] == 1:
+            hint = f"Drop the channel axis of a (B, 1, H, W) model output: {name}[:, 0]."
+        else:
+            hint = "Pass one probability map per frame."
+        raise InputError(f"{name} must be a 3-D array of probabilities {layout}; got shape {pred.shape}. {hint}")
     if not np.issubdtype(pred.dtype, np.floating):
         raise InputError(
             f"{name} must hold float probabilities in [0, 1]; got dtype {pred.dtype}. "

@@ -12,11 +12,11 @@ import numpy as np
 from streamavs.errors import ConfigError, InputError
 from streamavs.synthetic.classes import CLASSES
 
-__all__ = ["SceneConfig", "SETTINGS", "SPLITS", "split_seed"]
+__all__ = ["SceneConfig", "SETTINGS", "SPLITS", "INDICES_PER_SPLIT", "split_seed"]
 
 SETTINGS: tuple[str, ...] = ("single", "multi")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-_SPLIT_STRIDE = 1_000_000_000  # seeds of split k are k * stride + index, index < stride
+INDICES_PER_SPLIT = 1_000_000_000  # seeds of split k are k * INDICES_PER_SPLIT + index, index < INDICES_PER_SPLIT
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,6 @@ def split_seed(split: str, index: int) -> int:
     """
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < _SPLIT_STRIDE:
-        raise InputError(f"clip index must be an integer in 0..{_SPLIT_STRIDE - 1}, got {index!r}")
-    return SPLITS.index(split) * _SPLIT_STRIDE + int(index)
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < INDICES_PER_SPLIT:
+        raise InputError(f"clip index must be an integer in 0..{INDICES_PER_SPLIT - 1}, got {index!r}")
+    return SPLITS.index(split) * INDICES_PER_SPLIT + int(index)

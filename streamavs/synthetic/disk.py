@@ -25,7 +25,7 @@ import numpy as np
 from streamavs.errors import DataError, InputError
 from streamavs.synthetic.banks import PROCEDURAL, ObjectBank
 from streamavs.synthetic.classes import CLASSES, GROUPS
-from streamavs.synthetic.config import SceneConfig, split_seed
+from streamavs.synthetic.config import INDICES_PER_SPLIT, SceneConfig, split_seed
 from streamavs.synthetic.scenes import Clip, generate_clip
 
 __all__ = ["write_avsbench", "clip_name", "S4_ROOT", "MS3_ROOT", "S4_HEADER", "MS3_HEADER", "write_wav"]
@@ -138,14 +138,22 @@ def _check_same_dataset(out_dir: Path, config: SceneConfig, bank: ObjectBank) ->
                 f"{out_dir} already holds clips of bank {run['bank']!r}; clips of {bank.name!r} would overwrite "
                 "those of the same names: write each bank (procedural, each real-media split) to its own --out"
             )
-        old = run.get("config", {})
+        old, new = run.get("config", {}), config.to_dict()
         for key in ("image_size", "seconds"):
-            if key in old and old[key] != getattr(config, key):
+            if key in old and old[key] != new[key]:
                 flag = key.replace("_", "-")
                 raise InputError(
-                    f"{out_dir} already holds clips with {key} {old[key]}, and these would have {getattr(config, key)}; "
+                    f"{out_dir} already holds clips with {key} {old[key]}, and these would have {new[key]}; "
                     f"a dataset has one frame size and clip length: write to another --out, or pass --{flag} {old[key]}"
                 )
+        if run.get("setting") == config.setting:  # the same clip names: every scene setting must agree
+            for key in sorted(set(old) | set(new)):
+                if old.get(key) != new.get(key):
+                    raise InputError(
+                        f"{out_dir} already holds {config.setting} clips made with {key} = {old.get(key)!r}, and these "
+                        f"would have {new.get(key)!r}; clips of the same names would be rewritten while the meta-data "
+                        f"CSV keeps their old categories: write to another --out, or use {key} = {old.get(key)!r} again"
+                    )
 
 
 def write_avsbench(out_dir: str | Path, split: str, count: int, config: SceneConfig = SceneConfig(),
@@ -153,7 +161,8 @@ def write_avsbench(out_dir: str | Path, split: str, count: int, config: SceneCon
     """Generate clips `first_index .. first_index + count - 1` of `split` from `bank` and write them under `out_dir`.
 
     Returns the clip names written. Existing files of the same names are overwritten and the
-    meta-data CSV gains only names it does not hold yet, so re-running is safe.
+    meta-data CSV gains only names it does not hold yet, so re-running is safe; a re-run with other
+    scene settings than the dataset's, or past a split's last index, is refused before writing.
     """
     from tqdm import tqdm
 
@@ -164,6 +173,9 @@ def write_avsbench(out_dir: str | Path, split: str, count: int, config: SceneCon
         raise InputError(f"first_index must be a non-negative integer, got {first_index!r}")
     if not isinstance(config, SceneConfig):
         raise InputError(f"config must be a SceneConfig, got {type(config).__name__}")
+    if count and first_index + count > INDICES_PER_SPLIT:
+        raise InputError(f"clips {first_index}..{first_index + count - 1} run past the last clip index of a split "
+                         f"({INDICES_PER_SPLIT - 1}): lower the first index (--seed-offset) or the count (--count)")
     out = Path(out_dir)
     _check_same_dataset(out, config, bank)
     root = out / (S4_ROOT if config.setting == "single" else MS3_ROOT)

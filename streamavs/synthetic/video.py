@@ -48,6 +48,9 @@ def real_demo_clip(source: str = "dog", distractor: str = "violin", seconds: int
     from streamavs.realmedia.bank import RealBank
     from streamavs.synthetic.config import split_seed
 
+    if source == distractor:
+        raise InputError(f"the sounding --source and the silent --distractor must be different classes, got {source!r} "
+                         "for both: pick another --distractor (`streamavs data video --help`)")
     bank = RealBank("test", media, only_classes=(source, distractor))
     config = SceneConfig(setting="single", distractor_share=1.0, max_distractors=1)
     for index in range(max_seeds):
