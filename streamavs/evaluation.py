@@ -23,10 +23,10 @@ import numpy as np
 from streamavs.errors import InputError
 from streamavs.metrics import RobustMeter
 
-__all__ = ["BATCH_SIZE", "evaluate_engine", "evaluate_engine_path", "update_meters", "format_table"]
+__all__ = ["BATCH_SIZE", "MeterFeed", "evaluate_engine", "evaluate_engine_path", "update_meters", "format_table"]
 
-# Samples per meter update, as the checkpoint evaluation batches them: "set" F-scores do not
-# depend on it, "avsbench" F-scores are means over batches and do.
+# Samples per meter update in "set" mode, whose F-scores do not depend on it. "avsbench" F-scores
+# are means over batches, and AVSBench's test batches are whole videos: that mode updates per video.
 BATCH_SIZE = 16
 
 
@@ -51,21 +51,15 @@ def evaluate_engine(
     limits = engine.manifest.thresholds
     threshold = limits.mask if threshold is None else float(threshold)
     gate_threshold = limits.gate if gate_threshold is None else float(gate_threshold)
-    meters = {"gate_off": RobustMeter(threshold, fscore_mode), "gate_on": RobustMeter(threshold, fscore_mode)}
-    batch: list[tuple[np.ndarray, float, np.ndarray, str]] = []
+    feed = MeterFeed(threshold, gate_threshold, fscore_mode, batch_size)
     for index in tqdm(range(len(dataset)), desc="eval", disable=not progress, unit="frame"):
         sample = dataset[index]
         if np.ndim(sample["frame"]) != 3:
             raise InputError(f"engine evaluation takes per-frame samples (frame (H, W, 3)); got a frame of shape "
                              f"{np.shape(sample['frame'])}: build the test set with per='frame'")  # fmt: skip
         out = engine.run(sample["frame"], sample["log_mel"], engine.initial_cache())  # a stream start
-        batch.append((out.mask_prob, out.sounding, sample["eval_mask"], sample["condition"]))
-        if len(batch) == batch_size:
-            _flush(meters, batch, gate_threshold)
-            batch = []
-    if batch:
-        _flush(meters, batch, gate_threshold)
-    result: dict[str, Any] = {name: m.table() for name, m in meters.items()}
+        feed.add(out.mask_prob, out.sounding, sample["eval_mask"] > 0.5, sample["condition"], sample["name"])
+    result: dict[str, Any] = {name: m.table() for name, m in feed.close().items()}
     result["similarity"] = {"positive": [], "negative": []}
     return result
 
@@ -84,11 +78,38 @@ def update_meters(meters: dict[str, RobustMeter], prob: np.ndarray, sounding: np
         meters["gate_on"].update(str(cond), gated[sel], gt[sel])
 
 
-def _flush(meters: dict[str, RobustMeter], batch: list, gate_threshold: float) -> None:
-    prob = np.stack([b[0] for b in batch])  # (B, H, W)
-    sounding = np.array([b[1] for b in batch])  # (B,)
-    gt = np.stack([b[2] for b in batch]) > 0.5  # (B, H, W) original object masks
-    update_meters(meters, prob, sounding, gt, np.asarray([b[3] for b in batch]), gate_threshold)
+class MeterFeed:
+    """Per-frame results into the gate-off and gate-on meters, in the batches the F-score mode
+    needs: `batch_size` frames for "set", one whole video (consecutive frames of one ``name``) per
+    update for "avsbench", as AVSBench's test batches are. Shared with the checkpoint evaluation."""
+
+    def __init__(self, threshold: float, gate_threshold: float, fscore_mode: str = "set",
+                 batch_size: int = BATCH_SIZE) -> None:
+        self.meters = {"gate_off": RobustMeter(threshold, fscore_mode), "gate_on": RobustMeter(threshold, fscore_mode)}
+        self.gate_threshold, self.per_video, self.batch_size = gate_threshold, fscore_mode == "avsbench", batch_size
+        self._batch: list[tuple[np.ndarray, float, np.ndarray, str]] = []
+        self._video: str | None = None
+
+    def add(self, prob: np.ndarray, sounding: float, gt: np.ndarray, condition: str, video: str) -> None:
+        """prob: (H, W) mask probabilities; sounding: the sounding probability; gt: (H, W) bool object mask."""
+        if self.per_video and video != self._video:
+            self._flush()
+        self._video = video
+        self._batch.append((prob, float(sounding), gt, condition))
+        if not self.per_video and len(self._batch) == self.batch_size:
+            self._flush()
+
+    def close(self) -> dict[str, RobustMeter]:
+        """Flush what is left; returns the meters."""
+        self._flush()
+        return self.meters
+
+    def _flush(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        update_meters(self.meters, np.stack([b[0] for b in batch]), np.array([b[1] for b in batch]),
+                      np.stack([b[2] for b in batch]), np.asarray([b[3] for b in batch]), self.gate_threshold)
 
 
 def evaluate_engine_path(path: str | Path, data: str, *, clips: int = 80, fscore_mode: str = "set",

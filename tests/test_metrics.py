@@ -173,6 +173,26 @@ def test_avsbench_mode_depends_on_batch_size():
         fscore_avsbench(pred, gt, batch_size=0)
 
 
+def test_evaluation_in_avsbench_mode_updates_once_per_whole_video():
+    """AVSBench's test batches are whole videos: the engine and checkpoint evaluations feed the meters
+    one video per update in that mode (16-frame batches cut videos apart and moved G-F by 1.2 points)."""
+    from streamavs.evaluation import MeterFeed
+
+    rng = np.random.default_rng(0)
+    videos = [(f"v{i}", rng.random((5, 8, 8), dtype=np.float32), rng.random((5, 8, 8)) > 0.7) for i in range(4)]
+    for batch_size in (3, 16):
+        feed = MeterFeed(0.5, 0.5, "avsbench", batch_size)
+        for name, pred, gt in videos:
+            for t in range(5):
+                feed.add(pred[t], 1.0, gt[t], "positive", name)
+        table = feed.close()["gate_off"].table()
+        per_video = np.mean([fscore_avsbench(pred, gt, batch_size=5) for _, pred, gt in videos])
+        assert table["positive"]["fscore"] == pytest.approx(100 * per_video, rel=1e-6)
+    all_pred, all_gt = np.concatenate([v[1] for v in videos]), np.concatenate([v[2] for v in videos])
+    cut = fscore_avsbench(all_pred, all_gt, batch_size=3)  # what batches that cut videos apart measure
+    assert abs(100 * cut - table["positive"]["fscore"]) > 0.1
+
+
 def test_set_mode_is_batch_independent():
     pred, gt = _three_frames()
     for chunk in (1, 2, 3):

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from streamavs.evaluation import update_meters
-from streamavs.metrics import RobustMeter
+from streamavs.evaluation import MeterFeed
 from streamavs.training.config import EvalSection
 
 __all__ = ["evaluate"]
@@ -40,10 +39,7 @@ def evaluate(
 
     model.eval()
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate)
-    meters = {
-        "gate_off": RobustMeter(cfg.threshold, fscore_mode),
-        "gate_on": RobustMeter(cfg.threshold, fscore_mode),
-    }
+    feed = MeterFeed(cfg.threshold, cfg.gate_threshold, fscore_mode, cfg.batch_size)
     sims: dict[str, list[np.ndarray]] = {"positive": [], "negative": []}
     for batch in tqdm(loader, desc="eval", disable=not progress, unit="batch"):
         out = model(batch["frame"].to(device), batch["log_mel"].to(device))
@@ -51,10 +47,11 @@ def evaluate(
         sounding = torch.sigmoid(out.sounding_logit).float().cpu().numpy()  # (B,)
         gt = batch["eval_mask"][:, 0].cpu().numpy() > 0.5  # (B, H, W) original object masks
         conditions = np.asarray(batch["condition"])
-        update_meters(meters, prob, sounding, gt, conditions, cfg.gate_threshold)
+        for i in range(len(conditions)):
+            feed.add(prob[i], sounding[i], gt[i], conditions[i], batch["name"][i])
         sim = out.similarity.float().cpu().numpy()
         sims["positive"].append(sim[conditions == "positive"])
         sims["negative"].append(sim[conditions != "positive"])
-    result: dict[str, Any] = {name: m.table() for name, m in meters.items()}
+    result: dict[str, Any] = {name: m.table() for name, m in feed.close().items()}
     result["similarity"] = {k: np.concatenate(v).tolist() if v else [] for k, v in sims.items()}
     return result
