@@ -28,7 +28,13 @@ def evaluate_checkpoint(path: str | Path, data: str, *, clips: int = 80, fscore_
     from streamavs.training.evaluate import evaluate
 
     check_spec(data)
-    model, _ = load_model(path)
+    model, extra = load_model(path)
+    if "temporal_config" in extra:  # load_model gives the segmenter only: the report would name the stage
+        raise InputError(
+            f"{path} holds a temporal stage, which runs on streams: --checkpoint would evaluate only its segmenter "
+            f"({extra.get('segmenter_checkpoint', 'the checkpoint it was trained on')}); evaluate that checkpoint, "
+            f"or export the stage (streamavs export {path} --out engines) and evaluate the engine with --engine"
+        )
     dataset = robust_test_set(data, clips, model.config.image_size)
     return evaluate(model, dataset, EvalSection(), progress=progress, fscore_mode=fscore_mode)
 

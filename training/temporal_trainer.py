@@ -63,6 +63,7 @@ from streamavs.model.resize import to_frame
 from streamavs.model.temporal import TemporalConfig, TemporalOutput, TemporalStage
 from streamavs.threads import limit_blas_threads
 from streamavs.training.config import TemporalSection, TrainConfig
+from streamavs.training.temporal_checks import check_recipe, check_run_folder, check_segmenter_size, stage_device
 
 
 def soft_iou_loss(prob: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -148,12 +149,13 @@ def temporal_loss(out: TemporalOutput, target: torch.Tensor, section: TemporalSe
 
 @torch.no_grad()
 def cache_features(segmenter, clips, batch_clips: int = 4, progress: bool = True,
-                   full_targets: bool = False) -> dict[str, torch.Tensor]:
+                   full_targets: bool = False, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Run the frozen segmenter over every clip once: the stage's inputs and 1/4-res targets.
 
     Returns {"fused": (N, L, C, h, w) float16, "frame_logits": (N, L, 1, h, w) float32 (the mask
     head on the full-precision map), "sounding_logit": (N, L), "target": (N, L, 1, h, w)}, and
-    with `full_targets` also "target_full": (N, L, 1, H, W) bool, the masks at the frame's size."""
+    with `full_targets` also "target_full": (N, L, 1, H, W) bool, the masks at the frame's size.
+    The segmenter runs on `device` (where it is); the cache is kept in CPU memory."""
     from tqdm import tqdm
 
     from streamavs.training.data import collate
@@ -163,11 +165,11 @@ def cache_features(segmenter, clips, batch_clips: int = 4, progress: bool = True
     for start in tqdm(range(0, len(clips), batch_clips), desc="caching features", disable=not progress, unit="batch"):
         batch = collate([clips[i] for i in range(start, min(start + batch_clips, len(clips)))])
         b, length = batch["frame"].shape[:2]
-        out = segmenter(batch["frame"].flatten(0, 1), batch["log_mel"].flatten(0, 1))
+        out = segmenter(batch["frame"].flatten(0, 1).to(device), batch["log_mel"].flatten(0, 1).to(device))
         h, w = out.fused.shape[-2:]
-        fused.append(out.fused.reshape(b, length, *out.fused.shape[1:]).half())  # (B, L, C, h, w)
-        logits.append(segmenter.mask_head(out.fused).reshape(b, length, 1, h, w))
-        sounding.append(out.sounding_logit.reshape(b, length))
+        fused.append(out.fused.reshape(b, length, *out.fused.shape[1:]).half().cpu())  # (B, L, C, h, w)
+        logits.append(segmenter.mask_head(out.fused).reshape(b, length, 1, h, w).cpu())
+        sounding.append(out.sounding_logit.reshape(b, length).cpu())
         small = F.interpolate(batch["mask"].flatten(0, 1), size=(h, w), mode="area")  # (B*L, 1, h, w)
         targets.append((small > 0.5).float().reshape(b, length, 1, h, w))
         if full_targets:
@@ -188,7 +190,10 @@ def keeps_frame_only_promise(metrics: dict[str, Any], identity: dict[str, Any]) 
 
 
 def _run_stage(stage: TemporalStage, cache: dict[str, torch.Tensor], idx) -> TemporalOutput:
-    return stage.forward_clip(cache["fused"][idx].float(), cache["frame_logits"][idx], cache["sounding_logit"][idx])
+    """The stage over cached clips `idx`, on the stage's device."""
+    device = stage.delta_head.weight.device
+    return stage.forward_clip(cache["fused"][idx].to(device).float(), cache["frame_logits"][idx].to(device),
+                              cache["sounding_logit"][idx].to(device))
 
 
 def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto", progress: bool = True) -> dict:
@@ -206,13 +211,18 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
         raise ConfigError("temporal training needs a [temporal] section and [model] init_checkpoint = the segmenter")
     if cfg.data.kind not in ("synthetic", "real"):
         raise ConfigError(f"temporal training runs on composed clips ([data] kind = 'synthetic' or 'real'), got {cfg.data.kind!r}")
-    limit_blas_threads(1)  # numpy matmuls in the audio front end: one thread beats contending with torch
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_recipe(cfg)
+    check_run_folder(out)
+    dev = stage_device(device)
+    limit_blas_threads(1)  # numpy matmuls in the audio front end: one thread beats contending with torch
     torch.manual_seed(cfg.seed)
     segmenter, seg_extra = load_model(cfg.model.init_checkpoint)
+    check_segmenter_size(cfg, segmenter.config.image_size)
+    out.mkdir(parents=True, exist_ok=True)
     for p in segmenter.parameters():
         p.requires_grad_(False)
+    segmenter.to(dev)
 
     scenes = dataclasses.replace(scene_config(cfg.data), seconds=section.clip_seconds)
     mix = NegativeMix(share=section.clip_negative_share)  # silence, off-screen and noise seconds
@@ -224,13 +234,15 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
     else:
         clips = lambda split, size, seed: SyntheticClips(split, size, scenes, mix=mix, seed=seed)  # noqa: E731
     full = section.resolution == "full"
-    train = cache_features(segmenter, clips("train", cfg.data.train_clips, cfg.seed), progress=progress, full_targets=full)
-    val = cache_features(segmenter, clips("val", cfg.data.val_clips, cfg.seed + 1), progress=progress, full_targets=full)
+    train = cache_features(segmenter, clips("train", cfg.data.train_clips, cfg.seed), progress=progress,
+                           full_targets=full, device=dev)
+    val = cache_features(segmenter, clips("val", cfg.data.val_clips, cfg.seed + 1), progress=progress,
+                         full_targets=full, device=dev)
     cache_s = time.perf_counter() - t0
 
     stage = TemporalStage(TemporalConfig(in_channels=segmenter.fused_channels, window=section.window,
                                          dim=section.dim, heads=section.heads, uncertainty=section.uncertainty,
-                                         gate=section.gate))
+                                         gate=section.gate)).to(dev)
     optimizer = torch.optim.AdamW(stage.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     n = train["fused"].shape[0]
     log = (out / "log.jsonl").open("a")
@@ -248,8 +260,8 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
         for start in bar:
             idx = order[start:start + cfg.optim.batch_size]
             result = _run_stage(stage, train, idx)
-            loss, parts = temporal_loss(result, train["target"][idx], section, kl_weight,
-                                        train["target_full"][idx] if full else None)
+            loss, parts = temporal_loss(result, train["target"][idx].to(dev), section, kl_weight,
+                                        train["target_full"][idx].to(dev) if full else None)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(stage.parameters(), cfg.optim.grad_clip)
@@ -265,7 +277,7 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
     log.write(json.dumps({"event": "best", "epoch": best[1], "val_score": best[0]}) + "\n")
     log.close()
     stage.load_state_dict(best[2])
-    model = StreamingSegmenter(segmenter, stage).eval()
+    model = StreamingSegmenter(segmenter, stage).cpu().eval()  # checkpoints hold CPU tensors
     save_streaming_checkpoint(out / "temporal.pt", model, {
         "train_config": cfg.to_dict(),
         "segmenter_checkpoint": str(cfg.model.init_checkpoint),
@@ -292,7 +304,7 @@ def _validate(stage: TemporalStage, val: dict[str, torch.Tensor], section: Tempo
         idx = slice(start, start + 8)
         target = val["target"][idx]
         target_full = val["target_full"][idx] if section.resolution == "full" else None  # cached when "full"
-        out = _run_stage(stage, val, idx)
+        out = TemporalOutput(*(None if x is None else x.cpu() for x in _run_stage(stage, val, idx)))
         losses.append(temporal_loss(out, target, section, 1.0, target_full)[0].item())
         if target_full is None:
             gt, prob = target[:, :, 0].numpy() > 0.5, out.mask_prob[:, :, 0].numpy()  # (B, L, h, w)

@@ -1,0 +1,102 @@
+"""A [temporal] recipe is checked before any work starts: keys it would not read, a run folder
+that already holds a stage, torchrun, frames of another size than the segmenter's, a device that
+is not there (training/temporal_checks.py). Each used to train anyway or fail late."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from streamavs.errors import ConfigError, InputError
+from streamavs.training.config import load_config
+from streamavs.training.temporal_checks import check_recipe, stage_device
+from streamavs.training.temporal_trainer import train_temporal
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPORAL = REPO / "training" / "configs" / "synthetic_temporal_full.toml"
+
+
+@pytest.fixture(scope="module")
+def segmenter(tmp_path_factory) -> Path:
+    """A 64 px segmenter checkpoint (one epoch on two clips)."""
+    from streamavs.training.trainer import train
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    run = tmp_path_factory.mktemp("seg")
+    cfg = load_config(REPO / "training" / "configs" / "synthetic_single_full.toml", {
+        "data.image_size": 64, "data.train_clips": 2, "data.val_clips": 4, "optim.batch_size": 2, "optim.epochs": 1,
+        "eval.batch_size": 10, "model.overrides": {"backbone_pretrained": False}})  # fmt: skip
+    train(cfg, run, progress=False)
+    torch.set_num_threads(before)
+    return run / "last.pt"
+
+
+def _recipe(segmenter: Path, **changes) -> object:
+    return load_config(TEMPORAL, {"model.init_checkpoint": str(segmenter), "data.image_size": 64,
+                                  "data.train_clips": 2, "data.val_clips": 2, "optim.epochs": 1,
+                                  "optim.batch_size": 2, "temporal.clip_seconds": 2, **changes})
+
+
+def test_the_shipped_temporal_recipes_hold_only_keys_the_stage_reads():
+    for path in sorted((REPO / "training" / "configs").glob("*temporal*.toml")):
+        check_recipe(load_config(path, {}))
+
+
+def test_keys_the_stage_does_not_read_are_refused_not_recorded():
+    cfg = load_config(TEMPORAL, {"optim.lr_schedule": "cosine", "loss.lambda_sim": 5.0, "data.negative_share": 0.9})
+    with pytest.raises(ConfigError) as err:
+        check_recipe(cfg)
+    message = str(err.value)
+    for said in ("[optim] lr_schedule = 'cosine'", "[loss] lambda_sim = 5.0", "[data] negative_share = 0.9",
+                 "[temporal] clip_negative_share", "remove them from the recipe"):
+        assert said in message
+
+
+def test_a_run_folder_holding_a_stage_and_torchrun_are_refused_before_any_work(segmenter, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "temporal.pt").write_bytes(b"an earlier stage")
+    with pytest.raises(ConfigError, match="already holds a temporal stage \\(temporal.pt\\); choose another --out"):
+        train_temporal(_recipe(segmenter), out, progress=False)
+    assert (out / "temporal.pt").read_bytes() == b"an earlier stage" and not (out / "log.jsonl").exists()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="trains in one process .* this is one of 2 \\(torchrun\\)"):
+        train_temporal(_recipe(segmenter), tmp_path / "other", progress=False)
+    assert not (tmp_path / "other").exists()
+
+
+def test_frames_of_another_size_than_the_segmenters_are_refused(segmenter, tmp_path):
+    with pytest.raises(ConfigError, match="image_size 96 differs from the segmenter's 64 .* set image_size = 64"):
+        train_temporal(_recipe(segmenter, **{"data.image_size": 96}), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def stage(segmenter, tmp_path_factory) -> Path:
+    """A stage trained on the CPU on top of `segmenter`."""
+    run = tmp_path_factory.mktemp("stage")
+    train_temporal(_recipe(segmenter), run, device="cpu", progress=False)
+    return run / "temporal.pt"
+
+
+def test_the_device_is_checked_and_used(stage):
+    with pytest.raises(InputError, match="--device must be auto, cpu, cuda or cuda:N, got 'banana'"):
+        stage_device("banana")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA device is available here; use --device cpu"):
+            stage_device("cuda")
+    assert stage_device("cpu") == torch.device("cpu")
+    saved = torch.load(stage, weights_only=False)
+    assert all(t.device.type == "cpu" for t in saved["temporal_state_dict"].values())
+
+
+def test_eval_of_a_stage_checkpoint_says_it_would_run_the_segmenter_alone(stage, segmenter):
+    """It evaluated the segmenter frame by frame and reported the stage's file (the same numbers as best.pt)."""
+    from streamavs.training.evaluate_checkpoint import evaluate_checkpoint
+
+    with pytest.raises(InputError, match="holds a temporal stage, which runs on streams") as err:
+        evaluate_checkpoint(stage, "synthetic-single", clips=1, progress=False)
+    assert f"only its segmenter ({segmenter})" in str(err.value) and "with --engine" in str(err.value)
