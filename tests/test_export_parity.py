@@ -131,6 +131,28 @@ def test_check_parity_catches_a_broken_engine(lite64, tmp_path):
     assert diffs["mask_prob"] > 1e-2 and diffs["cache"] > 1e-2
 
 
+def test_export_checks_eval_first_and_names_run_checkpoints_after_their_run(lite64, tmp_path, capsys):
+    """A typo in --eval was reported (as --data) only after the export had written the engine; every
+    temporal run's checkpoint is temporal.pt, so two runs exported into one folder replaced each other."""
+    import shutil
+
+    from streamavs.cli import main
+    from streamavs.training.export import default_engine_name
+
+    ckpt, _ = lite64
+    out = tmp_path / "engines"
+    assert main(["export", str(ckpt), "--out", str(out), "--n-check", "2", "--threads", "1",
+                 "--eval", "synthtic-single"]) == 2
+    assert "unknown --eval 'synthtic-single'; expected one of" in capsys.readouterr().err
+    assert not out.exists() or not list(out.iterdir())
+    run = tmp_path / "runs" / "my_stage"
+    run.mkdir(parents=True)
+    shutil.copy(ckpt, run / "temporal.pt")
+    assert default_engine_name(run / "temporal.pt") == "my_stage" and default_engine_name(ckpt) == "lite64"
+    assert main(["export", str(run / "temporal.pt"), "--out", str(out), "--n-check", "2", "--threads", "1"]) == 0
+    assert (out / "my_stage.json").is_file() and (out / "my_stage.onnx").is_file()
+
+
 def test_cli_export_rejects_fp16_for_onnx(lite64, tmp_path, capsys):
     from streamavs.cli import main
 

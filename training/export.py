@@ -153,6 +153,16 @@ def strip_source_metadata(proto) -> None:
     del proto.graph.metadata_props[:]
 
 
+_RUN_FILE_STEMS = ("best", "last", "temporal")  # what `streamavs train` names every run's checkpoints
+
+
+def default_engine_name(checkpoint: Path) -> str:
+    """The checkpoint's file stem, or its run folder's name for the file names every run shares
+    (runs/real_temporal_full/temporal.pt -> real_temporal_full): two runs exported into one folder
+    do not replace each other's engine."""
+    return checkpoint.parent.name if checkpoint.stem in _RUN_FILE_STEMS and checkpoint.parent.name else checkpoint.stem
+
+
 def _check_name(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name or ""):
         raise InputError(
@@ -228,7 +238,7 @@ def export_engine(
         check_threshold_value(mask_threshold, "the mask threshold (--mask-threshold)"),
         hysteresis=0.0 if hysteresis is None else check_band(hysteresis, "the hysteresis band (--hysteresis)"))
     checkpoint = Path(checkpoint)
-    name = _check_name(name or checkpoint.stem)
+    name = _check_name(name or default_engine_name(checkpoint))
     require("torch", "train", "engine export")
     import torch
 

@@ -163,7 +163,7 @@ def export_int8_engine(
         fp32_path, origin = _fp32_source(source, tmp, n_check, threads)
         fp32 = read_manifest(fp32_path)
         name = _check_name(name or f"{fp32.name.removesuffix('-fp32')}-int8")
-        eval_data = check_spec(gate.eval_data or default_eval_data(fp32))  # before the minutes of work
+        eval_data = check_spec(gate.eval_data or default_eval_data(fp32), "--eval")  # before the minutes of work
         say(f"calibrating on {config.calibration_clips} {config.calibration} clips with {fp32.name} (FP32)")
         feeds, calibration = calibration_inputs(fp32_path, config)
         model_tmp = tmp / f"{name}.onnx"

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
             help="A .pt checkpoint written by training; with --int8 also an FP32 ONNX engine (.json/.onnx or a name).")],
         backend: Annotated[ExportBackend, typer.Option(help="Engine kind: onnx (ONNX Runtime) or tensorrt (GPU).")] = ExportBackend.onnx,
         fp16: Annotated[bool, typer.Option("--fp16", help="Half precision (tensorrt only).")] = False,
-        name: Annotated[Optional[str], typer.Option(help="Engine name (default: the checkpoint's file stem; with --int8 <fp32 engine name>-int8).")] = None,
+        name: Annotated[Optional[str], typer.Option(help="Engine name (default: the checkpoint's file stem, or its run folder's name for best.pt, last.pt and temporal.pt; with --int8 <fp32 engine name>-int8).")] = None,
         out: Annotated[Path, typer.Option(help="Folder to write <name>.<ext> and <name>.json into.")] = Path("engines"),
         tolerance: Annotated[
             Optional[float], typer.Option(help="Max abs diff vs PyTorch (default 1e-3 fp32, 2e-2 fp16); with --int8 the "
@@ -80,6 +80,10 @@ def register(app: typer.Typer) -> None:
                              f"was made from; to quantize this FP32 engine to INT8 add --int8 (streamavs export "
                              f"{checkpoint} --int8)")
         output_dir(out, "--out", example="engines")
+        if eval_data:
+            from streamavs.datasets.specs import check_spec
+
+            check_spec(eval_data, "--eval")  # before the export, not after it
         require("torch", "train", "streamavs export")
         from streamavs.training.export import export_engine
 

@@ -32,11 +32,12 @@ def _avsbench(spec: str) -> tuple[str, str] | None:
     return None
 
 
-def check_spec(spec: str) -> str:
-    """`spec` if it names a test set (before any work), else a one-line InputError listing them."""
+def check_spec(spec: str, option: str = "--data") -> str:
+    """`spec` if it names a test set (before any work), else a one-line InputError listing them
+    (`option`: the command-line option that gave it)."""
     if spec in SYNTHETIC_SPECS or spec in REAL_SPECS or _avsbench(spec):
         return spec
-    raise InputError(f"unknown --data {spec!r}; expected one of {' | '.join(DATA_SPECS)}")
+    raise InputError(f"unknown {option} {spec!r}; expected one of {' | '.join(DATA_SPECS)}")
 
 
 def robust_test_set(spec: str, clips: int, image_size: int, seed: int = 0):
