@@ -36,7 +36,7 @@ def segmenter(tmp_path_factory) -> Path:
 
 def _recipe(segmenter: Path, **changes) -> object:
     return load_config(TEMPORAL, {"model.init_checkpoint": str(segmenter), "data.image_size": 64,
-                                  "data.train_clips": 2, "data.val_clips": 2, "optim.epochs": 1,
+                                  "data.train_clips": 3, "data.val_clips": 2, "optim.epochs": 1,
                                   "optim.batch_size": 2, "temporal.clip_seconds": 2, **changes})
 
 
@@ -99,4 +99,22 @@ def test_eval_of_a_stage_checkpoint_says_it_would_run_the_segmenter_alone(stage,
 
     with pytest.raises(InputError, match="holds a temporal stage, which runs on streams") as err:
         evaluate_checkpoint(stage, "synthetic-single", clips=1, progress=False)
-    assert f"only its segmenter ({segmenter})" in str(err.value) and "with --engine" in str(err.value)
+    assert f"only its segmenter ({segmenter.parent.name}/last.pt)" in str(err.value) and "with --engine" in str(err.value)
+
+
+def test_a_stage_engine_records_what_each_part_learned_from(stage, tmp_path):
+    """The manifest's training.data is the segmenter's (its negatives), the stage's clips and [temporal]
+    are under training.temporal_stage, and no absolute path of the training machine is recorded."""
+    import json
+
+    from streamavs.training.export import export_engine
+
+    result = export_engine(stage, "onnx", tmp_path, name="stage", n_check=2, threads=1)
+    training = json.loads(result.manifest_path.read_text())["training"]
+    assert training["data"]["negative_share"] == 0.1 and training["data"]["train_clips"] == 2  # the segmenter's recipe
+    assert training["temporal_stage"]["data"] == {"kind": "synthetic", "setting": "single", "image_size": 64,
+                                                  "train_clips": 3, "val_clips": 2, "state_change_prob": 0.5,
+                                                  "distractor_share": 0.5}
+    assert training["temporal_stage"]["temporal"]["clip_negative_share"] == 0.25
+    assert training["temporal_stage"]["segmenter_checkpoint"].endswith("/last.pt")
+    assert str(tmp_path.parents[1]) not in result.manifest_path.read_text()

@@ -17,6 +17,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+from streamavs.engine.describe import STAGE_DATA_KEYS
 from streamavs.errors import ConfigError, InputError
 from streamavs.training.config import TrainConfig
 
@@ -26,8 +27,7 @@ STAGE_FILE = "temporal.pt"
 # The keys a temporal run reads besides its [temporal] section, per recipe section.
 READS: dict[str, tuple[str, ...]] = {
     "model": ("init_checkpoint",),
-    "data": ("kind", "media", "setting", "image_size", "train_clips", "val_clips", "state_change_prob",
-             "distractor_share"),
+    "data": ("media", *STAGE_DATA_KEYS),
     "optim": ("lr", "weight_decay", "batch_size", "epochs", "grad_clip"),
     "loss": (),
     "eval": (),

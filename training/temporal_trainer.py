@@ -280,13 +280,21 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
     model = StreamingSegmenter(segmenter, stage).cpu().eval()  # checkpoints hold CPU tensors
     save_streaming_checkpoint(out / "temporal.pt", model, {
         "train_config": cfg.to_dict(),
-        "segmenter_checkpoint": str(cfg.model.init_checkpoint),
-        "segmenter_provenance": seg_extra.get("provenance", "trained by this project's recipe (train_config)"),
+        "segmenter_checkpoint": _recorded_path(cfg.model.init_checkpoint),
+        "segmenter_train_config": seg_extra.get("train_config"),  # the data the segmenter learned from
+        "segmenter_provenance": seg_extra.get("provenance", "trained by this project's recipe (segmenter_train_config)"),
         "metrics": seg_extra.get("metrics", {}),
         "temporal_history": history,
         "temporal_best_epoch": best[1],
     })
     return {}
+
+
+def _recorded_path(path: str | Path) -> str:
+    """How a checkpoint names the segmenter it was trained on: as given when relative (runs/x/best.pt);
+    an absolute path keeps only its run folder and file, so no machine's layout lands in an engine."""
+    path = Path(path)
+    return path.as_posix() if not path.is_absolute() else f"{path.parent.name}/{path.name}"
 
 
 @torch.no_grad()

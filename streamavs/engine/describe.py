@@ -17,7 +17,10 @@ from streamavs.engine.manifest import AudioSpec, FrameSpec, Manifest, TemporalSp
 from streamavs.engine.thresholds import Thresholds
 from streamavs.files import jsonable
 
-__all__ = ["streaming_manifest", "library_versions"]
+__all__ = ["streaming_manifest", "library_versions", "STAGE_DATA_KEYS"]
+
+# The [data] keys a temporal stage's training reads (besides the media folder), recorded in its manifest.
+STAGE_DATA_KEYS = ("kind", "setting", "image_size", "train_clips", "val_clips", "state_change_prob", "distractor_share")
 
 
 def library_versions(**extra: Any) -> dict[str, Any]:
@@ -70,18 +73,23 @@ def streaming_manifest(
     )
     temporal = None if model.temporal is None else TemporalSpec(model.temporal.config.window, cache)
     train_cfg = extra.get("train_config") if isinstance(extra.get("train_config"), dict) else {}
+    segmenter_cfg = extra.get("segmenter_train_config")  # a temporal stage: the data its segmenter learned from
+    data_cfg = segmenter_cfg if isinstance(segmenter_cfg, dict) else train_cfg
     training = {
-        "data": jsonable(train_cfg.get("data", "not recorded in the checkpoint")),
+        "data": jsonable(data_cfg.get("data", "not recorded in the checkpoint")),
         "metrics": jsonable(extra.get("metrics", {})),
         "run": jsonable({k: v for k, v in (extra.get("run_state") or {}).items() if k in ("epoch", "global_step", "best_gmiou")}),
     }
     if "provenance" in extra:  # weights not trained by a recipe here (e.g. recovered by scripts/recover_segmenter.py)
         training["provenance"] = jsonable(extra["provenance"])
     if "segmenter_checkpoint" in extra:  # a temporal stage trained on a frozen segmenter (training/temporal_trainer.py)
+        stage_data = {k: v for k, v in train_cfg.get("data", {}).items() if k in STAGE_DATA_KEYS}
         training["temporal_stage"] = jsonable({
             "segmenter_checkpoint": extra["segmenter_checkpoint"],
             "segmenter_provenance": extra.get("segmenter_provenance"),
             "best_epoch": extra.get("temporal_best_epoch"),
+            "data": stage_data,  # the clips the stage trained on; its negatives: temporal.clip_negative_share
+            "temporal": train_cfg.get("temporal"),
         })
     model_record = {"name": cfg.name, "config": cfg.to_dict()}
     if temporal is not None:
