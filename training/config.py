@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 import types
 import typing
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from streamavs.engine.manifest import Thresholds
-from streamavs.errors import ConfigError
+from streamavs.errors import ConfigError, InputError
 from streamavs.evaluation import BATCH_SIZE
 
 
@@ -89,16 +90,16 @@ def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
     return isinstance(value, hint), value
 
 
-def _toml(value: Any) -> str:
-    """A TOML literal for the advice (`lr = 0.0003`)."""
+def toml_literal(value: Any) -> str:
+    """A TOML literal for the advice (`lr = 0.0003`, `--set optim.lr=0.0003`)."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{}" if not value else "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+        return "{}" if not value else "{ " + ", ".join(f"{k} = {toml_literal(v)}" for k, v in value.items()) + " }"
     return repr(value)
 
 
@@ -121,21 +122,32 @@ def check_value(cls: type, section: str, key: str, value: Any, *, from_set: bool
     problem = f"[{section}] {key}" if section else key
     problem = f"{problem} must be {_expected(hint)}, got {_arrived(value)}"
     if from_set:
-        example = f"e.g. --set {dotted}={_toml(default)}" if default is not None else f"e.g. --set {dotted}=..."
+        example = f"e.g. --set {dotted}={toml_literal(default)}" if default is not None else f"e.g. --set {dotted}=..."
         raise ConfigError(f"--set {dotted}: {problem}; values are TOML literals, {example}")
-    example = f", e.g. {key} = {_toml(default)}" if default is not None else ""
+    example = f", e.g. {key} = {toml_literal(default)}" if default is not None else ""
     raise ConfigError(f"{problem}; fix the value{example}")
+
+
+def _check(section_obj: Any, section: str, key: str, ok: bool, expected: str) -> None:
+    """Raise the recipe's range error for `key` unless `ok`: what was expected, what arrived, the default."""
+    if not ok:
+        default = {f.name: f.default for f in dataclasses.fields(section_obj)}[key]
+        raise ConfigError(
+            f"[{section}] {key} must be {expected}, got {getattr(section_obj, key)}; "
+            f"fix the value, e.g. {key} = {toml_literal(default)}"
+        )
 
 
 def _positive(section_obj: Any, section: str, *keys: str) -> None:
     """Fields of a section that must be > 0 (zero epochs or a negative rate trains nothing, or diverges)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(section_obj)}
     for key in keys:
-        value = getattr(section_obj, key)
-        if not value > 0:
-            raise ConfigError(
-                f"[{section}] {key} must be > 0, got {value}; fix the value, e.g. {key} = {_toml(defaults[key])}"
-            )
+        _check(section_obj, section, key, getattr(section_obj, key) > 0, "> 0")
+
+
+def _non_negative(section_obj: Any, section: str, *keys: str) -> None:
+    """Fields of a section that must be >= 0 (a negative weight decay grows the weights)."""
+    for key in keys:
+        _check(section_obj, section, key, getattr(section_obj, key) >= 0, ">= 0")
 
 
 @dataclass(frozen=True)
@@ -161,7 +173,8 @@ class DataSection:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
-        _positive(self, "data", "image_size")
+        _positive(self, "data", "image_size", "train_clips", "val_clips")
+        _non_negative(self, "data", "num_workers")
         kinds = ("synthetic", "real", "avsbench_s4", "avsbench_ms3")
         if self.kind not in kinds:
             raise ConfigError(f"[data] kind must be one of {kinds}, got {self.kind!r}")
@@ -193,7 +206,8 @@ class OptimSection:
     warmup_steps: int = 0  # linear warm-up from 0 (either schedule)
 
     def __post_init__(self) -> None:
-        _positive(self, "optim", "lr", "batch_size", "epochs")
+        _positive(self, "optim", "lr", "batch_size", "epochs", "grad_clip")  # grad_clip = inf: no clipping
+        _non_negative(self, "optim", "weight_decay")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ConfigError(f"[optim] lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if not 0.0 <= self.lr_final_scale <= 1.0 or self.warmup_steps < 0:
@@ -232,6 +246,9 @@ class EvalSection:
 
     def __post_init__(self) -> None:
         _positive(self, "eval", "batch_size", "every_epochs")
+        # a mask threshold of 0 or 1 keeps every pixel or none; the gate's ends mean "never gate" and "gate all"
+        _check(self, "eval", "threshold", 0.0 < self.threshold < 1.0, "in (0, 1)")
+        _check(self, "eval", "gate_threshold", 0.0 <= self.gate_threshold <= 1.0, "in [0, 1]")
 
 
 TEMPORAL_KEEP_RULES = ("best_score", "no_worse")
@@ -335,8 +352,18 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
     try:
         return TrainConfig.from_dict(data)
     except ConfigError as exc:
-        given = " with " + " ".join(f"--set {k}={_toml(v)}" for k, v in overrides.items()) if overrides else ""
+        given = " with " + " ".join(f"--set {k}={toml_literal(v)}" for k, v in overrides.items()) if overrides else ""
         raise ConfigError(f"{path}{given}: {exc}") from exc
+
+
+DEVICES = "auto, cpu, cuda or cuda:N"  # the devices a run trains on (N: a GPU index)
+
+
+def check_device(device: str) -> str:
+    """`device` when it is one of DEVICES, else InputError; checked without torch (the CLI does it first)."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise InputError(f"--device must be {DEVICES}, got {device!r}; e.g. --device cpu")
+    return device
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

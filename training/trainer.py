@@ -2,7 +2,8 @@
 
 Files in the run folder:
 - ``last.pt``: written at the end of every epoch and when a run stops early (``max_steps``); holds
-  the model, the optimizer, the epoch and the step inside it, so ``--resume`` continues exactly.
+  the model, the optimizer (and the AMP loss scale), the epoch and the step inside it, so ``--resume``
+  continues exactly; it refuses a recipe that differs from the saved one (see RESUMABLE_KEYS).
 - ``best.pt``: the checkpoint with the highest G-mIoU (similarity gate off) so far.
 - ``log.jsonl``: one JSON object per line: the config, step losses, epoch evaluations.
 """
@@ -14,7 +15,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -22,8 +23,23 @@ from torch.utils.data import DataLoader
 from streamavs.errors import ConfigError
 from streamavs.model.checkpoint import save_checkpoint
 from streamavs.threads import limit_blas_threads
-from streamavs.training.config import TrainConfig, lr_factor
+from streamavs.training.config import SECTIONS, TrainConfig, lr_factor, toml_literal
 from streamavs.training.distributed import World, close_world, init_world
+
+if TYPE_CHECKING:
+    from streamavs.model.config import ModelConfig
+
+# What a resumed run may change in its recipe: how long it trains (optim.epochs; a cosine schedule then
+# stretches from the saved step on), how it is evaluated ([eval], and data.val_clips, which builds only the
+# validation set), how its samples are loaded (data.num_workers: the same samples in the same order) and its
+# name (only the default --out). Any other key changes the model, the optimizer's parameter groups, the loss
+# or the batches that the saved step counts: resuming under it would mix two runs.
+RESUMABLE_KEYS = ("optim.epochs", "data.val_clips", "data.num_workers", "name")
+RESUMABLE_SECTIONS = ("eval",)
+# ModelConfig fields that only say where a new model's first weights come from; model.init_checkpoint
+# replaces them all, so a recipe may give them whatever the checkpoint says.
+WEIGHT_SOURCES = ("backbone_pretrained", "backbone_checkpoint", "audio_checkpoint")
+_ABSENT = "(absent)"
 
 
 @dataclass
@@ -52,8 +68,29 @@ def build_model(cfg: TrainConfig):
 
     if cfg.model.init_checkpoint:
         model, _ = load_model(cfg.model.init_checkpoint)
+        _check_init_checkpoint(cfg, model.config)
         return model
     return create_model(cfg.model.name, image_size=cfg.data.image_size, **cfg.model.overrides)
+
+
+def _check_init_checkpoint(cfg: TrainConfig, saved: ModelConfig) -> None:
+    """ConfigError unless the recipe describes the model of [model] init_checkpoint (`saved`, its
+    ModelConfig): the weights train as they are, at the checkpoint's image size, so a recipe value that
+    differs would be ignored while recorded as used, and the run would train on other-size frames."""
+    from streamavs.model.registry import model_config
+
+    wanted = model_config(cfg.model.name, image_size=cfg.data.image_size, **cfg.model.overrides)
+    label = {"name": "model.name", "image_size": "data.image_size"}
+    keys = ["name", "image_size", *(k for k in cfg.model.overrides if k not in WEIGHT_SOURCES)]
+    diffs = [f"{label.get(k, f'model.overrides.{k}')} = {toml_literal(getattr(wanted, k))} here, "
+             f"{toml_literal(getattr(saved, k))} in the checkpoint"
+             for k in keys if getattr(wanted, k) != getattr(saved, k)]
+    if diffs:
+        raise ConfigError(
+            f"[model] init_checkpoint {cfg.model.init_checkpoint} holds another model than the recipe describes: "
+            f"{'; '.join(diffs)}; set {'it' if len(diffs) == 1 else 'them'} to the checkpoint's value in the recipe, "
+            "or drop init_checkpoint to train a new model"
+        )
 
 
 def freeze_visual(model: torch.nn.Module) -> None:
@@ -64,6 +101,22 @@ def freeze_visual(model: torch.nn.Module) -> None:
     for p in model.visual.parameters():
         p.requires_grad_(False)
     model.visual.eval()
+
+
+def freeze_unused(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Freeze the parts no loss reaches: the similarity head when lambda_sim = 0 (and the audio encoder
+    too when the model has no fusion).
+
+    DDP expects a gradient for every trainable parameter and fails on the next step otherwise.
+    Freezing keeps DDP's cheap static reduction, where find_unused_parameters would walk the autograd
+    graph on every step, and leaves the weights exactly as before: AdamW skips parameters without a
+    gradient. Call it after make_optimizer: the parameters stay in its groups, so the optimizer state
+    keeps the layout of earlier runs and of their checkpoints."""
+    if cfg.loss.lambda_sim > 0:
+        return
+    unused = [model.similarity_head] + ([model.audio] if model.config.fusion == "none" else [])
+    for module in unused:
+        module.requires_grad_(False)
 
 
 def _param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
@@ -98,16 +151,35 @@ def train(
 
     max_steps: stop this invocation after that many optimizer steps (saving last.pt), e.g. to
     split a long run over sessions; --resume continues from the saved step.
+    device: "auto" | "cpu" | "cuda" | "cuda:N" (under torchrun "cuda" is each process's own GPU).
     """
+    if max_steps is not None and max_steps < 1:
+        raise ConfigError(f"max_steps must be >= 1 optimizer step, got {max_steps}; "
+                          "pass None to train the whole recipe")
+    limit_blas_threads(1)  # numpy matmuls in the audio front end: one thread beats contending with torch
+    world = init_world(device)
+    try:  # every process leaves the process group, also when it refuses the run
+        return _run(cfg, Path(out_dir), world, resume=resume, max_steps=max_steps, progress=progress)
+    finally:
+        close_world(world)
+
+
+def _run(cfg: TrainConfig, out: Path, world: World, *, resume: bool, max_steps: int | None,
+         progress: bool) -> dict[str, Any]:  # fmt: skip
+    """The run of train(), on every process of `world`."""
     from tqdm import tqdm
 
     from streamavs.training.data import build_datasets, build_sampler, collate
     from streamavs.training.evaluate import evaluate
     from streamavs.training.losses import LossConfig, total_loss
 
-    limit_blas_threads(1)  # numpy matmuls in the audio front end: one thread beats contending with torch
-    world = init_world(device)
-    out = Path(out_dir)
+    if world.from_main(not resume and (out / "last.pt").exists()):  # every process refuses, not rank 0 alone
+        raise ConfigError(
+            f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out"
+        )
+    train_set, eval_set = build_datasets(cfg)
+    sampler = build_sampler(train_set, world.size, world.rank, cfg.seed)
+    _check_one_batch(len(sampler), len(train_set), world, cfg)
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
     world.barrier()
@@ -119,14 +191,11 @@ def train(
     if frozen:
         freeze_visual(model)
     optimizer = make_optimizer(model, cfg)
+    freeze_unused(model, cfg)  # after the optimizer (see freeze_unused)
     base_lrs = [group["lr"] for group in optimizer.param_groups]  # what the schedule scales
-    state = RunState()
-    if resume:
-        state = _restore(out / "last.pt", model, optimizer, world)
-    elif world.is_main and (out / "last.pt").exists():
-        raise ConfigError(
-            f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out"
-        )
+    use_amp = cfg.optim.amp and world.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    state = _restore(out / "last.pt", cfg, model, optimizer, scaler) if resume else RunState()
     log.write("start", config=cfg.to_dict(), world_size=world.size, resume=resume, state=vars(state))
 
     net = model
@@ -135,8 +204,6 @@ def train(
             model, device_ids=[world.local_rank] if world.device.type == "cuda" else None
         )
 
-    train_set, eval_set = build_datasets(cfg)
-    sampler = build_sampler(train_set, world.size, world.rank, cfg.seed)
     loader = DataLoader(
         train_set,
         batch_size=cfg.optim.batch_size,
@@ -146,8 +213,6 @@ def train(
         drop_last=True,
     )
     loss_cfg = LossConfig(lambda_sim=cfg.loss.lambda_sim, dice_weight=cfg.loss.dice_weight)
-    use_amp = cfg.optim.amp and world.device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     steps_this_run = 0
     total_steps = cfg.optim.epochs * len(loader)
@@ -192,9 +257,8 @@ def train(
                           **{k: float(v) for k, v in parts.items()}, samples_per_s=rate)
             if max_steps is not None and steps_this_run >= max_steps:
                 bar.close()
-                _save(out / "last.pt", model, optimizer, state, cfg, world)
+                _save(out / "last.pt", model, optimizer, scaler, state, cfg, world)
                 log.write("stopped", step=state.global_step, reason="max_steps")
-                close_world(world)
                 return table
         bar.close()
         state.epoch, state.step_in_epoch = epoch + 1, 0
@@ -206,35 +270,95 @@ def train(
                 log.write("eval", epoch=epoch + 1, step=state.global_step, table=table)
                 if not math.isnan(gmiou) and gmiou > state.best_gmiou:
                     state.best_gmiou = gmiou
-                    _save(out / "best.pt", model, optimizer, state, cfg, world, table)
+                    _save(out / "best.pt", model, optimizer, scaler, state, cfg, world, table)
             world.barrier()
-        _save(out / "last.pt", model, optimizer, state, cfg, world, table)
+        _save(out / "last.pt", model, optimizer, scaler, state, cfg, world, table)
     log.write("done", step=state.global_step, best_gmiou=state.best_gmiou)
-    close_world(world)
     return table
 
 
-def _save(path, model, optimizer, state, cfg, world: World, table=None) -> None:
+def _check_one_batch(per_process: int, total: int, world: World, cfg: TrainConfig) -> None:
+    """ConfigError when a process has fewer samples than one batch: with drop_last no step would run,
+    and the run would still write an untrained best.pt."""
+    if per_process < cfg.optim.batch_size:
+        raise ConfigError(
+            f"{per_process} training samples per process ({total} samples / {world.size} process"
+            f"{'es' if world.size > 1 else ''}) < optim.batch_size {cfg.optim.batch_size}: no full batch, so no "
+            "step would run; lower optim.batch_size or raise data.train_clips"
+        )
+
+
+def _save(path, model, optimizer, scaler, state, cfg, world: World, table=None) -> None:
     if not world.is_main:
         return
-    save_checkpoint(
-        path,
-        model,
-        {
-            "optimizer": optimizer.state_dict(),
-            "run_state": vars(state).copy(),
-            "train_config": cfg.to_dict(),
-            "metrics": table or {},
-        },
-    )
+    extra = {
+        "optimizer": optimizer.state_dict(),
+        "run_state": vars(state).copy(),
+        "train_config": cfg.to_dict(),
+        "metrics": table or {},
+    }
+    if scaler.is_enabled():  # AMP: the loss scale it has learned (checkpoints without it start a new one)
+        extra["scaler"] = scaler.state_dict()
+    save_checkpoint(path, model, extra)
 
 
-def _restore(path: Path, model, optimizer, world: World) -> RunState:
+def _restore(path: Path, cfg: TrainConfig, model, optimizer, scaler) -> RunState:
+    """Load last.pt into the model, optimizer and AMP scaler; ConfigError if it was written under another recipe."""
     if not path.is_file():
         raise ConfigError(f"--resume: no checkpoint at {path}; start without --resume")
     from streamavs.model.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path)  # weights_only; tensors land on the CPU and load_state_dict moves them
-    model.load_state_dict(ckpt["state_dict"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    return RunState(**ckpt["run_state"])
+    missing = [key for key in ("train_config", "optimizer", "run_state") if key not in ckpt]
+    if missing:
+        raise ConfigError(f"--resume: {path} has no {missing}: it is not the last.pt of a `streamavs train` run; "
+                          "start a new run with another --out")
+    changes = recipe_changes(ckpt["train_config"], cfg)
+    if changes:
+        allowed = ", ".join([*RESUMABLE_KEYS, *(f"[{s}]" for s in RESUMABLE_SECTIONS)])
+        raise ConfigError(
+            f"--resume: the recipe differs from the one {path} was trained with ({'; '.join(changes)}); only "
+            f"{allowed} may change: resume with the saved recipe, or start a new run with another --out"
+        )
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scaler.is_enabled() and "scaler" in ckpt:
+            scaler.load_state_dict(ckpt["scaler"])
+        state = RunState(**ckpt["run_state"])
+    except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ConfigError(f"--resume: {path} does not fit the model and optimizer this recipe builds ({reason}); "
+                          "start a new run with another --out") from exc
+    if state.epoch > cfg.optim.epochs:
+        raise ConfigError(f"--resume: {path} has finished {state.epoch} epochs, more than optim.epochs = "
+                          f"{cfg.optim.epochs}; raise optim.epochs to train on")
+    return state
+
+
+def recipe_changes(saved: dict[str, Any], current: TrainConfig) -> list[str]:
+    """`key: old -> new` for each recipe value of `current` that differs from the `saved` recipe
+    (TrainConfig.to_dict() of a checkpoint), leaving out the ones a resumed run may change."""
+    try:
+        saved = TrainConfig.from_dict(saved).to_dict()  # keys added since take their defaults
+    except ConfigError:
+        pass  # written by another version: compared as it is, a key this version lacks shows as a change
+    old, new = _flat(saved), _flat(current.to_dict())
+    keys = [k for k in sorted(old.keys() | new.keys()) if k not in RESUMABLE_KEYS
+            and k.split(".")[0] not in RESUMABLE_SECTIONS]
+    return [f"{k}: {_show(old, k)} -> {_show(new, k)}" for k in keys if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
+
+
+def _show(recipe: dict[str, Any], key: str) -> str:
+    return toml_literal(recipe[key]) if key in recipe else _ABSENT
+
+
+def _flat(recipe: dict[str, Any]) -> dict[str, Any]:
+    """{"optim.lr": 0.001, ..., "seed": 0}: one dotted key per recipe value."""
+    out: dict[str, Any] = {}
+    for key, value in recipe.items():
+        if key in SECTIONS and isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out

@@ -47,14 +47,20 @@ def register(app: typer.Typer) -> None:
         config: Annotated[Path, typer.Option("--config", "-c", help="Recipe file (TOML), see training/configs/.")],
         out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<recipe name>).")] = None,
         resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.pt.")] = False,
-        max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps (saves last.pt).")] = None,
-        device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+        max_steps: Annotated[Optional[int], typer.Option(
+            help="Stop after this many steps, >= 1 (saves last.pt).")] = None,  # fmt: skip
+        device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (under torchrun, cuda: each "
+                                                 "process's own GPU).")] = "auto",
         set_: SetOption = None,
     ) -> None:
         """Train a segmenter (or, with a \\[temporal] section, its temporal stage). Works under torchrun."""
-        from streamavs.training.config import load_config, parse_set
+        from streamavs.training.config import check_device, load_config, parse_set
 
         output_dir(out, "--out", example="runs/my-run")
+        check_device(device)
+        if max_steps is not None and max_steps < 1:
+            raise InputError(f"--max-steps must be >= 1 (optimizer steps this invocation), got {max_steps}; "
+                             "drop --max-steps to train the whole recipe")
         cfg = load_config(config, parse_set(set_ or []))  # checked before torch is imported: fails in a second
         if cfg.temporal is not None and (resume or max_steps is not None):
             given = " and ".join(flag for flag, on in (("--resume", resume), ("--max-steps", max_steps is not None)) if on)
