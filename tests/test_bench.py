@@ -224,9 +224,14 @@ def test_accuracy_table_plots_and_report(tmp_path):
 
 
 def test_accuracy_on_tiny_checkpoint(tiny_checkpoint, tmp_path):
+    """A segmenter checkpoint in torch (a stage's checkpoint is refused: it would be its segmenter alone)."""
     from streamavs.bench.accuracy import CONDITIONS, main_command
+    from streamavs.model.checkpoint import load_model
+    from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
 
-    report = main_command(tiny_checkpoint, "synthetic-single", 4, json_out=tmp_path / "a.json", plots=tmp_path / "p")
+    segmenter = tmp_path / "segmenter.pt"
+    save_streaming_checkpoint(segmenter, StreamingSegmenter(load_model(tiny_checkpoint)[0], None).eval(), {})
+    report = main_command(segmenter, "synthetic-single", 4, json_out=tmp_path / "a.json", plots=tmp_path / "p")
     for gate in ("gate_off", "gate_on"):
         assert all(report[gate][c]["n"] > 0 for c in CONDITIONS)
     assert (tmp_path / "p" / "conditions.png").read_bytes()[:8] == PNG

@@ -11,7 +11,8 @@ import torch
 
 from streamavs.errors import ConfigError, InputError
 from streamavs.training.config import load_config
-from streamavs.training.temporal_checks import check_recipe, stage_device
+from streamavs.training.distributed import resolve_device
+from streamavs.training.temporal_checks import check_recipe
 from streamavs.training.temporal_trainer import train_temporal
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,11 +85,11 @@ def stage(segmenter, tmp_path_factory) -> Path:
 
 def test_the_device_is_checked_and_used(stage):
     with pytest.raises(InputError, match="--device must be auto, cpu, cuda or cuda:N, got 'banana'"):
-        stage_device("banana")
+        resolve_device("banana")
     if not torch.cuda.is_available():
-        with pytest.raises(InputError, match="no CUDA device is available here; use --device cpu"):
-            stage_device("cuda")
-    assert stage_device("cpu") == torch.device("cpu")
+        with pytest.raises(InputError, match="PyTorch sees no CUDA GPU here .* --device cpu"):
+            resolve_device("cuda")
+    assert resolve_device("cpu") == torch.device("cpu")
     saved = torch.load(stage, weights_only=False)
     assert all(t.device.type == "cpu" for t in saved["temporal_state_dict"].values())
 

@@ -18,10 +18,10 @@ import os
 from pathlib import Path
 
 from streamavs.engine.describe import STAGE_DATA_KEYS
-from streamavs.errors import ConfigError, InputError
+from streamavs.errors import ConfigError
 from streamavs.training.config import TrainConfig
 
-__all__ = ["READS", "STAGE_FILE", "check_recipe", "check_run_folder", "check_segmenter_size", "stage_device"]
+__all__ = ["READS", "STAGE_FILE", "check_recipe", "check_run_folder", "check_segmenter_size"]
 
 STAGE_FILE = "temporal.pt"
 # The keys a temporal run reads besides its [temporal] section, per recipe section.
@@ -67,20 +67,3 @@ def check_segmenter_size(cfg: TrainConfig, segmenter_size: int) -> None:
         raise ConfigError(f"[data] image_size {cfg.data.image_size} differs from the segmenter's {segmenter_size} "
                           f"({cfg.model.init_checkpoint}): the stage trains on the segmenter's maps and the engine "
                           f"feeds it {segmenter_size} px frames: set image_size = {segmenter_size}")
-
-
-def stage_device(device: str):
-    """The torch device the stage trains on: "auto" is CUDA when available, else the CPU."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        chosen = torch.device(device)
-    except RuntimeError as exc:
-        raise InputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}") from exc
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: no CUDA device is available here; use --device cpu (or auto)")
-    if chosen.type not in ("cpu", "cuda"):
-        raise InputError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    return chosen

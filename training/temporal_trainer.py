@@ -63,7 +63,8 @@ from streamavs.model.resize import to_frame
 from streamavs.model.temporal import TemporalConfig, TemporalOutput, TemporalStage
 from streamavs.threads import limit_blas_threads
 from streamavs.training.config import TemporalSection, TrainConfig
-from streamavs.training.temporal_checks import check_recipe, check_run_folder, check_segmenter_size, stage_device
+from streamavs.training.distributed import resolve_device
+from streamavs.training.temporal_checks import check_recipe, check_run_folder, check_segmenter_size
 
 
 def soft_iou_loss(prob: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -214,7 +215,7 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
     out = Path(out_dir)
     check_recipe(cfg)
     check_run_folder(out)
-    dev = stage_device(device)
+    dev = resolve_device(device)
     limit_blas_threads(1)  # numpy matmuls in the audio front end: one thread beats contending with torch
     torch.manual_seed(cfg.seed)
     segmenter, seg_extra = load_model(cfg.model.init_checkpoint)
