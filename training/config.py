@@ -263,7 +263,6 @@ class TemporalSection:
     dim: int = 32
     heads: int = 4
     uncertainty: bool = True
-    gate: str = "past"  # which uncertainty gates the past: "past" | "frame" (TemporalConfig)
     edl_weight: float = 0.5  # evidential loss on the Dirichlet parameters
     transition_weight: float = 3.0  # loss weight of frames where the sounding state changed (starts, stops)
     consistency_weight: float = 2.0  # frame-to-frame probability change on target-stable pixels (flicker)

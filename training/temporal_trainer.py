@@ -242,8 +242,7 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
     cache_s = time.perf_counter() - t0
 
     stage = TemporalStage(TemporalConfig(in_channels=segmenter.fused_channels, window=section.window,
-                                         dim=section.dim, heads=section.heads, uncertainty=section.uncertainty,
-                                         gate=section.gate)).to(dev)
+                                         dim=section.dim, heads=section.heads, uncertainty=section.uncertainty)).to(dev)
     optimizer = torch.optim.AdamW(stage.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     n = train["fused"].shape[0]
     log = (out / "log.jsonl").open("a")

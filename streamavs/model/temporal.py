@@ -95,7 +95,6 @@ from streamavs.errors import ConfigError
 _MASKED = -1.0e4  # additive attention bias for invalid cache slots (finite: exports cleanly)
 RAW_CHANNELS = 3  # per cached slot after the projected features: frame logit, sounding logit, valid
 _CHANGE_CHANNELS = 4  # current minus past mean, and its magnitude, for the frame and sounding logits
-TEMPORAL_GATES = ("past", "frame")
 
 
 @dataclass(frozen=True)
@@ -107,10 +106,6 @@ class TemporalConfig:
     dim: int = 32  # attention width per pixel
     heads: int = 4
     uncertainty: bool = True  # False: the context enters the correction ungated (the ablation)
-    # which uncertainty gates the past: "past" (u read from the frame, the past and the change; the past
-    # enters where u is low) or "frame" (u read from the current frame and the change of its logits against the
-    # past's mean; the past enters where u is high)
-    gate: str = "past"
     version: int = 3  # 3: residual on the frame's logits; the uncertainty gates the temporal context
 
     def __post_init__(self) -> None:
@@ -118,8 +113,6 @@ class TemporalConfig:
             raise ConfigError(f"temporal window must be >= 1 frame, got {self.window}")
         if self.dim % self.heads:
             raise ConfigError(f"temporal dim {self.dim} must be divisible by heads {self.heads}")
-        if self.gate not in TEMPORAL_GATES:
-            raise ConfigError(f"temporal gate must be one of {TEMPORAL_GATES}, got {self.gate!r}")
         if self.version != 3:
             raise ConfigError(f"temporal stage version {self.version} is not supported by this StreamAVS (only 3); "
                               "retrain the stage with `streamavs train -c training/configs/*_temporal_full.toml`")
@@ -180,9 +173,8 @@ class TemporalStage(nn.Module):
         self.delta_head = nn.Conv2d(d, 1, 1)
         nn.init.zeros_(self.delta_head.weight)  # identity at step 0: the frame-only model
         nn.init.zeros_(self.delta_head.bias)
-        if config.uncertainty:  # the evidence: from the inputs of the correction, or the frame and its change only
-            evidence_in = d + _CHANGE_CHANNELS if config.gate == "frame" else 2 * d + _CHANGE_CHANNELS
-            self.evidence = nn.Sequential(nn.Conv2d(evidence_in, d, 3, padding=1), nn.ReLU())
+        if config.uncertainty:  # the evidence read from the same inputs, before the gate
+            self.evidence = nn.Sequential(nn.Conv2d(2 * d + _CHANGE_CHANNELS, d, 3, padding=1), nn.ReLU())
             self.alpha_head = nn.Conv2d(d, 2, 1)
         else:
             self.evidence, self.alpha_head = None, None
@@ -249,15 +241,9 @@ class TemporalStage(nn.Module):
             x = self.refine(torch.cat([current, mixed, change], dim=1))  # (B, d, h, w)
             logits = frame_logits + self.delta_head(x)  # the delta head is zero at initialisation
             return TemporalOutput(logits, torch.sigmoid(logits), torch.zeros_like(logits), None)
-        if self.config.gate == "frame":  # how unsure the current frame is sets how far the past enters
-            alpha = F.softplus(self.alpha_head(self.evidence(torch.cat([current, change], dim=1)))) + 1.0  # (B, 2, h, w)
-            u = dirichlet_uncertainty(alpha)  # (B, 1, h, w)
-            past = u * mixed
-        else:
-            evidence = self.evidence(torch.cat([current, mixed, change], dim=1))  # (B, d, h, w)
-            alpha = F.softplus(self.alpha_head(evidence)) + 1.0  # (B, 2, h, w)
-            u = dirichlet_uncertainty(alpha)  # (B, 1, h, w)
-            past = (1.0 - u) * mixed  # the past enters where u is low
-        x = self.refine(torch.cat([current, past, change], dim=1))
+        evidence = self.evidence(torch.cat([current, mixed, change], dim=1))  # (B, d, h, w)
+        alpha = F.softplus(self.alpha_head(evidence)) + 1.0  # (B, 2, h, w)
+        u = dirichlet_uncertainty(alpha)  # (B, 1, h, w)
+        x = self.refine(torch.cat([current, (1.0 - u) * mixed, change], dim=1))  # the past enters where u is low
         logits = frame_logits + self.delta_head(x)
         return TemporalOutput(logits, torch.sigmoid(logits), u, alpha)
