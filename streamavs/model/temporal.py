@@ -54,7 +54,8 @@ Why this form (measured; bench/README.md, "Temporal stage v2"):
   (runs/v16), giving both stages an ungated feature-change signal (runs/v17), or reading u from
   the current frame alone and letting the past in where u is high (runs/v19: 12% less flicker
   than the ablation on real-media validation, 0.56 less mIoU just after onsets; on the synthetic
-  test sets more false positives just after silence) did not change that (all reverted).
+  test sets more false positives just after silence; runs/v20, with the audio change in that
+  evidence: worse on both transition metrics) did not change that (all reverted).
 
 Inputs per frame: the fused map (B, C, h, w), the frame logit (B, 1, h, w) and the sounding
 logit (B,) of the segmenter. Audio change is given explicitly: every cached slot keeps the raw
