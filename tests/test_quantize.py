@@ -196,6 +196,9 @@ def test_engines_describes_the_int8_parity_gate_media_and_test_table(capsys):
     assert f"parity       passed against the FP32 engine, ONNX Runtime: {share}" in out
     assert "media        tuxpaint-stamps-default " in out and "GPL-2" in out
     assert "test         the engine on real-test (80 clips; training.eval)" in out
+    # what each part learned from: the segmenter's negatives, then the stage's clips
+    assert "training     segmenter data: {'kind': 'real'" in out and "'negative_share': 0.3" in out
+    assert "temporal stage: {'kind': 'real'" in out and "'train_clips': 1200" in out and "negative share 0.25" in out
     assert "max abs diff" not in out
 
 

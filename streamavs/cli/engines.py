@@ -166,7 +166,12 @@ def _describe(target: str, as_json: bool) -> None:
         parity = export.get("parity") or {}
         if parity:
             lines.append(f"parity       {_parity_line(parity)}")
-    lines.append(f"training     data: {m.training.get('data', 'not recorded')}")
+    stage = m.training.get("temporal_stage") or {}
+    lines.append(f"training     {'segmenter ' if stage.get('data') else ''}data: {m.training.get('data', 'not recorded')}")
+    if stage.get("data"):  # recorded since 2026-11-30: the clips the temporal stage trained on, and its recipe
+        negatives = (stage.get("temporal") or {}).get("clip_negative_share", "?")
+        lines.append(f"             temporal stage: {stage['data']}, negative share {negatives}, "
+                     f"epoch {stage.get('best_epoch', '?')} kept, on {stage.get('segmenter_checkpoint', '?')}")
     lines.extend(_media_lines(m.training.get("media")))
     evaluation = m.training.get("eval") or {}
     for title, table in (
