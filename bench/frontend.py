@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from streamavs.audio import LogMel, prepare_waveform
-from streamavs.bench.report import command_line, default_out, make_report, run_script, write_json
+from streamavs.bench.report import command_line, default_out, machine_info, make_report, run_script, write_json
 from streamavs.errors import InputError
 
 
@@ -69,10 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1 or args.warmup < 0:
         raise InputError(f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats} and {args.warmup}; "
                          "leave them out for 2000 and 50")
+    machine = machine_info()  # the load before the run adds its own
     stages = run(args.repeats, args.warmup)
     threads = [f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"] if "OMP_NUM_THREADS" in os.environ else []
     report = make_report("frontend", " ".join([*threads, command_line(argv, "python -m streamavs.bench.frontend")]),
-                         stages=stages)
+                         machine=machine, stages=stages)
     out = write_json(report, args.out or default_out("frontend"))
     for name, s in stages.items():
         print(f"{name:26s} median {s['median_ms']:.3f} ms  p95 {s['p95_ms']:.3f} ms  (n={s['repeats']})")

@@ -39,7 +39,7 @@ from typing import Any, Callable
 import numpy as np
 
 from streamavs.bench.latency_engines import BACKENDS
-from streamavs.bench.report import command_line, make_report, stats_ms, write_json
+from streamavs.bench.report import command_line, machine_info, make_report, stats_ms, write_json
 from streamavs.errors import InputError
 
 __all__ = ["LatencyConfig", "STAGES", "measure_row", "run_latency", "for_json", "gap_events", "main_command"]
@@ -274,6 +274,7 @@ def run_latency(
     from streamavs.bench.latency_engines import check_model_spec, default_cache_dir, open_engine, resolve_model
 
     _check_source(config.source)  # before minutes of engine export, not after
+    machine = machine_info()  # the load before this run adds its own
     for spec in config.models:
         check_model_spec(spec)
     cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
@@ -302,7 +303,7 @@ def run_latency(
             rows.append({**row, **measure_row(engine, config)})
     _relative_speed(rows)
     return make_report(
-        "latency", command or command_line(program="streamavs bench latency"),
+        "latency", command or command_line(program="streamavs bench latency"), machine=machine,
         config={"source": config.source, "seconds": config.seconds, "warmup": config.warmup, "fps": config.fps,
                 "encoding": config.encoding, "engine_threads": threads, "subscriber": "thread of the same process"},
         rows=rows,
@@ -318,9 +319,11 @@ def _default_threads() -> int:
 
 
 def _relative_speed(rows: list[dict[str, Any]]) -> None:
-    """Per model, inference p50 of PyTorch eager / this row's (how many times faster than eager)."""
+    """Per model, inference p50 of PyTorch eager / this row's (how many times faster than eager).
+    Rows pair by the model as given (--models), not by its display name, which two models may share."""
     for row in rows:
-        ref = next((r for r in rows if r["model"] == row["model"] and r["backend"] == "torch" and "stages" in r), None)
+        ref = next((r for r in rows if r["model_spec"] == row["model_spec"] and r["backend"] == "torch"
+                    and "stages" in r), None)
         if ref is not None and "stages" in row and row["stages"]["inference"]["n"]:
             row["inference_speedup_vs_torch"] = ref["stages"]["inference"]["p50"] / row["stages"]["inference"]["p50"]
 

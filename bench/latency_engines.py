@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from streamavs.engine.base import BACKENDS as ENGINE_BACKENDS
+from streamavs.engine.manifest import default_engine_name
 from streamavs.errors import EngineError, InputError, MissingDependency, StreamAVSError
 
 __all__ = ["BACKENDS", "ModelArtifacts", "default_cache_dir", "check_model_spec", "resolve_model", "open_engine",
@@ -131,8 +132,8 @@ def resolve_model(spec: str, cache_dir: Path) -> ModelArtifacts:
         return ModelArtifacts(spec, "avs_lite", None, ckpt, "no default engine found: avs_lite + temporal, random weights")
     path = Path(spec)
     if path.exists():
-        if path.suffix == ".pt":
-            return ModelArtifacts(spec, path.stem, None, path, "checkpoint")
+        if path.suffix == ".pt":  # runs/X/temporal.pt is "X": every run's checkpoint has the same file name
+            return ModelArtifacts(spec, default_engine_name(path), None, path, "checkpoint")
         manifest = resolve_engine(path)
         return ModelArtifacts(spec, manifest.stem, manifest, _checkpoint_beside(manifest), "engine")
     return ModelArtifacts(spec, spec, None, _random_checkpoint(spec, cache_dir, temporal=False), "random weights")

@@ -70,13 +70,17 @@ def plot_latency(report: dict[str, Any], path: str | Path) -> Path:
     plt = pyplot()
     rows = [r for r in report["rows"] if "stages" in r]
     fig, (ax_bar, ax_cdf) = plt.subplots(1, 2, figsize=(13, 0.6 * max(len(rows), 3) + 2))
-    parts = ("capture_to_pairer", "preprocess", "inference", "postprocess", "publish", "publish_to_subscriber")
+    parts = ("capture_to_pairer", "preprocess", "inference", "postprocess", "publish")
     labels = [f"{r['model']}\n{r['backend']}" for r in rows]
     left = np.zeros(len(rows))
+    p50 = lambda r, stage: np.nan_to_num(r["stages"][stage]["p50"])  # noqa: E731
     for stage in parts:
-        widths = np.array([np.nan_to_num(r["stages"][stage]["p50"]) for r in rows])
+        widths = np.array([p50(r, stage) for r in rows])
         ax_bar.barh(labels, widths, left=left, label=stage)
         left += widths
+    # publish_to_subscriber starts where publish does (before encoding): only what follows it is stacked
+    rest = np.array([max(0.0, p50(r, "publish_to_subscriber") - p50(r, "publish")) for r in rows])
+    ax_bar.barh(labels, rest, left=left, label="to the subscriber (publish_to_subscriber - publish)")
     ax_bar.set_xlabel("median ms per frame (stages stacked)")
     ax_bar.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
     ax_bar.invert_yaxis()

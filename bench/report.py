@@ -114,6 +114,16 @@ def command_line(argv: Sequence[str] | None = None, program: str = "streamavs") 
     return " ".join([program, *map(shlex.quote, args)])
 
 
+def subcommand_line(words: Sequence[str], argv: Sequence[str] | None = None) -> str:
+    """`streamavs ...` as the user typed it for the subcommand `words` (e.g. ["bench", "latency"]):
+    global options before the subcommand stay in front of it (`streamavs --debug bench latency ...`)."""
+    args, words = list(sys.argv[1:] if argv is None else argv), list(words)
+    for i in range(len(args) - len(words) + 1):
+        if args[i:i + len(words)] == words:
+            return command_line([*args[:i], *words, *args[i + len(words):]])
+    return command_line([*words, *args])
+
+
 def now_iso() -> str:
     """Local date and time with its UTC offset, to the second."""
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -134,9 +144,13 @@ def stats_ms(samples: Iterable[float]) -> dict[str, float]:
     }  # fmt: skip
 
 
-def make_report(benchmark: str, command: str, **payload: Any) -> dict[str, Any]:
-    """A report dict: benchmark name, command, date and machine first, then `payload`."""
-    return {"benchmark": benchmark, "command": command, "date": now_iso(), "machine": machine_info(), **payload}
+def make_report(benchmark: str, command: str, *, machine: dict[str, Any] | None = None, **payload: Any) -> dict[str, Any]:
+    """A report dict: benchmark name, command, date and machine first, then `payload`.
+
+    machine: :func:`machine_info` taken when the measurement started, so that its load average says
+    how busy the machine was then, not the benchmark's own load (default: taken now)."""
+    return {"benchmark": benchmark, "command": command, "date": now_iso(),
+            "machine": machine if machine is not None else machine_info(), **payload}
 
 
 def write_json(report: Mapping[str, Any], path: str | Path) -> Path:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamavs.bench.report import command_line, default_out, make_report, run_script, write_json
+from streamavs.bench.report import command_line, default_out, machine_info, make_report, run_script, write_json
 from streamavs.protocol import ENCODINGS
 
 ENGINE = {"name": "bench", "sha256": "00000000"}
@@ -124,10 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.subscriber:
         _subscriber(args.subscriber, idle_s=1.0)
         return 0
+    machine = machine_info()  # the load before the run adds its own
+    results = run(args.size, args.count, args.rate, args.latency_count, args.encodings.split(","))
     report = make_report(
-        "zmq_loopback", command_line(argv, "python -m streamavs.bench.zmq_loopback"),
-        targets={"u8_receive_rate_hz_min": 2000, "u8_latency_p99_ms_max": 2.0},
-        **run(args.size, args.count, args.rate, args.latency_count, args.encodings.split(",")),
+        "zmq_loopback", command_line(argv, "python -m streamavs.bench.zmq_loopback"), machine=machine,
+        targets={"u8_receive_rate_hz_min": 2000, "u8_latency_p99_ms_max": 2.0}, **results,
     )
     report["machine"]["load_average_1m_at_end"] = os.getloadavg()[0]  # other work shares this CPU
     rows = {(r["encoding"], r["paced_hz"] is not None): r for r in report["rows"]}

@@ -6,8 +6,9 @@
 #                                         or a registry name with random weights (default avs_lite)
 # On a machine without a GPU it still runs: the gpu tests are skipped and the TensorRT rows say why.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 model="${1:-avs_lite}"
+if [ -e "$model" ]; then model="$(cd "$(dirname "$model")" && pwd)/$(basename "$model")"; fi  # before the cd below
+cd "$(dirname "$0")/.."
 out="bench/results/gpu-$(date -u +%Y-%m-%d)"
 mkdir -p "$out"
 [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh train,dev

@@ -24,10 +24,16 @@ on N training samples with the recipe's mask loss (segmenter frozen) and scores 
 next to the original's stored table. A re-estimated head is NOT the original; the checkpoint
 says so in ``extra["recovery"]``.
 
-    .venv/bin/python scripts/recover_segmenter.py --engine engines/streamavs-synthetic-lite.json \\
+It reads engines with the first temporal stage (version 1), as the synthetic engine was before
+commit 4946412; today's engines hold stage version 3 and are refused. The engine it was written
+for, from git:
+
+    mkdir -p prev && for f in json onnx; do git show 4946412:engines/streamavs-synthetic-lite.$f > prev/streamavs-synthetic-lite.$f; done
+    .venv/bin/python scripts/recover_segmenter.py --engine prev/streamavs-synthetic-lite.json \\
         --out runs/synthetic_engine_segmenter/best.pt
     # + a re-estimated mask head (about a CPU-minute):
-    .venv/bin/python scripts/recover_segmenter.py --out runs/synthetic_engine_segmenter/best_fitted_head.pt \\
+    .venv/bin/python scripts/recover_segmenter.py --engine prev/streamavs-synthetic-lite.json \\
+        --out runs/synthetic_engine_segmenter/best_fitted_head.pt \\
         --recipe training/configs/synthetic_single_full_long.toml --fit-mask-head 480
 """
 
@@ -255,8 +261,9 @@ def check_training(segmenter, recipe: Path, stored: dict, fit_samples: int, seed
 # -- main ---------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--engine", type=Path, default=Path("engines/streamavs-synthetic-lite.json"),
-                        help="the engine's manifest (.json), its .onnx beside it")
+    parser.add_argument("--engine", type=Path, required=True,
+                        help="the engine's manifest (.json), its .onnx beside it; an engine with the first "
+                             "temporal stage (see the module docstring for the one this was written for)")
     parser.add_argument("--out", type=Path, default=Path("runs/synthetic_engine_segmenter/best.pt"),
                         help="segmenter checkpoint to write (streamavs.model.checkpoint format)")
     parser.add_argument("--temporal-out", type=Path, default=None,
@@ -295,6 +302,11 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)  # a shared 2-core machine; the model is small
     manifest, model_path, proto = load_engine(args.engine)
+    version = (manifest.model.get("temporal_config") or {}).get("version", 1)
+    if version != 1:
+        print(f"error: {args.engine} holds temporal stage version {version}; this script reads engines with the "
+              "first stage (version 1), e.g. the synthetic engine of commit 4946412 (module docstring)", file=sys.stderr)
+        return 2
     graph = Graph(proto)
     provenance = f"recovered from {model_path.as_posix()} sha256 {manifest.sha256}"
     print(provenance)

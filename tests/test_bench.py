@@ -83,6 +83,36 @@ def _check_row(row: dict, fps: float) -> None:
     assert "inside inference" in row["temporal_stage"]
 
 
+def test_speedups_pair_rows_of_the_same_model_not_of_the_same_name(tmp_path):
+    """Two runs' temporal.pt were both called "temporal", and the second model's ONNX row was divided
+    by the first model's eager time. Rows pair by --models entry, and a run's checkpoint is named after its run."""
+    from streamavs.bench.latency import _relative_speed
+    from streamavs.bench.latency_engines import resolve_model
+
+    def row(spec, backend, p50):
+        return {"model": "temporal", "model_spec": spec, "backend": backend,
+                "stages": {"inference": {"p50": p50, "n": 10}}}
+
+    rows = [row("a/temporal.pt", "torch", 6.4), row("a/temporal.pt", "onnxruntime", 1.8),
+            row("b/temporal.pt", "torch", 17.3), row("b/temporal.pt", "onnxruntime", 7.1)]
+    _relative_speed(rows)
+    assert [round(r["inference_speedup_vs_torch"], 2) for r in rows] == [1.0, 3.56, 1.0, 2.44]
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "temporal.pt").write_bytes(b"")
+    assert resolve_model(str(tmp_path / "a" / "temporal.pt"), tmp_path).name == "a"
+
+
+def test_the_recorded_command_retypes_global_options_before_the_subcommand():
+    """`streamavs --debug bench latency ...` was recorded as `streamavs bench latency --debug bench latency ...`."""
+    from streamavs.bench.report import subcommand_line
+
+    argv = ["--debug", "bench", "latency", "--seconds", "1", "--models", "a b.pt"]
+    assert subcommand_line(["bench", "latency"], argv) == "streamavs --debug bench latency --seconds 1 --models 'a b.pt'"
+    assert subcommand_line(["eval"], ["eval", "--data", "real-test"]) == "streamavs eval --data real-test"
+    assert subcommand_line(["bench", "accuracy"], ["--clips", "4"]) == "streamavs bench accuracy --clips 4"
+
+
 def test_latency_runner_on_tiny_model(tiny_checkpoint, tmp_path):
     """PyTorch eager on the checkpoint (TensorRT: skipped with its reason on a CPU machine)."""
     from streamavs.bench.latency import LatencyConfig, for_json, run_latency

@@ -137,7 +137,7 @@ def test_export_checks_eval_first_and_names_run_checkpoints_after_their_run(lite
     import shutil
 
     from streamavs.cli import main
-    from streamavs.training.export import default_engine_name
+    from streamavs.engine.manifest import default_engine_name
 
     ckpt, _ = lite64
     out = tmp_path / "engines"

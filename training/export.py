@@ -34,7 +34,7 @@ import numpy as np
 
 from streamavs.audio import LogMelParams
 from streamavs.engine.base import Engine, load_engine
-from streamavs.engine.manifest import MODEL_SUFFIXES, Manifest, file_sha256, write_manifest
+from streamavs.engine.manifest import MODEL_SUFFIXES, Manifest, default_engine_name, file_sha256, write_manifest
 from streamavs.engine.thresholds import Thresholds, check_band, check_threshold_value
 from streamavs.errors import EngineError, InputError, require
 
@@ -151,16 +151,6 @@ def strip_source_metadata(proto) -> None:
         for node in function.node:
             del node.metadata_props[:]
     del proto.graph.metadata_props[:]
-
-
-_RUN_FILE_STEMS = ("best", "last", "temporal")  # what `streamavs train` names every run's checkpoints
-
-
-def default_engine_name(checkpoint: Path) -> str:
-    """The checkpoint's file stem, or its run folder's name for the file names every run shares
-    (runs/real_temporal_full/temporal.pt -> real_temporal_full): two runs exported into one folder
-    do not replace each other's engine."""
-    return checkpoint.parent.name if checkpoint.stem in _RUN_FILE_STEMS and checkpoint.parent.name else checkpoint.stem
 
 
 def _check_name(name: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -28,13 +27,9 @@ def _csv(text: str, option: str) -> tuple[str, ...]:
 
 
 def _command(name: str) -> str:
-    from streamavs.bench.report import command_line
+    from streamavs.bench.report import subcommand_line
 
-    args = sys.argv[1:]
-    # sys.argv holds `bench <name> ...` under the streamavs entry point; keep only the options.
-    if args[:2] == ["bench", name]:
-        args = args[2:]
-    return command_line(args, program=f"streamavs bench {name}")
+    return subcommand_line(["bench", name])
 
 
 @bench_app.command("latency")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
@@ -126,10 +125,8 @@ def evaluate_command(engine: Path | None, checkpoint: Path | None, data: str, cl
     if plots is not None:
         require("matplotlib", "train", "--plots")
     from streamavs.bench.accuracy import main_command
-    from streamavs.bench.report import command_line
+    from streamavs.bench.report import subcommand_line
 
-    args = sys.argv[1:]
-    words = program.split()[1:]  # sys.argv holds `eval ...` or `bench accuracy ...` under the entry point
-    command = command_line(args[len(words):] if args[: len(words)] == words else args, program=program)
+    command = subcommand_line(program.split()[1:])  # `eval ...` or `bench accuracy ...`, global options kept
     main_command(engine or checkpoint, data, clips, fscore_mode, json_out=out, plots=plots, command=command,
                  engine=engine is not None)  # fmt: skip

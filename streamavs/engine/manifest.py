@@ -32,7 +32,7 @@ __all__ = [
     "FORMAT_VERSION", "FRAME_LAYOUT", "FRAME_NORMALISATION", "AUDIO_EXAMPLE", "MODEL_SUFFIXES", "PRECISIONS",
     "TensorSpec", "FrameSpec", "AudioSpec", "TemporalSpec", "Thresholds", "Manifest",
     "read_manifest", "write_manifest", "check_model_file", "check_model_bytes", "check_model_inputs", "check_runtime",
-    "file_sha256", "today",
+    "file_sha256", "default_engine_name", "today",
 ]
 
 FORMAT_VERSION = 1  # the newest manifest format this streamavs reads and writes
@@ -249,6 +249,17 @@ def _check_format_version(data: dict[str, Any], source: str) -> None:
             f"engine {name!r} uses manifest format_version {version} but this streamavs ({__version__}) reads "
             f"format_version <= {FORMAT_VERSION}; upgrade streamavs (pip install -U streamavs) to load it"
         )
+
+
+_RUN_FILE_STEMS = ("best", "last", "temporal")  # what `streamavs train` names every run's checkpoints
+
+
+def default_engine_name(checkpoint: str | Path) -> str:
+    """The name of an engine (or benchmark row) made from `checkpoint`: its file stem, or its run
+    folder's name for the file names every run shares (runs/real_temporal_full/temporal.pt ->
+    real_temporal_full), so two runs exported into one folder do not replace each other's engine."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.parent.name if checkpoint.stem in _RUN_FILE_STEMS and checkpoint.parent.name else checkpoint.stem
 
 
 def today() -> str:
