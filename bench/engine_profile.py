@@ -37,11 +37,13 @@ import numpy as np
 
 from streamavs.bench.engine_speed import engine_parser
 from streamavs.bench.report import command_line, default_out, machine_info, now_iso, run_script, write_json
-from streamavs.errors import EngineError
+from streamavs.errors import EngineError, require
+
 INT8_OPS = ("QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger", "ConvInteger", "QLinearAdd", "QLinearMul",
             "QLinearConcat", "QLinearSigmoid", "QLinearSoftmax", "QLinearAveragePool", "QLinearGlobalAveragePool",
             "QLinearLeakyRelu", "QLinearReduceMean", "DynamicQuantizeMatMul", "MatMulIntegerToFloat")
 CONVERSION_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+ONNX_PURPOSE = "reading the graph ONNX Runtime ran (to assign node times to engine stages)"
 
 
 def op_kind(op: str) -> str:
@@ -52,8 +54,9 @@ def op_kind(op: str) -> str:
 def profile_engine(manifest_path: Path, threads: int, inputs: list[tuple[np.ndarray, np.ndarray]],
                    repeats: int, warmup: int, work: Path) -> dict[str, Any]:
     """Profile one engine at one thread count; returns times per stage, group, operator and node (ms per run)."""
-    import onnx
     import onnxruntime as ort
+
+    onnx = require("onnx", "train", ONNX_PURPOSE)
 
     from streamavs.engine.manifest import check_model_file, read_manifest
     from streamavs.engine.onnxruntime import SessionSettings, session_options
@@ -135,10 +138,13 @@ def profile_engine(manifest_path: Path, threads: int, inputs: list[tuple[np.ndar
 
 
 def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, Any]:
+    from streamavs.bench.engine_speed import check_counts
     from streamavs.engine.base import resolve_engine
     from streamavs.engine.manifest import read_manifest
     from streamavs.training.export import parity_inputs
 
+    check_counts(args.repeats, args.warmup)
+    require("onnx", "train", ONNX_PURPOSE)  # before any work, not after the first engine's runs
     machine = machine_info()  # before the work: its load average says how busy the machine was
     engines = [resolve_engine(e) for e in args.engine]
     size = read_manifest(engines[0]).frame.size[0]

@@ -13,7 +13,9 @@ times hold only for the load the record states.
 "Model-only": one ``engine.run(frame, log_mel, cache)`` per sample (the numpy <-> runtime copies
 included; capture, resize and the log-mel front end excluded), on a fixed sequence of synthetic
 frames with the cache carried from call to call, after a warm-up. Without --checkpoint a
-random-weight checkpoint is built (weights do not change the cost). The ONNX engine is exported
+random-weight checkpoint is built (weights do not change the cost); with --engine, the eager rows
+run the checkpoint the engine was exported from when it lies beside the manifest, else the
+manifest's own architecture with random weights. The ONNX engine is exported
 (with its parity check) into a temporary folder unless --engine names one.
 
 Records median / p95 / mean / min / max in milliseconds, FPS at the median, and eager/ORT speed-ups.
@@ -33,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from streamavs.bench.report import command_line, default_out, machine_info, now_iso, run_script, write_json
-from streamavs.errors import InputError
+from streamavs.errors import InputError, require
 
 PROGRAM = "python -m streamavs.bench.engine_speed"
 
@@ -91,21 +93,78 @@ def engine_parser(doc: str, name: str, *, repeats: int, warmup: int) -> argparse
     return parser
 
 
+def check_counts(repeats: int, warmup: int) -> None:
+    """Raise InputError unless there is at least one timed run and no negative warm-up."""
+    if repeats < 1 or warmup < 0:
+        raise InputError(f"--repeats must be >= 1 and --warmup >= 0, got {repeats} and {warmup}; "
+                         "give at least one timed run and no negative warm-up")
+
+
+def check_engine_names(names: list[str]) -> None:
+    """InputError when two engines share a name: their sessions and rows would overwrite each other."""
+    if len(set(names)) != len(names):
+        raise InputError(f"engine names must differ to be told apart in the record, got {names}; "
+                         "give each engine once, or copy one under another name")
+
+
+def _model_from_manifest(manifest, path: Path) -> Path:
+    """A random-weight streaming checkpoint of the architecture `manifest` records (model config and
+    temporal config), written to `path`: eager rows then time the engine's own architecture."""
+    torch = require("torch", "train", "eager (PyTorch) rows")
+    from streamavs.model.config import ModelConfig
+    from streamavs.model.segmenter import AVSSegmenter
+    from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
+    from streamavs.model.temporal import TemporalConfig, TemporalStage
+
+    torch.manual_seed(0)
+    seg = AVSSegmenter(ModelConfig.from_dict(dict(manifest.model["config"])), load_pretrained=False)
+    temporal_config = manifest.model.get("temporal_config")
+    temporal = TemporalStage(TemporalConfig.from_dict(dict(temporal_config))) if temporal_config else None
+    save_streaming_checkpoint(path, StreamingSegmenter(seg, temporal).eval(), {})
+    return path
+
+
+def eager_checkpoint(engine_path: Path, manifest, tmp: Path) -> tuple[Path, str]:
+    """The checkpoint eager rows time for an engine given without --checkpoint, and what it is: the one
+    the engine was exported from when it lies beside the manifest, else the manifest's architecture
+    with random weights. InputError when the manifest records neither."""
+    from streamavs.bench.latency_engines import _checkpoint_beside
+
+    beside = _checkpoint_beside(engine_path)
+    if beside is not None:
+        return beside, str(beside)
+    if not isinstance(manifest.model.get("config"), dict):
+        raise InputError(f"eager rows need the engine's architecture, but {engine_path} has no exported-from "
+                         "checkpoint beside it and no model config in its manifest; pass --checkpoint, or "
+                         "--torch-threads with no value for no eager rows")
+    return _model_from_manifest(manifest, tmp / "eager.pt"), "random weights, the engine's architecture (manifest)"
+
+
+def _engine_checkpoint(args: argparse.Namespace, tmp: Path) -> tuple[Path | None, str]:
+    """The checkpoint to export from when no --engine is given (--checkpoint, else random weights)."""
+    if args.checkpoint:
+        return Path(args.checkpoint), str(args.checkpoint)
+    require("torch", "train", "exporting an engine to time (no --engine given)")
+    ckpt = _random_checkpoint(tmp / f"{args.model}-{args.size}.pt", args.model, args.size, args.window)
+    return ckpt, "random weights"
+
+
 def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, Any]:
+    check_counts(args.repeats, args.warmup)
     machine = machine_info()  # before the work: its load average says how busy the machine was
     from streamavs.engine import load_engine
-    from streamavs.engine.torch import TorchEngine
+    from streamavs.engine.base import resolve_engine
     from streamavs.training.export import export_engine, parity_inputs
 
     if args.engine and len(args.engine) > 1:
         return run_compare(args, machine, argv)
     with tempfile.TemporaryDirectory(prefix="engine-speed-") as tmp:
-        ckpt = Path(args.checkpoint) if args.checkpoint else _random_checkpoint(
-            Path(tmp) / f"{args.model}-{args.size}.pt", args.model, args.size, args.window)
         if args.engine:
-            engine_path = Path(args.engine[0])
+            engine_path = resolve_engine(args.engine[0])
+            ckpt, ckpt_note = (Path(args.checkpoint), str(args.checkpoint)) if args.checkpoint else (None, None)
             export_s = None
         else:
+            ckpt, ckpt_note = _engine_checkpoint(args, Path(tmp))
             t0 = time.perf_counter()
             engine_path = export_engine(ckpt, "onnx", Path(tmp) / "engines", n_check=args.n_check, threads=1).manifest_path
             export_s = time.perf_counter() - t0
@@ -113,14 +172,17 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, An
         with load_engine(engine_path, threads=1) as probe:
             size = probe.frame_size[0]
             manifest = probe.manifest
+        if args.torch_threads:
+            require("torch", "train", "eager (PyTorch) rows (--torch-threads with no value: none)")
+            if ckpt is None:
+                ckpt, ckpt_note = eager_checkpoint(engine_path, manifest, Path(tmp))
         inputs, source = parity_inputs(size, 16, seed=1)
         for n in args.ort_threads:
             with load_engine(engine_path, threads=n) as engine:
                 results[f"onnxruntime_{n}t"] = time_engine(engine, inputs, args.repeats, args.warmup)
             print(f"onnxruntime {n} thread(s): {results[f'onnxruntime_{n}t']['median_ms']:.2f} ms median", file=sys.stderr)
         for n in args.torch_threads:
-            with TorchEngine.from_checkpoint(ckpt, threads=n) as engine:
-                results[f"torch_eager_{n}t"] = time_engine(engine, inputs, args.repeats, args.warmup)
+            results[f"torch_eager_{n}t"] = _time_eager(ckpt, n, inputs, args.repeats, args.warmup)
             print(f"torch eager {n} thread(s): {results[f'torch_eager_{n}t']['median_ms']:.2f} ms median", file=sys.stderr)
     speedups = {
         f"{e}/{o}": results[e]["median_ms"] / results[o]["median_ms"]
@@ -135,13 +197,22 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, An
                    "temporal_window": manifest.temporal.window if manifest.temporal else None,
                    "cache_shape": list(manifest.cache_shape), "exporter": manifest.export.get("exporter"),
                    "opset": manifest.export.get("opset"), "parity": manifest.export.get("parity"),
-                   "checkpoint": "random weights" if not args.checkpoint else str(args.checkpoint)},
+                   "checkpoint": ckpt_note},  # what the eager rows ran (None: no eager rows)
         "export_seconds": export_s,
         "inputs": f"{source}, cycled; cache carried between calls",
         "results": results,
         "speedup_median": speedups,
         "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,  # shared machine?
     }
+
+
+def _time_eager(ckpt: Path, threads: int, inputs: list[tuple[np.ndarray, np.ndarray]], repeats: int,
+                warmup: int) -> dict[str, float]:
+    """Latency statistics of the PyTorch eager engine of `ckpt` at `threads` threads."""
+    from streamavs.engine.torch import TorchEngine
+
+    with TorchEngine.from_checkpoint(ckpt, threads=threads) as engine:
+        return time_engine(engine, inputs, repeats, warmup)
 
 
 def run_compare(args: argparse.Namespace, machine: dict[str, Any], argv: list[str] | None = None) -> dict[str, Any]:
@@ -154,8 +225,7 @@ def run_compare(args: argparse.Namespace, machine: dict[str, Any], argv: list[st
     paths = [resolve_engine(e) for e in args.engine]
     manifests = [read_manifest(p) for p in paths]
     keys = [m.name for m in manifests]
-    if len(set(keys)) != len(keys):
-        raise InputError(f"engine names must differ to be told apart in the record, got {keys}; copy one under another name")
+    check_engine_names(keys)
     if len({m.frame.size for m in manifests}) != 1:
         raise InputError(f"engines to compare must take the same frame size, got {[m.frame.size for m in manifests]}; "
                          "export them at one size")
@@ -213,8 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=int, default=5, help="temporal window T for the random checkpoint (1: none)")
     p.add_argument("--ort-threads", type=int, nargs="+", default=[2, 1])
     p.add_argument("--torch-threads", type=int, nargs="*", default=[2], help="eager rows; none: no eager row")
-    p.add_argument("--repeats", type=int, default=200)
-    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=200, help="timed runs per row (>= 1)")
+    p.add_argument("--warmup", type=int, default=20, help="untimed runs before them (>= 0)")
     p.add_argument("--n-check", type=int, default=20, help="parity frames during the export")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON path (default bench/results/engine-speed-<date>.json, then -2, -3, ... if taken)")

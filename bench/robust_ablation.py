@@ -18,10 +18,10 @@ full_r20 / full_r30 are the negative-ratio sweep of the paper's Table 3 (20% / 3
 audio instead of 10%), full_learnable learns the cosine's scale, full_long is the
 recipe of the shipped engine's segmenter (30%, 15 epochs, cosine decay) and baseline_long the
 baseline with the same training budget (15 epochs, cosine decay). Each row is trained into
-runs/<run> (or reused with --reuse when runs/<run>/best.pt exists), then its best checkpoint
-(chosen on the validation split) is scored on the held-out TEST split: the four-condition robust
-table with the similarity gate off and on, and the FPR on noise of the types reserved for
-evaluation (never seen in training). Wall time per row is recorded.
+<runs>/<run> (--runs, default runs; or reused with --reuse, which needs every row's
+<runs>/<run>/best.pt), then its best checkpoint (chosen on the validation split) is scored on
+the held-out TEST split: the four-condition robust table with the similarity gate off and on,
+and the FPR on noise of the types reserved for evaluation (never seen in training). Wall time per row is recorded.
 
 The same run by hand: streamavs train --config training/configs/<recipe>.toml --set name=<run>
 --set <override> --out runs/<run>.
@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from streamavs.bench.report import command_line, default_out, make_report, run_script, write_json
+from streamavs.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -120,15 +121,24 @@ def _headline(spec: str, table: dict) -> dict[str, float]:
     return {"positive_miou": table["positive"]["miou"]}
 
 
+def check_reusable(rows: list[Row], runs: Path) -> None:
+    """With --reuse, InputError naming the rows whose <runs>/<run>/best.pt is missing (before any work)."""
+    missing = [str(runs / r.run_name / "best.pt") for r in rows if not (runs / r.run_name / "best.pt").is_file()]
+    if missing:
+        raise InputError(f"--reuse needs a trained run per row, but {', '.join(missing)} is missing; "
+                         "check --runs, or leave out --reuse to train them")
+
+
 def run_row(row: Row, runs: Path, reuse: bool) -> tuple[Path, float | None]:
-    """Train `row` into runs/<run> (unless reused); returns (best.pt, wall seconds or None)."""
+    """Train `row` into <runs>/<run> (unless reused); returns (best.pt, wall seconds or None)."""
     from streamavs.training.config import load_config
     from streamavs.training.trainer import train
 
     repo = Path(__file__).resolve().parents[1]
     out = runs / row.run_name
     best = out / "best.pt"
-    if reuse and best.is_file():
+    if reuse:
+        check_reusable([row], runs)
         return best, None
     overrides = {"name": row.run_name, **dict(row.overrides)}
     t0 = time.perf_counter()
@@ -137,11 +147,15 @@ def run_row(row: Row, runs: Path, reuse: bool) -> tuple[Path, float | None]:
 
 
 def wall_from_log(run: Path) -> float | None:
-    """Training wall time recorded in a run's log.jsonl (start to done), for reused rows."""
+    """Training wall time recorded in a run's log.jsonl (start to done), for reused rows; None when the
+    run has no log or the log lacks either event (wall time unknown)."""
     import json
 
+    log = run / "log.jsonl"
+    if not log.is_file():
+        return None
     times = {}
-    for line in (run / "log.jsonl").read_text().splitlines():
+    for line in log.read_text().splitlines():
         event = json.loads(line)
         times.setdefault(event["event"], event["time"])
         if event["event"] == "done":
@@ -160,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of the training runs")
     parser.add_argument("--clips", type=int, default=80, help="test clips (x5 seconds) for the robust table")
     parser.add_argument("--noise-clips", type=int, default=20, help="test clips per evaluation-only noise type")
-    parser.add_argument("--reuse", action="store_true", help="reuse runs/<run>/best.pt when present")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse <runs>/<run>/best.pt instead of training (refused when one is missing)")
     parser.add_argument("--rows", default=",".join(TABLE4), help="comma-separated rows of " + ",".join(ROWS))
     parser.add_argument("--data", choices=("synthetic", "real"), default="synthetic",
                         help="benchmark: the procedural one or the real-media one (fetched media)")
@@ -172,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in table_rows]
     if unknown:
         parser.error(f"unknown row(s) {unknown}; choose from {','.join(table_rows)}")
+    if args.reuse:
+        check_reusable([table_rows[n] for n in names], args.runs)
     rows: dict[str, Any] = {}
     for row in names:
         spec = table_rows[row]
@@ -180,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         rows[row] = {
             "recipe": f"training/configs/{spec.recipe}.toml",
             "overrides": dict(spec.overrides),
-            "run": f"runs/{spec.run_name}",
+            "run": str(args.runs / spec.run_name),
             "train_wall_s": wall if wall is not None else wall_from_log(args.runs / spec.run_name),
             "test": {k: table[k] for k in ("gate_off", "gate_on")},
             "eval_only_noise": eval_noise_fpr(best, args.noise_clips, data=args.data),

@@ -20,8 +20,9 @@ import os
 import sys
 from typing import Any
 
-from streamavs.bench.engine_speed import engine_parser, time_interleaved
+from streamavs.bench.engine_speed import check_counts, check_engine_names, engine_parser, time_interleaved
 from streamavs.bench.report import command_line, default_out, machine_info, now_iso, run_script, write_json
+from streamavs.errors import InputError
 
 # Variant name -> the fields it changes from the backend's defaults (threads are set per row).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -37,6 +38,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # still-spinning threads slow whichever session runs next (measured: 2x), so no fair ratio exists.
 
 
+def chosen_variants(names: list[str] | None) -> dict[str, dict[str, Any]]:
+    """The variants `--variants` names (all when none), always with `default`, the baseline of every ratio.
+    InputError for a name that is not a variant."""
+    if not names:
+        return dict(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise InputError(f"unknown --variants {unknown}; valid: {', '.join(VARIANTS)}")
+    return {k: v for k, v in VARIANTS.items() if k == "default" or k in names}
+
+
 def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, Any]:
     from streamavs.engine import load_engine
     from streamavs.engine.base import resolve_engine
@@ -44,11 +56,13 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, An
     from streamavs.engine.onnxruntime import SessionSettings
     from streamavs.training.export import parity_inputs
 
+    check_counts(args.repeats, args.warmup)
+    variants = chosen_variants(args.variants)
     machine = machine_info()
     paths = [resolve_engine(e) for e in args.engine]
     manifests = [read_manifest(p) for p in paths]
+    check_engine_names([m.name for m in manifests])
     inputs, source = parity_inputs(manifests[0].frame.size[0], 16, seed=1)
-    variants = {k: v for k, v in VARIANTS.items() if k in args.variants} if args.variants else VARIANTS
     rows: dict[str, Any] = {}
     for threads in args.threads:
         engines = {}
@@ -87,7 +101,8 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, An
 
 def main(argv: list[str] | None = None) -> int:
     p = engine_parser(__doc__, "session-sweep", repeats=150, warmup=15)
-    p.add_argument("--variants", nargs="*", help=f"subset of {list(VARIANTS)} (default all)")
+    p.add_argument("--variants", nargs="*", help=f"subset of {list(VARIANTS)} (default all; "
+                   "'default' is always timed, the baseline of vs_default)")
     args = p.parse_args(argv)
     out = write_json(run(args, argv), args.out or default_out("session-sweep"))
     print(f"wrote {out}")

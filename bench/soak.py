@@ -80,12 +80,14 @@ class ResourceSampler:
 
     def intervals(self) -> list[dict[str, float]]:
         """Per sampling interval: start/end (monotonic s) and cores used by this process, by
-        everything else, and stolen by the hypervisor (1.0 = one core for the whole interval)."""
+        everything else (busy - steal - this process), and stolen by the hypervisor (1.0 = one
+        core for the whole interval)."""
         out = []
         for (t0, _, b0, s0, p0), (t1, _, b1, s1, p1) in zip(self.samples, self.samples[1:]):
             dt = max(t1 - t0, 1e-9)
-            out.append({"start_s": t0, "end_s": t1, "process_cores": (p1 - p0) / dt,
-                        "other_cores": max(0.0, (b1 - b0) - (p1 - p0)) / dt, "steal_cores": (s1 - s0) / dt})
+            busy, steal, process = b1 - b0, s1 - s0, p1 - p0  # busy includes steal: count it once
+            out.append({"start_s": t0, "end_s": t1, "process_cores": process / dt,
+                        "other_cores": max(0.0, busy - steal - process) / dt, "steal_cores": steal / dt})
         return out
 
 
@@ -130,6 +132,35 @@ def annotate_gaps(gaps: list[dict], intervals: list[dict[str, float]], gc_pauses
         gap["gc_ms_within_100ms"] = round(gc_pauses.ms_near(gap["t_s"]), 2)
 
 
+def sampling_period(seconds: float) -> float:
+    """Seconds between resource samples: 5, or less for a short run so that several fall inside it."""
+    return max(0.5, min(5.0, seconds / 10.0))
+
+
+def measured_start(report: dict, t_returned: float) -> float | None:
+    """Monotonic time at or just after the measured run began: when run_latency returned, less the measured
+    seconds of its row (the drain after the measurement only makes it later), or None without a measured row.
+    (bench/latency.py records no start time of its own.)"""
+    row = report["rows"][0] if report.get("rows") else {}
+    return t_returned - row["seconds"] if "seconds" in row else None
+
+
+def memory_record(samples: list[tuple[float, ...]], t_measure: float | None) -> dict:
+    """RSS after the warm-up (the first sample at or after the measured run's start, not the final one),
+    at the end and its growth; growth is None when no sample fell inside the measured run."""
+    t_start = samples[0][0]
+    inside = [s for s in samples[:-1] if t_measure is not None and s[0] >= t_measure]
+    after_warmup = inside[0][1] if inside else None
+    end = samples[-1][1]
+    return {
+        "after_warmup": after_warmup, "end": end, "max": max(s[1] for s in samples),
+        "growth_percent": 100.0 * (end - after_warmup) / after_warmup if after_warmup else None,
+        "baseline_t_s": round(inside[0][0] - t_start, 1) if inside else None,
+        "measured_from_t_s": round(t_measure - t_start, 1) if t_measure is not None else None,
+        "samples": [[round(s[0] - t_start, 1), round(s[1], 1)] for s in samples],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     from streamavs.bench.latency import LatencyConfig, for_json, run_latency
 
@@ -141,25 +172,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/soak-<date>.json)")
     args = parser.parse_args(argv)
 
-    sampler = ResourceSampler()
     config = LatencyConfig(seconds=args.seconds, warmup=args.warmup, fps=args.fps,
                            backends=("onnxruntime",), models=(args.model,))
+    period = sampling_period(args.seconds)
+    sampler = ResourceSampler(period)
     with GcPauses() as gc_pauses:
         report = run_latency(config, command=command_line(argv, "python -m streamavs.bench.soak"))
+    t_returned = time.monotonic()
     samples = sampler.stop()
     t_start = samples[0][0]
-    t_measure = t_start + args.warmup  # roughly when measurement began (engine load included before)
-    after_warmup = next((s[1] for s in samples if s[0] >= t_measure), samples[0][1])
-    end = samples[-1][1]
+    report["memory_mib"] = memory_record(samples, measured_start(report, t_returned))
+    after_warmup, end = report["memory_mib"]["after_warmup"], report["memory_mib"]["end"]
     report["benchmark"] = "soak"
-    report["memory_mib"] = {
-        "after_warmup": after_warmup, "end": end, "max": max(s[1] for s in samples),
-        "growth_percent": 100.0 * (end - after_warmup) / after_warmup,
-        "samples": [[round(s[0] - t_start, 1), round(s[1], 1)] for s in samples],
-    }
     intervals = sampler.intervals()
     report["cpu_cores"] = {  # per sampling interval: this process, other programs, hypervisor steal
-        "cores": os.cpu_count(),
+        "cores": os.cpu_count(), "period_s": period,
         "samples": [[round(iv["start_s"] - t_start, 1), round(iv["process_cores"], 3), round(iv["other_cores"], 3),
                      round(iv["steal_cores"], 3)] for iv in intervals],
         "columns": ["t_s", "process", "other", "steal"],
@@ -182,10 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"garbage collections (gen 2 or > 2 ms): {len(gc_pauses.pauses)}, longest "
           f"{report['gc_pauses']['max_ms']:.1f} ms")
     cpu = report["cpu_cores"]
-    print(f"other programs used up to {cpu['other_max']:.2f} of {cpu['cores']} cores in a 5 s interval; "
+    print(f"other programs used up to {cpu['other_max']:.2f} of {cpu['cores']} cores in a {period:g} s interval; "
           f"hypervisor steal up to {cpu['steal_max']:.2f}")
-    print(f"{row.get('fps', 0):.1f} fps, counters {row.get('counters')}, "
-          f"memory {after_warmup:.0f} -> {end:.0f} MiB ({report['memory_mib']['growth_percent']:+.2f}%); wrote {out}")
+    growth = report["memory_mib"]["growth_percent"]
+    memory = (f"memory {after_warmup:.0f} -> {end:.0f} MiB ({growth:+.2f}%)" if growth is not None
+              else f"memory at the end {end:.0f} MiB (no sample inside the measured run: growth unknown)")
+    print(f"{row.get('fps', 0):.1f} fps, counters {row.get('counters')}, {memory}; wrote {out}")
     return 0
 
 

@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 
 from streamavs.bench.report import command_line, default_out, make_report, run_script, write_json
+from streamavs.errors import InputError
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _stats(wall: list[float], cpu: list[float], seconds_per_clip: int) -> dict:
@@ -68,20 +71,38 @@ def run(clips: int, image_size: int, seconds: int, warmup: int = 3) -> dict:
     return results
 
 
+def limit_numpy_threads():
+    """(context manager, what it does): threadpoolctl's one-thread limit on numpy's BLAS/OpenMP pools when
+    threadpoolctl is installed; otherwise a no-op, and the record says numpy's threads were not limited
+    (environment variables set now would be too late: numpy is already imported)."""
+    import contextlib
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext(), ("numpy's BLAS/OpenMP threads not limited by this runner (threadpoolctl "
+                                          "is not installed); they follow thread_env, as set before it started")
+    return threadpool_limits(limits=1), "numpy's BLAS/OpenMP pools limited to 1 thread (threadpoolctl)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    thread_env = {var: os.environ.get(var) for var in THREAD_VARS}  # as the user set them (None: unset)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=40, help="clips per setting to time (default 40)")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/synthetic-<date>.json)")
     args = parser.parse_args(argv)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")  # takes effect only if numpy is not imported yet
+    if args.clips < 1:
+        raise InputError(f"--clips must be >= 1, got {args.clips}; leave it out for 40")
 
-    results = run(args.clips, args.image_size, args.seconds)
+    limit, numpy_threads = limit_numpy_threads()
+    with limit:
+        results = run(args.clips, args.image_size, args.seconds)
     report = make_report("synthetic_throughput", command_line(argv, "python -m streamavs.bench.synthetic_throughput"),
                          image_size=args.image_size, seconds_per_clip=args.seconds, results=results)
-    report["machine"]["threads"] = "1 (cv2.setNumThreads(1); numpy FFTs are single-threaded)"
+    report["machine"]["threads"] = {"opencv": "1 (cv2.setNumThreads(1))", "numpy": numpy_threads,
+                                    "thread_env": thread_env}
     path = write_json(report, args.out or default_out("synthetic"))
     for setting, row in results.items():
         for kind, s in row.items():
