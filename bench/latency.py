@@ -179,6 +179,7 @@ def measure_row(engine: Any, config: LatencyConfig) -> dict[str, Any]:
                 pipe.run(seconds=config.warmup)
             before = _counters(pipe)
             collector.measuring = True
+            measured_from = time.monotonic()  # where the measured run starts, on the clock soak samples with
             t0 = time.perf_counter()
             pipe.run(seconds=config.seconds)
             elapsed = time.perf_counter() - t0
@@ -190,7 +191,8 @@ def measure_row(engine: Any, config: LatencyConfig) -> dict[str, Any]:
             while last is not None and last not in subscriber.received and time.monotonic() < drain:
                 time.sleep(0.01)
         subscriber.stop()  # re-raises an error of the subscriber thread
-    return _row(collector, subscriber, before, after, elapsed, description)
+    # time.monotonic() at the start of the measured run (soak's memory baseline is the first sample after it)
+    return {**_row(collector, subscriber, before, after, elapsed, description), "measured_from_monotonic_s": measured_from}
 
 
 def _counters(pipe: Any) -> dict[str, int]:

@@ -138,10 +138,12 @@ def sampling_period(seconds: float) -> float:
 
 
 def measured_start(report: dict, t_returned: float) -> float | None:
-    """Monotonic time at or just after the measured run began: when run_latency returned, less the measured
-    seconds of its row (the drain after the measurement only makes it later), or None without a measured row.
-    (bench/latency.py records no start time of its own.)"""
+    """Monotonic time at which the measured run began: the row's own stamp (measure_row), else when
+    run_latency returned less the measured seconds (the drain after the measurement makes that up to
+    ~2 s late), or None without a measured row."""
     row = report["rows"][0] if report.get("rows") else {}
+    if "measured_from_monotonic_s" in row:
+        return row["measured_from_monotonic_s"]
     return t_returned - row["seconds"] if "seconds" in row else None
 
 

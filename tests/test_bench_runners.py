@@ -240,6 +240,15 @@ def test_soak_memory_baseline_is_the_first_sample_inside_the_measured_run():
     assert short["after_warmup"] is None and short["growth_percent"] is None
 
 
+def test_soak_takes_the_measured_runs_start_from_the_latency_row():
+    """measure_row stamps where its measured run starts; soak estimated it from when the run returned."""
+    from streamavs.bench.soak import measured_start
+
+    assert measured_start({"rows": [{"seconds": 2.0, "measured_from_monotonic_s": 95.5}]}, t_returned=100.0) == 95.5
+    assert measured_start({"rows": [{"seconds": 2.0}]}, t_returned=100.0) == 98.0  # a row recorded before the stamp
+    assert measured_start({"rows": []}, t_returned=100.0) is None
+
+
 def test_soak_short_run_measures_growth_from_a_sample_after_the_warmup(tiny_engine, tmp_path):
     from streamavs.bench.soak import main
 
