@@ -138,7 +138,7 @@ def profile_engine(manifest_path: Path, threads: int, inputs: list[tuple[np.ndar
 
 
 def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, Any]:
-    from streamavs.bench.engine_speed import check_counts
+    from streamavs.bench.report import check_counts
     from streamavs.engine.base import resolve_engine
     from streamavs.engine.manifest import read_manifest
     from streamavs.training.export import parity_inputs

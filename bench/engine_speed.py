@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from streamavs.bench.report import command_line, default_out, machine_info, now_iso, run_script, write_json
+from streamavs.bench.report import (check_counts, command_line, default_out, machine_info, now_iso, run_script,
+                                    write_json)
 from streamavs.errors import InputError, require
 
 PROGRAM = "python -m streamavs.bench.engine_speed"
@@ -93,13 +94,6 @@ def engine_parser(doc: str, name: str, *, repeats: int, warmup: int) -> argparse
     return parser
 
 
-def check_counts(repeats: int, warmup: int) -> None:
-    """Raise InputError unless there is at least one timed run and no negative warm-up."""
-    if repeats < 1 or warmup < 0:
-        raise InputError(f"--repeats must be >= 1 and --warmup >= 0, got {repeats} and {warmup}; "
-                         "give at least one timed run and no negative warm-up")
-
-
 def check_engine_names(names: list[str]) -> None:
     """InputError when two engines share a name: their sessions and rows would overwrite each other."""
     if len(set(names)) != len(names):
@@ -128,9 +122,9 @@ def eager_checkpoint(engine_path: Path, manifest, tmp: Path) -> tuple[Path, str]
     """The checkpoint eager rows time for an engine given without --checkpoint, and what it is: the one
     the engine was exported from when it lies beside the manifest, else the manifest's architecture
     with random weights. InputError when the manifest records neither."""
-    from streamavs.bench.latency_engines import _checkpoint_beside
+    from streamavs.bench.latency_engines import checkpoint_beside
 
-    beside = _checkpoint_beside(engine_path)
+    beside = checkpoint_beside(engine_path)
     if beside is not None:
         return beside, str(beside)
     if not isinstance(manifest.model.get("config"), dict):

@@ -23,8 +23,8 @@ from typing import Callable
 import numpy as np
 
 from streamavs.audio import LogMel, prepare_waveform
-from streamavs.bench.report import command_line, default_out, machine_info, make_report, run_script, write_json
-from streamavs.errors import InputError
+from streamavs.bench.report import (check_counts, command_line, default_out, machine_info, make_report, run_script,
+                                    write_json)
 
 
 def time_call(fn: Callable[[], object], repeats: int, warmup: int) -> dict[str, float]:
@@ -66,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=50, help="untimed runs per stage first")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/frontend-<date>.json)")
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.warmup < 0:
-        raise InputError(f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats} and {args.warmup}; "
-                         "leave them out for 2000 and 50")
+    check_counts(args.repeats, args.warmup, defaults=(2000, 50))
     machine = machine_info()  # the load before the run adds its own
     stages = run(args.repeats, args.warmup)
     threads = [f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"] if "OMP_NUM_THREADS" in os.environ else []

@@ -77,7 +77,7 @@ def _random_checkpoint(arch: str, cache_dir: Path, temporal: bool) -> Path:
     return path
 
 
-def _checkpoint_beside(manifest_path: Path) -> Path | None:
+def checkpoint_beside(manifest_path: Path) -> Path | None:
     """The checkpoint an engine was exported from, when it lies beside the manifest."""
     from streamavs.engine.manifest import read_manifest
 
@@ -127,7 +127,7 @@ def resolve_model(spec: str, cache_dir: Path) -> ModelArtifacts:
     if spec == "default":
         if find_engines():
             manifest = default_engine()
-            return ModelArtifacts(spec, manifest.stem, manifest, _checkpoint_beside(manifest), "default engine")
+            return ModelArtifacts(spec, manifest.stem, manifest, checkpoint_beside(manifest), "default engine")
         ckpt = _random_checkpoint("avs_lite", cache_dir, temporal=True)
         return ModelArtifacts(spec, "avs_lite", None, ckpt, "no default engine found: avs_lite + temporal, random weights")
     path = Path(spec)
@@ -135,7 +135,7 @@ def resolve_model(spec: str, cache_dir: Path) -> ModelArtifacts:
         if path.suffix == ".pt":  # runs/X/temporal.pt is "X": every run's checkpoint has the same file name
             return ModelArtifacts(spec, default_engine_name(path), None, path, "checkpoint")
         manifest = resolve_engine(path)
-        return ModelArtifacts(spec, manifest.stem, manifest, _checkpoint_beside(manifest), "engine")
+        return ModelArtifacts(spec, manifest.stem, manifest, checkpoint_beside(manifest), "engine")
     return ModelArtifacts(spec, spec, None, _random_checkpoint(spec, cache_dir, temporal=False), "random weights")
 
 

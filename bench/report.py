@@ -31,11 +31,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from streamavs.errors import StreamAVSError, require
+from streamavs.errors import InputError, StreamAVSError, require
 from streamavs.files import jsonable
 
 __all__ = [
-    "STAT_KEYS", "LIBRARIES", "RESULTS_DIR", "machine_info", "command_line", "now_iso", "stats_ms",
+    "STAT_KEYS", "LIBRARIES", "RESULTS_DIR", "check_counts", "machine_info", "command_line", "now_iso", "stats_ms",
     "make_report", "write_json", "default_out", "run_script", "save_figure", "pyplot", "fmt_cell",
 ]
 
@@ -142,6 +142,14 @@ def stats_ms(samples: Iterable[float]) -> dict[str, float]:
         "n": int(a.size), "mean": float(a.mean()), "p50": float(p50), "p90": float(p90),
         "p95": float(p95), "p99": float(p99), "max": float(a.max()),
     }  # fmt: skip
+
+
+def check_counts(repeats: int, warmup: int, defaults: tuple[int, int] | None = None) -> None:
+    """InputError unless a runner's --repeats >= 1 and --warmup >= 0 (`defaults`: the values to suggest)."""
+    if repeats < 1 or warmup < 0:
+        advice = (f"leave them out for {defaults[0]} and {defaults[1]}" if defaults
+                  else "give at least one timed run and no negative warm-up")
+        raise InputError(f"--repeats must be >= 1 and --warmup >= 0, got {repeats} and {warmup}; {advice}")
 
 
 def make_report(benchmark: str, command: str, *, machine: dict[str, Any] | None = None, **payload: Any) -> dict[str, Any]:

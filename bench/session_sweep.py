@@ -20,8 +20,9 @@ import os
 import sys
 from typing import Any
 
-from streamavs.bench.engine_speed import check_counts, check_engine_names, engine_parser, time_interleaved
-from streamavs.bench.report import command_line, default_out, machine_info, now_iso, run_script, write_json
+from streamavs.bench.engine_speed import check_engine_names, engine_parser, time_interleaved
+from streamavs.bench.report import (check_counts, command_line, default_out, machine_info, now_iso, run_script,
+                                    write_json)
 from streamavs.errors import InputError
 
 # Variant name -> the fields it changes from the backend's defaults (threads are set per row).

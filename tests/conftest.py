@@ -26,6 +26,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test, then the process-wide setting restored: eager torch and training
+    with two threads on a busy 2-core machine spin against each other and run many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def ffmpeg() -> str:
     """Path of the ffmpeg binary (installed by .ci/run); tests that make media need it."""

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from cli_output import one_error_line
+
 from streamavs.cli import main
 
 
@@ -45,16 +47,6 @@ def cli_imports(modules: list[str], *args) -> tuple[int, str, list[str]]:
         timeout=120, env={**os.environ, "STREAMAVS_DEBUG": "0"},
     )  # fmt: skip
     return proc.returncode, proc.stderr, [m for m in proc.stdout.strip().split(",") if m]
-
-
-def one_error_line(code: int, err: str) -> str:
-    """The single `streamavs: error: ...` line of a run that must exit 2 without a traceback."""
-    assert "Traceback" not in err, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert code == 2, (code, err)
-    assert len(lines) == 1, f"expected one error line, got {lines}"
-    assert lines[0].startswith("streamavs: error: ")
-    return lines[0]
 
 
 def in_process(capsys, *args) -> str:

@@ -14,8 +14,8 @@ from streamavs.training.config import load_config
 from streamavs.training.distributed import resolve_device
 from streamavs.training.temporal_checks import check_recipe
 from streamavs.training.temporal_trainer import train_temporal
+from tiny_training import REPO, SEGMENTER_RECIPE, TINY
 
-REPO = Path(__file__).resolve().parents[1]
 TEMPORAL = REPO / "training" / "configs" / "synthetic_temporal_full.toml"
 
 
@@ -26,12 +26,11 @@ def segmenter(tmp_path_factory) -> Path:
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    run = tmp_path_factory.mktemp("seg")
-    cfg = load_config(REPO / "training" / "configs" / "synthetic_single_full.toml", {
-        "data.image_size": 64, "data.train_clips": 2, "data.val_clips": 4, "optim.batch_size": 2, "optim.epochs": 1,
-        "eval.batch_size": 10, "model.overrides": {"backbone_pretrained": False}})  # fmt: skip
-    train(cfg, run, progress=False)
-    torch.set_num_threads(before)
+    try:
+        run = tmp_path_factory.mktemp("seg")
+        train(load_config(SEGMENTER_RECIPE, {**TINY, "optim.epochs": 1}), run, progress=False)
+    finally:
+        torch.set_num_threads(before)
     return run / "last.pt"
 
 

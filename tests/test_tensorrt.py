@@ -13,14 +13,7 @@ torch = pytest.importorskip("torch")
 
 from streamavs.errors import MissingDependency  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Eager torch with 2 threads on a shared 2-core machine is many times slower than with 1."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _streaming(size: int, window: int | None = 3):

@@ -17,29 +17,21 @@ import torch
 from streamavs.cli import main
 from streamavs.errors import ConfigError
 from streamavs.training.config import load_config, toml_literal
+from cli_output import one_error_line
+from tiny_training import REPO, SEGMENTER_RECIPE
+from tiny_training import TINY as TINY_SEGMENTER
 
-REPO = Path(__file__).resolve().parents[1]
-FULL = REPO / "training" / "configs" / "synthetic_single_full.toml"  # lambda_sim = 1
+FULL = SEGMENTER_RECIPE  # lambda_sim = 1
 BASELINE = REPO / "training" / "configs" / "synthetic_single_baseline.toml"  # lambda_sim = 0
-TINY = {
-    "data.image_size": 64,
-    "data.train_clips": 2,  # 10 samples
-    "data.val_clips": 4,  # 20 samples, the four conditions
-    "optim.batch_size": 2,
-    "optim.epochs": 1,
-    "eval.batch_size": 10,
-    "model.overrides": {"backbone_pretrained": False},
-}
+TINY = {**TINY_SEGMENTER, "optim.epochs": 1}
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread(monkeypatch):
-    """One torch thread (see tests/test_trainer.py), restored afterwards; no tracebacks from the CLI."""
-    monkeypatch.setenv("STREAMAVS_DEBUG", "0")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _no_debug(monkeypatch):
+    monkeypatch.setenv("STREAMAVS_DEBUG", "0")  # no tracebacks from the CLI
 
 
 def sets(overrides: dict) -> list[str]:
@@ -52,16 +44,6 @@ def train_cli(capsys, recipe: Path, out: Path, *args, **overrides) -> tuple[int,
     code = main(["train", "-c", str(recipe), "--out", str(out), "--device", "cpu", *map(str, args),
                  *sets({**TINY, **overrides})])  # fmt: skip
     return code, capsys.readouterr().err
-
-
-def one_error_line(code: int, err: str) -> str:
-    """The single `streamavs: error: ...` line of a run that must exit 2 without a traceback."""
-    assert "Traceback" not in err, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert code == 2, (code, err)
-    assert len(lines) == 1, f"expected one error line, got {lines}"
-    assert lines[0].startswith("streamavs: error: ")
-    return lines[0]
 
 
 def tiny_run(out: Path, recipe: Path = FULL, **overrides) -> Path:

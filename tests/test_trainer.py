@@ -13,29 +13,11 @@ import pytest
 import torch
 
 from streamavs.errors import ConfigError
-from streamavs.training.config import TEMPORAL_KEEP_RULES, load_config, parse_set
+from streamavs.training.config import load_config, parse_set
+from tiny_training import REPO, TINY
+from tiny_training import SEGMENTER_RECIPE as RECIPE
 
-REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "training" / "configs" / "synthetic_single_full.toml"
-TINY = {
-    "data.image_size": 64,
-    "data.train_clips": 2,  # 10 samples
-    "data.val_clips": 4,  # 20 samples, the four conditions
-    "optim.batch_size": 2,
-    "optim.epochs": 2,
-    "eval.batch_size": 10,
-    "model.overrides": {"backbone_pretrained": False},
-}
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Train with one torch thread (two OpenMP threads on a busy 2-core machine spin against each
-    other), then restore the process-wide setting so it does not leak into the tests that follow."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _events(run: Path) -> list[dict]:

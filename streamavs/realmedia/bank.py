@@ -111,7 +111,7 @@ class RealBank:
             raise InputError(f"unknown real-media split {split!r}; valid: {', '.join(REAL_SPLITS)}")
         self.root = Path(media) if media is not None else default_cache()
         index = read_media_index(self.root)
-        verify_files(self.root, index, fix=f"streamavs data fetch --cache {self.root}")
+        verify_files(self.root, index)
         self.split, self.name = split, f"real-{split}"
         self.augment = split == "train" if augment is None else bool(augment)
         self.packages = index["packages"]

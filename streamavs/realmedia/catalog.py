@@ -206,9 +206,9 @@ def _record_files(root: Path, catalog: dict) -> None:
             entry["bytes"], entry["sha256"] = path.stat().st_size, file_sha256(path)
 
 
-def verify_files(root: str | Path, index: dict, fix: str) -> None:
+def verify_files(root: str | Path, index: dict) -> None:
     """DataError naming every indexed file that is missing or whose size or sha256 differs from the
-    fetch's. `fix`: the command that restores them. The 568 files (18 MB) of a full fetch take
+    fetch's, with the fetch command that restores them. The 568 files (18 MB) of a full fetch take
     about 20 ms to check (2-core AMD EPYC), so every bank checks all of them."""
     root = Path(root)
     bad = []
@@ -224,7 +224,7 @@ def verify_files(root: str | Path, index: dict, fix: str) -> None:
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise DataError(f"{len(bad)} media file(s) in {root} changed since they were fetched: "
-                        f"{'; '.join(bad[:3])}{more}; restore them: {fix}")
+                        f"{'; '.join(bad[:3])}{more}; restore them: streamavs data fetch --cache {root}")
 
 
 def summary(catalog: dict) -> dict[str, int]:
