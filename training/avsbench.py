@@ -95,6 +95,7 @@ class AVSBench(torch.utils.data.Dataset):
     """
 
     seconds = CLIP_SECONDS
+    source_gain = 1.0  # recorded videos: off-screen sound (another video's audio) at its own level
 
     def __init__(self, root: str | Path, subset: str = "s4", split: str = "train", per: str = "frame",
                  image_size: int = 224, audio: str = "wav", ms3_labels: str | Path | None = None,

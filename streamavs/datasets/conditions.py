@@ -7,6 +7,9 @@ real-media sets (:mod:`streamavs.datasets.synthetic`) and AVSBench (``streamavs.
 * ``video_of(index) -> video``, ``video_key(video) -> str``, ``visible_groups(video) -> groups``
 * ``waveform(video) -> float32 (T*16000,)`` the positive audio, 16 kHz mono
 * ``offscreen_bank() -> OffscreenBank``
+* ``source_gain`` float: the amplitude at which a sounding source reaches ``waveform`` relative to
+  its own recording (1/2 in the panned synthetic and real-media scenes, 1 for AVSBench); off-screen
+  sound is scaled by it, so that it is as loud as a sounding object
 * ``build(index, waveform=None, condition="positive") -> sample dict`` (for clips `condition`
   may be one string per second)
 
@@ -98,7 +101,9 @@ def make_negative(condition: str, dataset, video: int, rng: np.random.Generator,
         if bank is None:
             raise ConfigError("off-screen negatives need an OffscreenBank (dataset.offscreen_bank())")
         draw = bank.draw(dataset.visible_groups(video), rng, seconds, exclude=dataset.video_key(video))
-        return draw.waveform, {"condition": "offscreen", "source": draw.key, "source_groups": list(draw.groups)}
+        gain = float(dataset.source_gain)
+        return draw.waveform * np.float32(gain), {"condition": "offscreen", "source": draw.key,
+                                                  "source_groups": list(draw.groups), "gain": gain}
     raise ConfigError(f"negative condition must be one of {NEGATIVE_CONDITIONS}, got {condition!r}")
 
 

@@ -32,6 +32,7 @@ from streamavs.datasets.samples import make_sample, stack_samples
 from streamavs.errors import ConfigError, InputError
 from streamavs.synthetic import CLASSES, SceneConfig, class_by_name, generate_clip, split_seed, synth_sound
 from streamavs.synthetic.banks import PROCEDURAL, ObjectBank
+from streamavs.synthetic.scenes import mono_source_gain
 
 __all__ = ["SyntheticFrames", "SyntheticClips", "synthetic_offscreen_bank", "synthetic_test_set"]
 
@@ -61,6 +62,7 @@ class _SyntheticBase:
         split_seed(split, size - 1)  # validates split and size
         self.split, self.size, self.scene_config = split, size, scene_config
         self.bank, self._offscreen = bank, offscreen
+        self.source_gain = mono_source_gain(scene_config)  # the clip protocol's level of off-screen sound
         self.seconds = scene_config.seconds
         self._logmel = LogMel()
         self._cache: OrderedDict[int, tuple] = OrderedDict()

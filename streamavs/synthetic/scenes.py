@@ -17,7 +17,7 @@ from streamavs.synthetic.banks import PROCEDURAL, BankClass, ObjectBank
 from streamavs.synthetic.config import SceneConfig
 from streamavs.synthetic.sounds import pink_noise
 
-__all__ = ["Clip", "generate_clip"]
+__all__ = ["Clip", "generate_clip", "mono_source_gain"]
 
 
 @dataclass
@@ -192,6 +192,18 @@ def _render(rng: np.random.Generator, cfg: SceneConfig, objects: list[_Object],
         image += noise[oy : oy + size, ox : ox + size]
         frames[t] = np.clip(image, 0, 255).astype(np.uint8)  # (H, W, 3)
     return frames, visible, centres
+
+
+def mono_source_gain(config: SceneConfig) -> float:
+    """Amplitude at which a source of a `config` scene reaches the front end, relative to its waveform.
+
+    The front end hears the mean of the two channels (:func:`streamavs.audio.prepare_waveform`).
+    A panned source enters them with gains (1 - a, a), whose mean is 1/2 wherever the object is;
+    without stereo it enters both at 1. Off-screen sound is drawn at this gain
+    (:func:`streamavs.datasets.conditions.make_negative`), so loudness does not tell it from a
+    sounding object (before 2026-11-30 it was 6 dB louder; bench/README.md, "Off-screen sound").
+    """
+    return 0.5 if config.stereo else 1.0
 
 
 def _mix(rng: np.random.Generator, cfg: SceneConfig, objects: list[_Object], is_source: np.ndarray,
