@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from streamavs.bench.report import command_line, fmt_cell, make_report, pyplot, save_figure, write_json
+from streamavs.datasets.conditions import BENCHMARK_REVISION
 from streamavs.errors import InputError, require
 
 __all__ = [
@@ -85,7 +86,7 @@ def accuracy_report(result: Mapping[str, Any], source: str, data: str, clips: in
     """The JSON report: command, machine, date, what was evaluated, both tables, similarity summary."""
     return make_report(
         "accuracy", command or command_line(program="streamavs eval"),
-        evaluated=str(source), data=data, clips=clips, fscore_mode=fscore_mode,
+        evaluated=str(source), data=data, clips=clips, fscore_mode=fscore_mode, benchmark_revision=BENCHMARK_REVISION,
         units={"miou": "percent", "fscore": "percent", "fpr": "fraction", "g_miou": "percent", "g_f": "percent",
                "g_fpr": "fraction"},
         gate_off=result["gate_off"], gate_on=result["gate_on"],

@@ -1,13 +1,12 @@
-"""Does an engine tell off-screen sound by its loudness? The same test set, off-screen sound as built and 6 dB lower.
+"""Does an engine tell off-screen sound by its loudness? One test set, off-screen sound at three levels.
 
 The benchmarks pan every on-screen source between the two channels with gains (1 - a, a), and
-the front end hears the channels' mean: a source reaches it 6 dB below its recording. An
-off-screen recording enters both channels at its own level, so in the built test sets it is
-about 5-7 dB louder than the sounding objects (a review measured positive seconds at a median
--26.8 dBFS and off-screen seconds at -21.6 dBFS on 60 synthetic test clips). A model could learn
-"loud means off-screen". This runner evaluates an engine on one four-condition test set twice,
-with the same clips and draws: as built, and with every off-screen sound at half amplitude (the
-level a panned source reaches the front end), and reports both robust tables.
+the front end hears the channels' mean: a source reaches it at half its amplitude. Off-screen
+sound is drawn at the same gain (`mono_source_gain`, since 2026-11-30; before, it entered at its
+own level, 6 dB louder, and engines trained then could learn "loud means off-screen"). This
+runner evaluates an engine on one four-condition test set three times, with the same clips and
+draws: off-screen sound as built, 6 dB quieter and 6 dB louder (the level of the benchmarks
+before the fix), and reports the three robust tables.
 
     python -m streamavs.bench.offscreen_level --engine streamavs-real-lite-int8 --data real-test --clips 80
 """
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from streamavs.bench.report import command_line, default_out, make_report, run_script, write_json
 
-LEVELS = {"as_built": 1.0, "minus_6db": 0.5}  # off-screen amplitude factor per row
+LEVELS = {"as_built": 1.0, "minus_6db": 0.5, "plus_6db": 2.0}  # off-screen amplitude factor per row
 
 
 def evaluate_at(engine: str, data: str, clips: int, factor: float, threads: int) -> dict:

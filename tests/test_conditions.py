@@ -160,3 +160,14 @@ def test_clip_window_sampler_covers_everything_in_windows():
     assert len(first) == 4  # the first window holds the seconds of 4 clips only
     sampler.set_epoch(1)
     assert list(sampler) != order
+
+
+@pytest.mark.parametrize(("spec", "split"), [("synthetic-val", "val"), ("synthetic-single", "test")])
+def test_specs_name_the_split_they_read(spec, split):
+    """`--data synthetic-val` is the validation split's four-condition set: other clips than the test set's."""
+    from streamavs.datasets.specs import robust_test_set
+    from streamavs.synthetic import split_seed
+
+    ts = robust_test_set(spec, 4, 32)
+    assert ts.dataset.split == split
+    assert ts.dataset.clip(0).seed == split_seed(split, 0) != split_seed("test" if split == "val" else "val", 0)

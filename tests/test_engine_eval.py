@@ -16,6 +16,7 @@ import pytest
 from no_torch import run_without_torch
 
 from streamavs.cli import main
+from streamavs.datasets.conditions import BENCHMARK_REVISION
 from streamavs.metrics.meters import UNITS
 
 
@@ -28,6 +29,9 @@ def assert_eval_reproduces_manifest(manifest: Path, tmp_path: Path) -> dict:
     recorded the manifest the numbers are equal.
     """
     stored = json.loads(manifest.read_text())["training"]["eval"]
+    assert stored.get("benchmark_revision", 1) == BENCHMARK_REVISION, (
+        f"{manifest.name} was evaluated on benchmark revision {stored.get('benchmark_revision', 1)}; re-record it "
+        f"(training.evaluate_checkpoint.record_evaluation) on revision {BENCHMARK_REVISION}")
     out = tmp_path / "fresh.json"
     code, _, stderr, record = run_without_torch(
         "eval", "--engine", manifest, "--data", stored["data"], "--clips", str(stored["clips"]), "--out", out
@@ -35,6 +39,7 @@ def assert_eval_reproduces_manifest(manifest: Path, tmp_path: Path) -> dict:
     assert code == 0, stderr[-2000:]
     assert record == {"attempts": [], "loaded": False, "training": []}
     fresh = json.loads(out.read_text())
+    assert fresh["benchmark_revision"] == BENCHMARK_REVISION
     for gate in ("gate_off", "gate_on"):
         for cond, row in stored[gate].items():
             for key, value in row.items():

@@ -60,7 +60,10 @@ def record_evaluation(manifest_path: str | Path, data: str, clips: int, *, progr
     from streamavs.evaluation import evaluate_engine_path
 
     result = evaluate_engine_path(manifest_path, data, clips=clips, progress=progress)
-    record = {"data": data, "clips": clips, "gate_off": result["gate_off"], "gate_on": result["gate_on"],
+    from streamavs.datasets.conditions import BENCHMARK_REVISION
+
+    record = {"data": data, "clips": clips, "benchmark_revision": BENCHMARK_REVISION,
+              "gate_off": result["gate_off"], "gate_on": result["gate_on"],
               "command": f"streamavs eval --engine {Path(manifest_path).name} --data {data} --clips {clips}"}
     manifest = read_manifest(manifest_path)
     training = {**manifest.training, "eval": jsonable(record)}

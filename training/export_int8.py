@@ -105,7 +105,8 @@ def _evaluate(manifest_path: Path, data: str, clips: int, work: Path) -> dict[st
         raise EngineError(f"evaluating {manifest_path.name} on {data} failed: {last[0]}; run "
                           f"`streamavs eval --engine {manifest_path.name} --data {data}` to see why")
     result = json.loads(out.read_text())
-    return {"data": data, "clips": clips, "gate_off": result["gate_off"], "gate_on": result["gate_on"],
+    return {"data": data, "clips": clips, "benchmark_revision": result["benchmark_revision"],
+            "gate_off": result["gate_off"], "gate_on": result["gate_on"],
             "command": f"streamavs eval --engine {manifest_path.name} --data {data} --clips {clips}"}
 
 

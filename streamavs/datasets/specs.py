@@ -1,10 +1,11 @@
 """Data specs: the names `streamavs eval --data` takes, each a four-condition robust test set.
 
 ``synthetic-single`` | ``synthetic-multi``: the procedural benchmark's TEST split (one or
-several sources per clip). ``real-test`` | ``real-test_seen_rec`` | ``real-test_heldout_rec``
+several sources per clip); ``synthetic-val``: its single-source VALIDATION split. ``real-test`` | ``real-test_seen_rec`` | ``real-test_heldout_rec``
 | ``real-test_novel``: the real-media test splits (:mod:`streamavs.realmedia.bank`);
 ``real-unseen_offscreen``: real-media test scenes whose off-screen sound was never heard in
-training. Real media come from ``$STREAMAVS_MEDIA`` or the default cache (``streamavs data
+training; ``real-val``: the real-media VALIDATION split, for choosing between models without
+looking at a test split. Real media come from ``$STREAMAVS_MEDIA`` or the default cache (``streamavs data
 fetch``). These need numpy only. ``avsbench_s4:ROOT`` | ``avsbench_ms3:ROOT``: the AVSBench
 test split under ROOT, read by the training package (needs the ``train`` extra).
 
@@ -18,8 +19,9 @@ from streamavs.errors import InputError, require
 
 __all__ = ["SYNTHETIC_SPECS", "REAL_SPECS", "AVSBENCH_SPECS", "DATA_SPECS", "check_spec", "robust_test_set"]
 
-SYNTHETIC_SPECS = ("synthetic-single", "synthetic-multi")
-REAL_SPECS = ("real-test", "real-test_seen_rec", "real-test_heldout_rec", "real-test_novel", "real-unseen_offscreen")
+SYNTHETIC_SPECS = ("synthetic-single", "synthetic-multi", "synthetic-val")
+REAL_SPECS = ("real-test", "real-test_seen_rec", "real-test_heldout_rec", "real-test_novel", "real-unseen_offscreen",
+              "real-val")
 AVSBENCH_SPECS = ("avsbench_s4:ROOT", "avsbench_ms3:ROOT")
 DATA_SPECS = (*SYNTHETIC_SPECS, *REAL_SPECS, *AVSBENCH_SPECS)
 
@@ -51,8 +53,8 @@ def robust_test_set(spec: str, clips: int, image_size: int, seed: int = 0):
     if spec in SYNTHETIC_SPECS:
         from streamavs.datasets.synthetic import synthetic_test_set
 
-        setting = spec.split("-")[1]
-        return synthetic_test_set("test", clips, SceneConfig(image_size=image_size, setting=setting), seed=seed)
+        split, setting = ("val", "single") if spec == "synthetic-val" else ("test", spec.split("-")[1])
+        return synthetic_test_set(split, clips, SceneConfig(image_size=image_size, setting=setting), seed=seed)
     if spec in REAL_SPECS:
         from streamavs.datasets.real import real_test_set, real_unseen_test_set
 
