@@ -95,6 +95,23 @@ def test_resume_state_that_does_not_fit_is_one_line(tmp_path, capsys):
     )
 
 
+def test_resume_that_stretches_a_cosine_schedule_says_how_the_rate_jumps(tmp_path, capsys):
+    """One whole epoch ends at the schedule's final rate; resuming with optim.epochs 3 restarts higher."""
+    import json
+
+    cosine = {"optim.lr_schedule": "cosine", "optim.warmup_steps": 0}
+    run = tmp_path / "run"
+    assert train_cli(capsys, FULL, run, **cosine)[0] == 0
+    assert main(["train", "-c", str(FULL), "--out", str(run), "--device", "cpu", "--resume", "--max-steps", "1",
+                 *sets({**TINY, **cosine, "optim.epochs": 3})]) == 0  # fmt: skip
+    assert "--resume: the learning rate goes from" in capsys.readouterr().out
+    events = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    (note,) = [e for e in events if e["event"] == "resume_lr"]
+    base = load_config(FULL, TINY).optim.lr
+    assert note["step"] == 5 and note["saved_lr"] == pytest.approx(0.01 * base, rel=0.05)  # the final 1%
+    assert note["resumed_lr"] > 40 * note["saved_lr"]  # step 5 of 15: ~0.6 x base
+
+
 def test_amp_loss_scale_is_saved_and_restored(tmp_path):
     """The trainer's checkpoint functions with a real enabled GradScaler (the CPU one: same state as CUDA's);
     a checkpoint without a scaler (CPU runs, older runs) still resumes."""

@@ -216,6 +216,9 @@ def _run(cfg: TrainConfig, out: Path, world: World, *, resume: bool, max_steps: 
 
     steps_this_run = 0
     total_steps = cfg.optim.epochs * len(loader)
+    if resume and state.global_step:
+        _note_resumed_lr(log, optimizer, base_lrs, cfg, state.global_step, total_steps,
+                         show=progress and world.is_main)
     table: dict[str, Any] = {}
     for epoch in range(state.epoch, cfg.optim.epochs):
         sampler.set_epoch(epoch)
@@ -300,6 +303,25 @@ def _save(path, model, optimizer, scaler, state, cfg, world: World, table=None) 
     if scaler.is_enabled():  # AMP: the loss scale it has learned (checkpoints without it start a new one)
         extra["scaler"] = scaler.state_dict()
     save_checkpoint(path, model, extra)
+
+
+def _note_resumed_lr(log: JsonLog, optimizer, base_lrs: list[float], cfg: TrainConfig, step: int,
+                     total_steps: int, *, show: bool) -> None:
+    """Log (and print) the learning rate a resumed run starts at next to the saved run's last one.
+
+    The schedule is a function of the step and optim.epochs, so raising optim.epochs on a cosine
+    schedule stretches it from the saved step on: the rate jumps up (e.g. from the final 1% back to
+    half the base rate). That is what the user asked for, but it should not pass unseen.
+    """
+    main = max(range(len(base_lrs)), key=base_lrs.__getitem__)  # the group at the full base rate
+    saved = float(optimizer.param_groups[main]["lr"])  # loaded from last.pt: its last step's rate
+    resumed = base_lrs[main] * lr_factor(cfg.optim, step, total_steps)
+    log.write("resume_lr", step=step, saved_lr=saved, resumed_lr=resumed)
+    if show and abs(resumed - saved) > 0.05 * saved:
+        from tqdm import tqdm
+
+        tqdm.write(f"--resume: the learning rate goes from {saved:.3g} (the saved run's last step) to {resumed:.3g} "
+                   f"at step {step}: optim.epochs = {cfg.optim.epochs} stretches the {cfg.optim.lr_schedule} schedule")
 
 
 def _restore(path: Path, cfg: TrainConfig, model, optimizer, scaler) -> RunState:
