@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from streamavs.datasets.conditions import BENCHMARK_REVISION
 from streamavs.datasets.specs import robust_test_set
 from streamavs.errors import InputError
 from streamavs.files import jsonable
 
-__all__ = ["evaluate_checkpoint", "evaluate_path", "record_evaluation"]
+__all__ = ["evaluate_checkpoint", "evaluate_path", "eval_record", "record_evaluation"]
 
 
 def evaluate_checkpoint(path: str | Path, data: str, *, clips: int = 80, fscore_mode: str = "set",
@@ -51,6 +52,14 @@ def evaluate_path(path: str | Path, data: str, *, clips: int = 80, fscore_mode: 
     return evaluate_engine_path(path, data, clips=clips, fscore_mode=fscore_mode, progress=progress)
 
 
+def eval_record(manifest_path: str | Path, data: str, clips: int, result: dict[str, Any]) -> dict[str, Any]:
+    """A manifest's ``training.eval``: both tables of `result` (an engine's evaluation), the
+    benchmark revision they were measured on and the command that measures them again."""
+    return {"data": data, "clips": clips, "benchmark_revision": BENCHMARK_REVISION,
+            "gate_off": result["gate_off"], "gate_on": result["gate_on"],
+            "command": f"streamavs eval --engine {Path(manifest_path).name} --data {data} --clips {clips}"}
+
+
 def record_evaluation(manifest_path: str | Path, data: str, clips: int, *, progress: bool = True) -> dict[str, Any]:
     """Evaluate an engine and store the result in its manifest (``training.eval``), so that the
     metrics an engine advertises are the ones `streamavs eval` measures on the engine itself."""
@@ -60,11 +69,7 @@ def record_evaluation(manifest_path: str | Path, data: str, clips: int, *, progr
     from streamavs.evaluation import evaluate_engine_path
 
     result = evaluate_engine_path(manifest_path, data, clips=clips, progress=progress)
-    from streamavs.datasets.conditions import BENCHMARK_REVISION
-
-    record = {"data": data, "clips": clips, "benchmark_revision": BENCHMARK_REVISION,
-              "gate_off": result["gate_off"], "gate_on": result["gate_on"],
-              "command": f"streamavs eval --engine {Path(manifest_path).name} --data {data} --clips {clips}"}
+    record = eval_record(manifest_path, data, clips, result)
     manifest = read_manifest(manifest_path)
     training = {**manifest.training, "eval": jsonable(record)}
     write_manifest(dataclasses.replace(manifest, training=training), manifest_path)

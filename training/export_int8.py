@@ -39,6 +39,7 @@ from streamavs.datasets.specs import check_spec
 from streamavs.engine.base import load_engine, resolve_engine
 from streamavs.engine.manifest import Manifest, file_sha256, read_manifest, today, write_manifest
 from streamavs.errors import EngineError, InputError
+from streamavs.training.evaluate_checkpoint import eval_record
 from streamavs.training.export import ExportResult, _check_name, export_engine, install_engine, parity_inputs
 from streamavs.training.quantize import QuantizeConfig, calibration_inputs, compare_engines, cpu_int8_support, quantize_model
 
@@ -104,10 +105,7 @@ def _evaluate(manifest_path: Path, data: str, clips: int, work: Path) -> dict[st
         last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
         raise EngineError(f"evaluating {manifest_path.name} on {data} failed: {last[0]}; run "
                           f"`streamavs eval --engine {manifest_path.name} --data {data}` to see why")
-    result = json.loads(out.read_text())
-    return {"data": data, "clips": clips, "benchmark_revision": result["benchmark_revision"],
-            "gate_off": result["gate_off"], "gate_on": result["gate_on"],
-            "command": f"streamavs eval --engine {manifest_path.name} --data {data} --clips {clips}"}
+    return eval_record(manifest_path, data, clips, json.loads(out.read_text()))
 
 
 def _accuracy_gate(fp32: dict[str, Any], int8: dict[str, Any], gate: Int8Gate) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from streamavs.metrics import CONDITIONS, NEGATIVE_CONDITIONS
 
 __all__ = ["BENCHMARK_REVISION", "CONDITIONS", "NEGATIVE_CONDITIONS", "NegativeMix", "assign_conditions", "make_negative",
            "splice_seconds", "RobustTestSet", "NegativeTraining"]
+
 # What the negatives of both benchmarks are, recorded with every evaluation (eval reports, engine
 # manifests) so that numbers from different revisions are never compared unknowingly.
 # 1: off-screen sound at its own level, 6 dB louder than a panned sounding source (until 2026-11-30).

@@ -62,7 +62,6 @@ class _SyntheticBase:
         split_seed(split, size - 1)  # validates split and size
         self.split, self.size, self.scene_config = split, size, scene_config
         self.bank, self._offscreen = bank, offscreen
-        self.source_gain = mono_source_gain(scene_config)  # the clip protocol's level of off-screen sound
         self.seconds = scene_config.seconds
         self._logmel = LogMel()
         self._cache: OrderedDict[int, tuple] = OrderedDict()
@@ -94,6 +93,11 @@ class _SyntheticBase:
         else:
             self._cache.move_to_end(video)
         return entry
+
+    @property
+    def source_gain(self) -> float:
+        """The clip protocol's level of off-screen sound: how loud a panned source reaches the front end."""
+        return mono_source_gain(self.scene_config)
 
     @property
     def num_videos(self) -> int:
