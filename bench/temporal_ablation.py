@@ -47,8 +47,8 @@ import numpy as np
 from streamavs.audio import LogMelParams
 from streamavs.bench.report import command_line, default_out, fmt_cell, make_report, run_script, write_json
 from streamavs.datasets.streaming import NEGATIVES, STREAM_SPLITS, StreamClip, scene_config, streaming_test_split
-from streamavs.bench.operating_curve import (OperatingPoint, curve_table, operating_points, parse_bands, parse_point,
-                                             parse_thresholds, select_operating_point)
+from streamavs.bench.operating_curve import (SELECTION_RULES, OperatingPoint, curve_table, operating_points, parse_bands,
+                                             parse_point, parse_thresholds, select_operating_point)
 from streamavs.bench.paired import paired_comparisons, paired_table
 from streamavs.bench.temporal_targets import TARGET_ERROR_AUROC, TARGET_G_MIOU_DROP, compare, compare_uncertainty
 from streamavs.engine.thresholds import DEFAULT_RESET, Thresholds
@@ -329,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--at", type=parse_point, default=(FRAME_ONLY_THRESHOLD, 0.0), metavar="THRESHOLD,BAND",
                         help="the operating point of the --full and --no-uncertainty rows (default 0.5,0: frame-only's); "
                              "frame-only is always at 0.5 without a band, an --engine at its manifest's point")
+    parser.add_argument("--select", choices=SELECTION_RULES, default="flicker",
+                        help="--split val: the point each stage ships at, among those meeting every target: lowest "
+                             "flicker, or highest mIoU just after onsets (operating_curve.select_operating_point)")
     parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
                         help="paired bootstrap resamples of the clips for the row-vs-row intervals (0: none)")
     parser.add_argument("--threads", type=int, default=1,
@@ -379,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         paired_resamples=args.resamples,
     )
     if args.split == "val":  # an operating point is only ever selected on validation
-        report["selected"] = {k: select_operating_point(points[k]) for k in points}
+        report["selected"] = {k: select_operating_point(points[k], args.select) for k in points}
+        report["selection_rule"] = args.select
         if not points:
             print("no --sweep or --hysteresis: no operating curve, so no operating point was selected "
                   "(add e.g. --sweep 0.5,0.55,0.6,0.65,0.7 --hysteresis 0,0.1,0.2,0.3)", file=sys.stderr)

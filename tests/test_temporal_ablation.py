@@ -11,7 +11,7 @@ import torch
 from streamavs.bench.temporal_ablation import (compare, compare_uncertainty, evaluate_streaming, main, operating_points,
                                                select_operating_point)
 from streamavs.bench.temporal_figure import find_transition_clip, has_both_transitions, render_temporal_figure
-from streamavs.errors import ConfigError
+from streamavs.errors import ConfigError, InputError
 from streamavs.model.registry import create_model
 from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
 from streamavs.model.temporal import TemporalConfig, TemporalStage
@@ -161,6 +161,11 @@ def test_operating_points_mark_points_where_every_target_is_met_and_validation_t
     candidate["sweep"].append(row(0.6, 0.25, 50.0, 0.06, 69.0, band=0.2))  # steadiest, but onsets no better
     assert select_operating_point(operating_points(candidate, frame_only)) == {"threshold": 0.6, "band": 0.1}
     assert select_operating_point(points[::2]) is None
+    points = operating_points(candidate, frame_only)  # by onsets: 53.0 at 0.55 beats 52.0 at 0.6, whatever the flicker
+    assert select_operating_point(points, "onsets") == {"threshold": 0.55, "band": 0.0}
+    assert select_operating_point([p for p in points if not p["all_met"]], "onsets") is None
+    with pytest.raises(InputError, match="flicker, onsets"):
+        select_operating_point(points, "g_miou")
 
 
 def test_compare_targets():
