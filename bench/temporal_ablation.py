@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                              "frame-only is always at 0.5 without a band, an --engine at its manifest's point")
     parser.add_argument("--select", choices=SELECTION_RULES, default="flicker",
                         help="--split val: the point each stage ships at, among those meeting every target: lowest "
-                             "flicker, or highest mIoU just after onsets (operating_curve.select_operating_point)")
+                             "flicker, or the largest smallest margin over the four targets (operating_curve.select_operating_point)")
     parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
                         help="paired bootstrap resamples of the clips for the row-vs-row intervals (0: none)")
     parser.add_argument("--threads", type=int, default=1,

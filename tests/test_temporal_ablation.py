@@ -10,6 +10,7 @@ import torch
 
 from streamavs.bench.temporal_ablation import (compare, compare_uncertainty, evaluate_streaming, main, operating_points,
                                                select_operating_point)
+from streamavs.bench.operating_curve import target_margins
 from streamavs.bench.temporal_figure import find_transition_clip, has_both_transitions, render_temporal_figure
 from streamavs.errors import ConfigError, InputError
 from streamavs.model.registry import create_model
@@ -161,11 +162,16 @@ def test_operating_points_mark_points_where_every_target_is_met_and_validation_t
     candidate["sweep"].append(row(0.6, 0.25, 50.0, 0.06, 69.0, band=0.2))  # steadiest, but onsets no better
     assert select_operating_point(operating_points(candidate, frame_only)) == {"threshold": 0.6, "band": 0.1}
     assert select_operating_point(points[::2]) is None
-    points = operating_points(candidate, frame_only)  # by onsets: 53.0 at 0.55 beats 52.0 at 0.6, whatever the flicker
-    assert select_operating_point(points, "onsets") == {"threshold": 0.55, "band": 0.0}
-    assert select_operating_point([p for p in points if not p["all_met"]], "onsets") is None
-    with pytest.raises(InputError, match="flicker, onsets"):
-        select_operating_point(points, "g_miou")
+    points = operating_points(candidate, frame_only)
+    # balanced: each point's smallest margin (fraction of frame-only's value) is G-mIoU's here:
+    # 0.55: (71 - 69.7) / 70; 0.6: (70.5 - 69.7) / 70; 0.6 band 0.1: (69.8 - 69.7) / 70 (steadiest of the three)
+    margins = {(p["threshold"], p["band"]): min(target_margins(p).values()) for p in points if p["all_met"]}
+    assert margins == pytest.approx({(0.55, 0.0): 1.3 / 70, (0.6, 0.0): 0.8 / 70, (0.6, 0.1): 0.1 / 70})
+    assert target_margins(points[0])["flicker_lower"] == pytest.approx(0.05)  # (0.1 - 0.095) / 0.1
+    assert select_operating_point(points, "balanced") == {"threshold": 0.55, "band": 0.0}
+    assert select_operating_point([p for p in points if not p["all_met"]], "balanced") is None
+    with pytest.raises(InputError, match="flicker, balanced"):
+        select_operating_point(points, "onsets")
 
 
 def test_compare_targets():
