@@ -62,10 +62,11 @@ Why this form (measured; bench/README.md, "Temporal stage v2"):
   transition metrics on validation and 60 test clips (a tie just after onsets on 120 fresh
   ones); it is the synthetic engine's stage. On real media the ablation still wins just after
   onsets, and the full stage missed frame-only there by 0.03 on the fresh clips. Retrained
-  again (runs/v22) and run at the point balancing the four targets on validation (0.5, band
-  0.1), it gains 4-6 points of G-mIoU and of mIoU just after onsets over frame-only on both test
-  sets but flickers 2-5% more; against its ablation it wins onsets on validation and 60 test
-  clips and loses FPR just after silence everywhere (bench/README.md, "a second real-media attempt").
+  again (runs/v22): at the point balancing the four targets on validation (0.5, band 0.1) it
+  gains 4-6 points of G-mIoU over frame-only on both test sets but flickers 2-5% more; at (0.7,
+  0.1) it meets every target on 120 unused test clips. Against its ablation it wins onsets on
+  validation and 60 test clips and never wins both transition metrics (bench/README.md, "a
+  second real-media attempt").
 
 Inputs per frame: the fused map (B, C, h, w), the frame logit (B, 1, h, w) and the sounding
 logit (B,) of the segmenter. Audio change is given explicitly: every cached slot keeps the raw
