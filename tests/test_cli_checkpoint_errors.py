@@ -59,6 +59,7 @@ def test_bad_checkpoints(capsys, tmp_path, bad_checkpoints, command, case):
     assert not (tmp_path / "engines").exists()
 
 
+@pytest.mark.slow  # moved from the default step (2026-12-01) to keep it under 5 minutes
 def test_empty_and_truncated_checkpoints_in_a_real_process(bad_checkpoints):
     # The empty file used to print click's bare "Aborted." (an EOFError) and exit 1.
     code, _, err = cli("eval", "--checkpoint", bad_checkpoints["empty"])

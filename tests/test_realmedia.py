@@ -237,6 +237,7 @@ def test_clips_of_another_bank_are_not_written_over(real_media, tmp_path):
     assert {p: p.read_bytes() for p in sorted(out.rglob("*.png"))} == before
 
 
+@pytest.mark.slow  # moved from the default step (2026-12-01) to keep it under 5 minutes
 def test_a_copied_package_needs_no_apt_get_and_a_damaged_index_is_rebuilt(real_media, tmp_path, monkeypatch):
     """The advice for systems without apt-get (copy the .deb in) works; a media.json that cannot be read
     is rebuilt by the next fetch instead of blocking it; the index is written only once the fetch is done."""

@@ -102,6 +102,7 @@ def test_eval_of_a_stage_checkpoint_says_it_would_run_the_segmenter_alone(stage,
     assert f"only its segmenter ({segmenter.parent.name}/last.pt)" in str(err.value) and "with --engine" in str(err.value)
 
 
+@pytest.mark.slow  # moved from the default step (2026-12-01) to keep it under 5 minutes
 def test_a_stage_engine_records_what_each_part_learned_from(stage, tmp_path):
     """The manifest's training.data is the segmenter's (its negatives), the stage's clips and [temporal]
     are under training.temporal_stage, and no absolute path of the training machine is recorded."""
