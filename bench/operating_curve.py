@@ -13,15 +13,15 @@ import argparse
 import numpy as np
 
 from streamavs.bench.report import fmt_cell
-from streamavs.bench.temporal_targets import TARGET_G_MIOU_DROP, compare
+from streamavs.bench.temporal_targets import compare, target_margins
 from streamavs.datasets.streaming import StreamClip
 from streamavs.engine.hysteresis import hysteresis_clip
 from streamavs.engine.thresholds import DEFAULT_RESET, check_band, check_threshold_value
 from streamavs.errors import InputError
 from streamavs.metrics import ClipRows, RobustMeter
 
-__all__ = ["OperatingPoint", "operating_points", "SELECTION_RULES", "target_margins", "select_operating_point", "parse_threshold", "parse_band",
-           "parse_thresholds", "parse_bands", "parse_point", "curve_table"]
+__all__ = ["OperatingPoint", "operating_points", "SELECTION_RULES", "select_operating_point", "parse_threshold",
+           "parse_band", "parse_thresholds", "parse_bands", "parse_point", "curve_table"]
 
 
 class OperatingPoint:
@@ -79,30 +79,14 @@ def operating_points(candidate: dict, frame_only: dict) -> list[dict]:
 SELECTION_RULES = ("flicker", "balanced")  # how select_operating_point picks among the points meeting every target
 
 
-def target_margins(point: dict) -> dict[str, float]:
-    """How far a point of :func:`operating_points` clears each target, as a fraction of frame-only's
-    value: FPR just after silence and flicker (f - c) / f, mIoU just after onsets (c - f) / f,
-    G-mIoU (c - (f - TARGET_G_MIOU_DROP)) / f. Positive where the target is met."""
-    out = {}
-    for name, row in point["targets"].items():
-        c, f = row["candidate"], row["frame_only"]
-        if name == "miou_started_higher":
-            out[name] = (c - f) / f
-        elif name == "g_miou_within_target":
-            out[name] = (c - (f - TARGET_G_MIOU_DROP)) / f
-        else:  # fpr_silenced_lower, flicker_lower
-            out[name] = (f - c) / f if f else 0.0
-    return out
-
-
 def select_operating_point(points: list[dict], rule: str = "flicker") -> dict | None:
     """The mask threshold and hysteresis band to ship a stage with, chosen on VALIDATION clips
     (``--split val``): among the points of :func:`operating_points` at which every target of
     :func:`compare` is met (FPR just after silence strictly lower, mIoU just after onsets strictly
     higher, flicker strictly lower, G-mIoU at most TARGET_G_MIOU_DROP lower than frame-only at its
-    threshold), the one with the LOWEST FLICKER (``rule="flicker"``) or the one whose SMALLEST
-    :func:`target_margins` is largest (``rule="balanced"``): ``{"threshold", "band"}``, None when
-    there is none.
+    threshold), the one with the LOWEST FLICKER (``rule="flicker"``) or the one whose smallest
+    :func:`~streamavs.bench.temporal_targets.target_margins` is LARGEST (``rule="balanced"``):
+    ``{"threshold", "band"}``, None when there is none.
 
     Why "flicker" (runs/v10 to v21): the stage is there to steady the masks, and on the real-media
     benchmark its flicker margin shrank from validation to test for every stage measured
@@ -111,12 +95,14 @@ def select_operating_point(points: list[dict], rule: str = "flicker") -> dict | 
     value while flicker and FPR cleared by 20-43%, and it then missed onsets on fresh test clips
     by 0.03 points; taking the point with the highest onsets instead moves the thin margin to
     flicker (0.4% at (0.5, 0) on the same validation clips). The balanced rule picks (0.5, 0.1)
-    there, every target cleared by at least 2.2%: the largest margin on the thinnest target."""
+    there, every target cleared by at least 2.2%: the largest margin on the thinnest target. Measured
+    since (v22, bench/README.md, "a second real-media attempt"): its flicker margin did not hold on
+    test clips, so the shipped engines keep the flicker rule."""
     if rule not in SELECTION_RULES:
         raise InputError(f"unknown operating-point rule {rule!r}; expected one of {', '.join(SELECTION_RULES)}")
     allowed = [p for p in points if p["all_met"] and p.get("flicker") is not None]
     if rule == "balanced":
-        key = lambda p: (-min(target_margins(p).values()), p["flicker"], p["band"], p["threshold"])  # noqa: E731
+        key = lambda p: (-min(target_margins(p["targets"]).values()), p["flicker"], p["band"], p["threshold"])  # noqa: E731
     else:
         key = lambda p: (p["flicker"], p["band"], p["threshold"])  # noqa: E731
     best = min(allowed, key=key) if allowed else None

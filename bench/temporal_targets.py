@@ -4,7 +4,7 @@ results (or rows shaped like them)."""
 
 from __future__ import annotations
 
-__all__ = ["TARGET_G_MIOU_DROP", "TARGET_ERROR_AUROC", "compare", "compare_uncertainty"]
+__all__ = ["TARGET_G_MIOU_DROP", "TARGET_ERROR_AUROC", "compare", "target_margins", "compare_uncertainty"]
 
 TARGET_G_MIOU_DROP = 0.3  # points: the full stage may lose at most this much overall G-mIoU
 TARGET_ERROR_AUROC = 0.8  # the uncertainty must detect mask errors on transition frames at least this well
@@ -28,6 +28,21 @@ def compare(candidate: dict, frame_only: dict) -> dict:
         "g_miou_within_target": row(c["robust"]["global"]["g_miou"], f["robust"]["global"]["g_miou"],
                                    lambda a, b: a >= b - TARGET_G_MIOU_DROP),
     }
+
+
+# how far each target of compare() is cleared, as a fraction of frame-only's value (c: candidate, f: frame-only)
+_MARGINS = {
+    "fpr_silenced_lower": lambda c, f: (f - c) / f if f else 0.0,
+    "miou_started_higher": lambda c, f: (c - f) / f,
+    "flicker_lower": lambda c, f: (f - c) / f if f else 0.0,
+    "g_miou_within_target": lambda c, f: (c - (f - TARGET_G_MIOU_DROP)) / f,
+}
+
+
+def target_margins(targets: dict) -> dict[str, float]:
+    """Each target of a :func:`compare` result as a margin: positive where it is met, in fractions of
+    frame-only's value (G-mIoU against frame-only minus TARGET_G_MIOU_DROP)."""
+    return {name: _MARGINS[name](row["candidate"], row["frame_only"]) for name, row in targets.items()}
 
 
 def compare_uncertainty(full: dict, no_uncertainty: dict) -> dict:

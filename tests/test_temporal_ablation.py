@@ -10,7 +10,7 @@ import torch
 
 from streamavs.bench.temporal_ablation import (compare, compare_uncertainty, evaluate_streaming, main, operating_points,
                                                select_operating_point)
-from streamavs.bench.operating_curve import target_margins
+from streamavs.bench.temporal_targets import target_margins
 from streamavs.bench.temporal_figure import find_transition_clip, has_both_transitions, render_temporal_figure
 from streamavs.errors import ConfigError, InputError
 from streamavs.model.registry import create_model
@@ -165,9 +165,9 @@ def test_operating_points_mark_points_where_every_target_is_met_and_validation_t
     points = operating_points(candidate, frame_only)
     # balanced: each point's smallest margin (fraction of frame-only's value) is G-mIoU's here:
     # 0.55: (71 - 69.7) / 70; 0.6: (70.5 - 69.7) / 70; 0.6 band 0.1: (69.8 - 69.7) / 70 (steadiest of the three)
-    margins = {(p["threshold"], p["band"]): min(target_margins(p).values()) for p in points if p["all_met"]}
+    margins = {(p["threshold"], p["band"]): min(target_margins(p["targets"]).values()) for p in points if p["all_met"]}
     assert margins == pytest.approx({(0.55, 0.0): 1.3 / 70, (0.6, 0.0): 0.8 / 70, (0.6, 0.1): 0.1 / 70})
-    assert target_margins(points[0])["flicker_lower"] == pytest.approx(0.05)  # (0.1 - 0.095) / 0.1
+    assert target_margins(points[0]["targets"])["flicker_lower"] == pytest.approx(0.05)  # (0.1 - 0.095) / 0.1
     assert select_operating_point(points, "balanced") == {"threshold": 0.55, "band": 0.0}
     assert select_operating_point([p for p in points if not p["all_met"]], "balanced") is None
     with pytest.raises(InputError, match="flicker, balanced"):
