@@ -1,0 +1,184 @@
+"""Recover a streaming checkpoint from an exported FP32 ONNX engine, checked by parity.
+
+Why: an engine ships, its training checkpoint does not (``runs/`` is not committed), so a later
+session cannot run the engine's own segmenter without its stage (the frame-only arm of the
+temporal ablation) or train a new stage on that segmenter. The FP32 engine holds every weight:
+
+- The dynamo exporter keeps parameter names as initializer names (``segmenter.necks.0.0.weight``).
+- It folds each BatchNorm into the convolution before it: the conv weight is scaled and a
+  ``<conv>.weight_bias`` initializer is added. Folding is inverted exactly for inference: the
+  conv takes the folded weight (its own bias, if any, 0) and the BatchNorm becomes ``x + bias``
+  (weight 1, running mean 0, running variance ``1 - eps``). The BatchNorm statistics are
+  therefore not the original ones: fine-tune the segmenter in train mode from a recovered
+  checkpoint and BatchNorm behaves differently; the frozen segmenter of temporal training and
+  every eval-mode use are exact.
+- A GroupNorm's affine becomes a ``Mul`` by a (C, 1, 1) constant followed by an ``Add``.
+- A learnable similarity scale is folded to ``exp(log_scale)``, a scalar initializer named ``exp``.
+
+Nothing is written unless the recovered model, run by PyTorch eager, matches the engine run by
+ONNX Runtime on the export's parity sequence (20 frames, cache carried) within ``tolerance``.
+INT8 engines hold quantised weights and are refused: recover from the FP32 engine.
+
+CLI::
+
+    python -m training.recover engines/streamavs-real-lite.json --out runs/shipped-real/recovered.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from streamavs.errors import EngineError, InputError, require
+
+__all__ = ["recover_state", "recover_checkpoint"]
+
+_FOLDED_BIAS = ".weight_bias"  # dynamo's name for the bias a folded BatchNorm leaves on its conv
+_FOLDED_SIM_SCALE = "exp"  # exp(similarity_head.log_scale), constant-folded
+_PARITY_FRAMES = 20
+
+
+def _graph_affines(graph, numpy_helper) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(scale, shift) pairs of Mul-then-Add by (C, 1, 1) initializers, in graph order (decomposed GroupNorm affines)."""
+    inits = {i.name: i for i in graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def per_channel(name: str) -> bool:
+        return name in inits and len(inits[name].dims) == 3 and list(inits[name].dims[1:]) == [1, 1]
+
+    pairs = []
+    for node in graph.node:
+        scale = [n for n in node.input if per_channel(n)]
+        if node.op_type != "Mul" or len(scale) != 1:
+            continue
+        for nxt in consumers.get(node.output[0], []):
+            shift = [n for n in nxt.input if per_channel(n)]
+            if nxt.op_type == "Add" and len(shift) == 1:
+                pairs.append((numpy_helper.to_array(inits[scale[0]]), numpy_helper.to_array(inits[shift[0]])))
+    return pairs
+
+
+def recover_state(model, onnx_path: Path) -> dict:
+    """A state dict for `model` (a StreamingSegmenter) from the initializers of the FP32 engine at
+    `onnx_path`. Raises EngineError naming the tensors it could not find."""
+    torch = require("torch", "train", "checkpoint recovery")
+    onnx = require("onnx", "train", "checkpoint recovery")
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(onnx_path))
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    found: set[str] = set()
+
+    def put(key: str, value) -> None:
+        target = state[key]
+        state[key] = torch.tensor(np.array(value), dtype=target.dtype).reshape(target.shape)
+        found.add(key)
+
+    for key in state:
+        if key in inits:
+            put(key, inits[key])
+    last_conv: str | None = None
+    norms: list[str] = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Conv2d):
+            last_conv = name
+        elif isinstance(module, torch.nn.BatchNorm2d) and f"{name}.weight" not in found:
+            bias = inits.get(f"{last_conv}{_FOLDED_BIAS}") if last_conv else None
+            if bias is None:
+                raise EngineError(f"BatchNorm {name}: no folded bias {last_conv}{_FOLDED_BIAS} in {onnx_path}")
+            put(f"{name}.weight", np.ones_like(bias))
+            put(f"{name}.bias", bias)
+            put(f"{name}.running_mean", np.zeros_like(bias))
+            put(f"{name}.running_var", np.full_like(bias, 1.0 - module.eps))
+            if f"{last_conv}.bias" in state:
+                put(f"{last_conv}.bias", np.zeros_like(bias))
+        elif isinstance(module, torch.nn.GroupNorm) and module.affine:
+            norms.append(name)
+    affines = _graph_affines(proto.graph, numpy_helper)
+    if len(affines) != len(norms):
+        raise EngineError(f"{len(norms)} GroupNorm layers but {len(affines)} per-channel affines in {onnx_path}")
+    for name, (scale, shift) in zip(norms, affines):
+        put(f"{name}.weight", scale)
+        put(f"{name}.bias", shift)
+    for key in state:
+        if key.endswith("similarity_head.log_scale") and key not in found and _FOLDED_SIM_SCALE in inits:
+            put(key, np.log(inits[_FOLDED_SIM_SCALE]))
+    missing = [k for k in state if k not in found and not k.endswith("num_batches_tracked")
+               and not k.endswith("similarity_head.bias")]  # a fixed buffer unless learnable (then it is an initializer)
+    if missing:
+        raise EngineError(f"{len(missing)} tensors not found in {onnx_path}: {missing[:6]}; was it exported by "
+                          f"this StreamAVS's dynamo exporter at FP32?")
+    return state
+
+
+def recover_checkpoint(manifest_path: str | Path, out: str | Path, *, tolerance: float = 1e-3) -> tuple[Path, dict]:
+    """Write `out`, a streaming checkpoint equal (by parity) to the FP32 engine of `manifest_path`.
+
+    Returns (out, parity max abs diffs). Raises InputError for an INT8 or non-ONNX engine,
+    EngineError if a tensor is missing or parity fails (nothing written then).
+    """
+    from streamavs.engine.base import load_engine
+    from streamavs.engine.torch import TorchEngine
+    from streamavs.model.config import ModelConfig
+    from streamavs.model.segmenter import AVSSegmenter
+    from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
+    from streamavs.model.temporal import TemporalConfig, TemporalStage
+    from training.export import check_parity, parity_inputs
+
+    engine = load_engine(manifest_path, backend="onnxruntime")
+    manifest = engine.manifest
+    model_info = manifest.model
+    if manifest.backend != "onnx" or manifest.precision != "fp32":
+        raise InputError(f"{manifest_path}: a {manifest.precision} {manifest.backend} engine; checkpoints can only be "
+                         f"recovered from an FP32 ONNX engine (its INT8 weights are quantised): pass the FP32 manifest")
+    if not model_info or "config" not in model_info:
+        raise InputError(f"{manifest_path}: the manifest has no model config; re-export the engine with this StreamAVS")
+    segmenter = AVSSegmenter(ModelConfig.from_dict(model_info["config"]), load_pretrained=False)
+    temporal_cfg = model_info.get("temporal_config")
+    temporal = TemporalStage(TemporalConfig.from_dict(temporal_cfg)) if temporal_cfg else None
+    model = StreamingSegmenter(segmenter, temporal).eval()
+    state = recover_state(model, engine.model_path)
+    model.load_state_dict(state)
+    inputs, source = parity_inputs(model.image_size, _PARITY_FRAMES)
+    with TorchEngine.from_module(model, {}, name=f"{manifest.name} (recovered)") as candidate:
+        diffs = check_parity(engine, candidate, inputs)
+    if max(diffs.values()) > tolerance:
+        raise EngineError(f"recovered model differs from {manifest_path} by {diffs} (tolerance {tolerance}); "
+                          f"nothing written")
+    out = Path(out)
+    save_streaming_checkpoint(out, model, {
+        "provenance": f"recovered from engine {manifest.name} (sha256 {manifest.sha256[:12]}) by training/recover.py",
+        "train_config": {"data": manifest.training.get("data")},  # what its segmenter learned from, as recorded
+        "metrics": manifest.training.get("metrics", {}),
+        "recovered_from": {"engine": manifest.name, "sha256": manifest.sha256,
+                           "export": manifest.export,
+                           "parity": {"inputs": source, "max_abs_diff": diffs, "tolerance": tolerance},
+                           "batchnorm": "folded into the convolutions: exact in eval mode only"},
+    })
+    return out, diffs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.recover", description=__doc__.split("\n\n")[0])
+    parser.add_argument("manifest", help="an FP32 ONNX engine's manifest (.json)")
+    parser.add_argument("--out", required=True, help="the checkpoint to write (.pt)")
+    parser.add_argument("--tolerance", type=float, default=1e-3, help="max abs difference allowed (default 1e-3)")
+    args = parser.parse_args(argv)
+    try:
+        out, diffs = recover_checkpoint(args.manifest, args.out, tolerance=args.tolerance)
+    except (InputError, EngineError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}; parity against the engine: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
