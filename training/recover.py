@@ -14,6 +14,8 @@ temporal ablation) or train a new stage on that segmenter. The FP32 engine holds
   every eval-mode use are exact.
 - A GroupNorm's affine becomes a ``Mul`` by a (C, 1, 1) constant followed by an ``Add``.
 - A learnable similarity scale is folded to ``exp(log_scale)``, a scalar initializer named ``exp``.
+- A tensor that cannot change an output may be missing (an all-zero bias folds away): it keeps
+  its initial value and is listed in the checkpoint (``recovered_from.not_in_graph``).
 
 Nothing is written unless the recovered model, run by PyTorch eager, matches the engine run by
 ONNX Runtime on the export's parity sequence (20 frames, cache carried) within ``tolerance``.
@@ -21,7 +23,7 @@ INT8 engines hold quantised weights and are refused: recover from the FP32 engin
 
 CLI::
 
-    python -m training.recover engines/streamavs-real-lite.json --out runs/shipped-real/recovered.pt
+    python -m streamavs.training.recover engines/streamavs-real-lite.json --out runs/shipped-real/recovered.pt
 """
 
 from __future__ import annotations
@@ -64,9 +66,11 @@ def _graph_affines(graph, numpy_helper) -> list[tuple[np.ndarray, np.ndarray]]:
     return pairs
 
 
-def recover_state(model, onnx_path: Path) -> dict:
-    """A state dict for `model` (a StreamingSegmenter) from the initializers of the FP32 engine at
-    `onnx_path`. Raises EngineError naming the tensors it could not find."""
+def recover_state(model, onnx_path: Path) -> tuple[dict, list[str]]:
+    """(state dict for `model`, a StreamingSegmenter, from the initializers of the FP32 engine at
+    `onnx_path`; the tensors that are not in the graph). Those keep `model`'s values: the
+    exporter drops what cannot change an output (an all-zero bias folds away, a dead head goes),
+    and the parity check of :func:`recover_checkpoint` tells whether that mattered."""
     torch = require("torch", "train", "checkpoint recovery")
     onnx = require("onnx", "train", "checkpoint recovery")
     from onnx import numpy_helper
@@ -86,13 +90,17 @@ def recover_state(model, onnx_path: Path) -> dict:
             put(key, inits[key])
     last_conv: str | None = None
     norms: list[str] = []
+    zero_biases: list[str] = []
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Conv2d):
             last_conv = name
         elif isinstance(module, torch.nn.BatchNorm2d) and f"{name}.weight" not in found:
-            bias = inits.get(f"{last_conv}{_FOLDED_BIAS}") if last_conv else None
-            if bias is None:
-                raise EngineError(f"BatchNorm {name}: no folded bias {last_conv}{_FOLDED_BIAS} in {onnx_path}")
+            if last_conv is None:
+                raise EngineError(f"BatchNorm {name} follows no convolution: its folded form cannot be told apart")
+            bias = inits.get(f"{last_conv}{_FOLDED_BIAS}")
+            if bias is None:  # an all-zero folded bias is dropped by the exporter
+                bias = np.zeros(module.num_features, dtype=np.float32)
+                zero_biases.append(f"{last_conv}{_FOLDED_BIAS}")
             put(f"{name}.weight", np.ones_like(bias))
             put(f"{name}.bias", bias)
             put(f"{name}.running_mean", np.zeros_like(bias))
@@ -112,17 +120,16 @@ def recover_state(model, onnx_path: Path) -> dict:
             put(key, np.log(inits[_FOLDED_SIM_SCALE]))
     missing = [k for k in state if k not in found and not k.endswith("num_batches_tracked")
                and not k.endswith("similarity_head.bias")]  # a fixed buffer unless learnable (then it is an initializer)
-    if missing:
-        raise EngineError(f"{len(missing)} tensors not found in {onnx_path}: {missing[:6]}; was it exported by "
-                          f"this StreamAVS's dynamo exporter at FP32?")
-    return state
+    return state, missing + zero_biases
 
 
-def recover_checkpoint(manifest_path: str | Path, out: str | Path, *, tolerance: float = 1e-3) -> tuple[Path, dict]:
+def recover_checkpoint(manifest_path: str | Path, out: str | Path, *,
+                       tolerance: float = 1e-3) -> tuple[Path, dict, list[str]]:
     """Write `out`, a streaming checkpoint equal (by parity) to the FP32 engine of `manifest_path`.
 
-    Returns (out, parity max abs diffs). Raises InputError for an INT8 or non-ONNX engine,
-    EngineError if a tensor is missing or parity fails (nothing written then).
+    Returns (out, parity max abs diffs, tensors not in the graph (kept at their initial values)).
+    Raises InputError for an INT8 or non-ONNX engine, EngineError if a norm layer cannot be
+    matched or parity fails (nothing written then).
     """
     from streamavs.engine.base import load_engine
     from streamavs.engine.torch import TorchEngine
@@ -130,7 +137,7 @@ def recover_checkpoint(manifest_path: str | Path, out: str | Path, *, tolerance:
     from streamavs.model.segmenter import AVSSegmenter
     from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
     from streamavs.model.temporal import TemporalConfig, TemporalStage
-    from training.export import check_parity, parity_inputs
+    from streamavs.training.export import check_parity, parity_inputs
 
     engine = load_engine(manifest_path, backend="onnxruntime")
     manifest = engine.manifest
@@ -144,7 +151,7 @@ def recover_checkpoint(manifest_path: str | Path, out: str | Path, *, tolerance:
     temporal_cfg = model_info.get("temporal_config")
     temporal = TemporalStage(TemporalConfig.from_dict(temporal_cfg)) if temporal_cfg else None
     model = StreamingSegmenter(segmenter, temporal).eval()
-    state = recover_state(model, engine.model_path)
+    state, not_in_graph = recover_state(model, engine.model_path)
     model.load_state_dict(state)
     inputs, source = parity_inputs(model.image_size, _PARITY_FRAMES)
     with TorchEngine.from_module(model, {}, name=f"{manifest.name} (recovered)") as candidate:
@@ -154,29 +161,32 @@ def recover_checkpoint(manifest_path: str | Path, out: str | Path, *, tolerance:
                           f"nothing written")
     out = Path(out)
     save_streaming_checkpoint(out, model, {
-        "provenance": f"recovered from engine {manifest.name} (sha256 {manifest.sha256[:12]}) by training/recover.py",
+        "provenance": f"recovered from engine {manifest.name} (sha256 {manifest.sha256[:12]}) by streamavs.training.recover",
         "train_config": {"data": manifest.training.get("data")},  # what its segmenter learned from, as recorded
         "metrics": manifest.training.get("metrics", {}),
         "recovered_from": {"engine": manifest.name, "sha256": manifest.sha256,
                            "export": manifest.export,
                            "parity": {"inputs": source, "max_abs_diff": diffs, "tolerance": tolerance},
+                           "not_in_graph": not_in_graph,  # kept at their initial values
                            "batchnorm": "folded into the convolutions: exact in eval mode only"},
     })
-    return out, diffs
+    return out, diffs, not_in_graph
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.recover", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m streamavs.training.recover", description=__doc__.split("\n\n")[0])
     parser.add_argument("manifest", help="an FP32 ONNX engine's manifest (.json)")
     parser.add_argument("--out", required=True, help="the checkpoint to write (.pt)")
     parser.add_argument("--tolerance", type=float, default=1e-3, help="max abs difference allowed (default 1e-3)")
     args = parser.parse_args(argv)
     try:
-        out, diffs = recover_checkpoint(args.manifest, args.out, tolerance=args.tolerance)
+        out, diffs, not_in_graph = recover_checkpoint(args.manifest, args.out, tolerance=args.tolerance)
     except (InputError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {out}; parity against the engine: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+    if not_in_graph:
+        print(f"not in the engine's graph, kept at their initial values: {', '.join(not_in_graph)}")
     return 0
 
 
