@@ -55,7 +55,10 @@ Why this form (measured; bench/README.md, "Temporal stage v2"):
   the current frame alone and letting the past in where u is high (runs/v19: 12% less flicker
   than the ablation on real-media validation, 0.56 less mIoU just after onsets; on the synthetic
   test sets more false positives just after silence; runs/v20, with the audio change in that
-  evidence: worse on both transition metrics) did not change that (all reverted).
+  evidence: worse on both transition metrics) did not change that (all reverted). Nor does
+  letting u set the runtime's hysteresis band per pixel (a probe on v22's stage, 100 validation
+  clips, not kept): u is high exactly where the probability hovers near the threshold, so a band
+  scaled by u measured as the fixed band and one scaled by 1 - u as no band.
 - On benchmark revision 2 (off-screen sound as loud as a sounding object), retrained with its
   segmenter (runs/v21; bench/README.md, "Revision 2: retrained"): on the synthetic benchmark the
   stage meets every target against frame-only on both test sets and beats its ablation on both
