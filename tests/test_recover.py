@@ -48,6 +48,7 @@ def _outputs(model, inputs):
     return np.stack(outs)
 
 
+@pytest.mark.slow  # an export and a recovery with parity: ~30 s
 def test_recovered_checkpoint_equals_the_original_model_with_and_without_its_stage(tmp_path, one_torch_thread):
     from streamavs.model.streaming import StreamingSegmenter, load_streaming
     from streamavs.training.export import export_engine, parity_inputs
