@@ -106,7 +106,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from streamavs.errors import ConfigError
-from streamavs.model.config import EVIDENCE_TARGETS
 
 _MASKED = -1.0e4  # additive attention bias for invalid cache slots (finite: exports cleanly)
 RAW_CHANNELS = 3  # per cached slot after the projected features: frame logit, sounding logit, valid
@@ -123,18 +122,12 @@ class TemporalConfig:
     heads: int = 4
     uncertainty: bool = True  # False: the context enters the correction ungated (the ablation)
     version: int = 3  # 3: residual on the frame's logits; the uncertainty gates the temporal context
-    # what the Dirichlet is over (EVIDENCE_TARGETS): "sounding" = {silent, sounding} per pixel, the
-    # past gated by 1 - u; "change" = {stable, changed} (the pixel's target differs from the past
-    # window's), the past gated by the belief in "stable", (alpha_stable - 1) / S
-    evidence_target: str = "sounding"
 
     def __post_init__(self) -> None:
         if self.window < 1:
             raise ConfigError(f"temporal window must be >= 1 frame, got {self.window}")
         if self.dim % self.heads:
             raise ConfigError(f"temporal dim {self.dim} must be divisible by heads {self.heads}")
-        if self.evidence_target not in EVIDENCE_TARGETS:
-            raise ConfigError(f"temporal evidence_target must be one of {EVIDENCE_TARGETS}, got {self.evidence_target!r}")
         if self.version != 3:
             raise ConfigError(f"temporal stage version {self.version} is not supported by this StreamAVS (only 3); "
                               "retrain the stage with `streamavs train -c training/configs/*_temporal_full.toml`")
@@ -266,10 +259,6 @@ class TemporalStage(nn.Module):
         evidence = self.evidence(torch.cat([current, mixed, change], dim=1))  # (B, d, h, w)
         alpha = F.softplus(self.alpha_head(evidence)) + 1.0  # (B, 2, h, w)
         u = dirichlet_uncertainty(alpha)  # (B, 1, h, w)
-        if self.config.evidence_target == "change":  # the past enters as far as the evidence says it still holds
-            gate = (alpha[:, :1] - 1.0) / alpha.sum(dim=1, keepdim=True)  # belief in "stable": 1 - vacuity - b_changed
-        else:
-            gate = 1.0 - u  # the past enters where u is low
-        x = self.refine(torch.cat([current, gate * mixed, change], dim=1))
+        x = self.refine(torch.cat([current, (1.0 - u) * mixed, change], dim=1))  # the past enters where u is low
         logits = frame_logits + self.delta_head(x)
         return TemporalOutput(logits, torch.sigmoid(logits), u, alpha)
