@@ -132,6 +132,7 @@ def test_check_parity_catches_a_broken_engine(lite64, tmp_path):
     assert diffs["mask_prob"] > 1e-2 and diffs["cache"] > 1e-2
 
 
+@pytest.mark.slow  # ~11 s (an export): the default step ran 4:37-4:43 on a quiet machine
 def test_export_checks_eval_first_and_names_run_checkpoints_after_their_run(lite64, tmp_path, capsys):
     """A typo in --eval was reported (as --data) only after the export had written the engine; every
     temporal run's checkpoint is temporal.pt, so two runs exported into one folder replaced each other."""
@@ -190,6 +191,7 @@ def test_avs_tpavi_b5_exports_and_passes_parity(tmp_path):
     print(f"avs_tpavi_b5 export + 4-frame parity: {time.perf_counter() - t0:.1f} s, diffs {diffs}")
 
 
+@pytest.mark.slow  # ~11 s (an export): the default step ran 4:37-4:43 on a quiet machine
 def test_export_records_the_chosen_operating_point(lite64, tmp_path):
     """--mask-threshold and --hysteresis are the engine's operating point: written to the manifest
     and loaded with the engine."""
