@@ -38,6 +38,7 @@ from collections import Counter
 import numpy as np
 
 from streamavs.errors import InputError, StreamAVSError
+from streamavs.training.recover import identity_batchnorm
 
 _FOLDED = "_bias"  # the exporter names a folded conv's bias "<conv>.weight_bias"
 
@@ -206,10 +207,8 @@ class Filler:
         folded_bias = self.graph.inits[folded]
         if has_conv_bias:
             self.set(f"{conv}.bias", np.zeros_like(folded_bias), "zero")
-        self.set(f"{bn}.weight", np.ones_like(folded_bias), "identity BN")
-        self.set(f"{bn}.bias", folded_bias, "onnx folded bias")
-        self.set(f"{bn}.running_mean", np.zeros_like(folded_bias), "identity BN")
-        self.set(f"{bn}.running_var", np.full_like(folded_bias, 1.0 - eps), "identity BN")
+        for key, value in identity_batchnorm(folded_bias, eps).items():
+            self.set(f"{bn}.{key}", value, "onnx folded bias" if key == "bias" else "identity BN")
 
     def missing(self) -> list[str]:
         return [k for k in self.state if k not in self.source]

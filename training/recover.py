@@ -36,24 +36,27 @@ import numpy as np
 
 from streamavs.errors import EngineError, InputError, require
 
-__all__ = ["recover_state", "recover_checkpoint"]
+__all__ = ["identity_batchnorm", "recover_state", "recover_checkpoint"]
 
 _FOLDED_BIAS = ".weight_bias"  # dynamo's name for the bias a folded BatchNorm leaves on its conv
 _FOLDED_SIM_SCALE = "exp"  # exp(similarity_head.log_scale), constant-folded
 _PARITY_FRAMES = 20
 
 
-def _graph_affines(graph, numpy_helper) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(scale, shift) pairs of Mul-then-Add by (C, 1, 1) initializers, in graph order (decomposed GroupNorm affines)."""
-    inits = {i.name: i for i in graph.initializer}
+def identity_batchnorm(folded_bias: np.ndarray, eps: float) -> dict[str, np.ndarray]:
+    """The BatchNorm state that, after a conv holding the folded weight, reproduces a folded
+    conv + BN in eval mode: ``(x - 0) / sqrt((1 - eps) + eps) * 1 + b = x + b``."""
+    return {"weight": np.ones_like(folded_bias), "bias": folded_bias,
+            "running_mean": np.zeros_like(folded_bias), "running_var": np.full_like(folded_bias, 1.0 - eps)}
+
+
+def _graph_affines(graph, arrays: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(scale, shift) of each Mul-then-Add by (C, 1, 1) initializers, in graph order (a GroupNorm's affine)."""
+    per_channel = lambda name: name in arrays and arrays[name].ndim == 3 and arrays[name].shape[1:] == (1, 1)  # noqa: E731
     consumers: dict[str, list] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-
-    def per_channel(name: str) -> bool:
-        return name in inits and len(inits[name].dims) == 3 and list(inits[name].dims[1:]) == [1, 1]
-
     pairs = []
     for node in graph.node:
         scale = [n for n in node.input if per_channel(n)]
@@ -62,7 +65,7 @@ def _graph_affines(graph, numpy_helper) -> list[tuple[np.ndarray, np.ndarray]]:
         for nxt in consumers.get(node.output[0], []):
             shift = [n for n in nxt.input if per_channel(n)]
             if nxt.op_type == "Add" and len(shift) == 1:
-                pairs.append((numpy_helper.to_array(inits[scale[0]]), numpy_helper.to_array(inits[shift[0]])))
+                pairs.append((arrays[scale[0]], arrays[shift[0]]))
     return pairs
 
 
@@ -101,15 +104,13 @@ def recover_state(model, onnx_path: Path) -> tuple[dict, list[str]]:
             if bias is None:  # an all-zero folded bias is dropped by the exporter
                 bias = np.zeros(module.num_features, dtype=np.float32)
                 zero_biases.append(f"{last_conv}{_FOLDED_BIAS}")
-            put(f"{name}.weight", np.ones_like(bias))
-            put(f"{name}.bias", bias)
-            put(f"{name}.running_mean", np.zeros_like(bias))
-            put(f"{name}.running_var", np.full_like(bias, 1.0 - module.eps))
+            for key, value in identity_batchnorm(bias, module.eps).items():
+                put(f"{name}.{key}", value)
             if f"{last_conv}.bias" in state:
                 put(f"{last_conv}.bias", np.zeros_like(bias))
         elif isinstance(module, torch.nn.GroupNorm) and module.affine:
             norms.append(name)
-    affines = _graph_affines(proto.graph, numpy_helper)
+    affines = _graph_affines(proto.graph, inits)
     if len(affines) != len(norms):
         raise EngineError(f"{len(norms)} GroupNorm layers but {len(affines)} per-channel affines in {onnx_path}")
     for name, (scale, shift) in zip(norms, affines):
@@ -131,7 +132,7 @@ def recover_checkpoint(manifest_path: str | Path, out: str | Path, *,
     Raises InputError for an INT8 or non-ONNX engine, EngineError if a norm layer cannot be
     matched or parity fails (nothing written then).
     """
-    from streamavs.engine.base import load_engine
+    from streamavs.engine import load_engine, read_manifest
     from streamavs.engine.torch import TorchEngine
     from streamavs.model.config import ModelConfig
     from streamavs.model.segmenter import AVSSegmenter
@@ -139,11 +140,10 @@ def recover_checkpoint(manifest_path: str | Path, out: str | Path, *,
     from streamavs.model.temporal import TemporalConfig, TemporalStage
     from streamavs.training.export import check_parity, parity_inputs
 
-    engine = load_engine(manifest_path, backend="onnxruntime")
-    manifest = engine.manifest
+    manifest = read_manifest(manifest_path)
     model_info = manifest.model
     if manifest.backend != "onnx" or manifest.precision != "fp32":
-        raise InputError(f"{manifest_path}: a {manifest.precision} {manifest.backend} engine; checkpoints can only be "
+        raise InputError(f"{manifest_path}: backend {manifest.backend!r}, precision {manifest.precision!r}; checkpoints can only be "
                          f"recovered from an FP32 ONNX engine (its INT8 weights are quantised): pass the FP32 manifest")
     if not model_info or "config" not in model_info:
         raise InputError(f"{manifest_path}: the manifest has no model config; re-export the engine with this StreamAVS")
@@ -151,11 +151,12 @@ def recover_checkpoint(manifest_path: str | Path, out: str | Path, *,
     temporal_cfg = model_info.get("temporal_config")
     temporal = TemporalStage(TemporalConfig.from_dict(temporal_cfg)) if temporal_cfg else None
     model = StreamingSegmenter(segmenter, temporal).eval()
-    state, not_in_graph = recover_state(model, engine.model_path)
-    model.load_state_dict(state)
     inputs, source = parity_inputs(model.image_size, _PARITY_FRAMES)
-    with TorchEngine.from_module(model, {}, name=f"{manifest.name} (recovered)") as candidate:
-        diffs = check_parity(engine, candidate, inputs)
+    with load_engine(manifest_path, backend="onnxruntime") as engine:  # also checks the model file's hash
+        state, not_in_graph = recover_state(model, engine.model_path)
+        model.load_state_dict(state)
+        with TorchEngine.from_module(model, {}, name=f"{manifest.name} (recovered)") as candidate:
+            diffs = check_parity(engine, candidate, inputs)
     if max(diffs.values()) > tolerance:
         raise EngineError(f"recovered model differs from {manifest_path} by {diffs} (tolerance {tolerance}); "
                           f"nothing written")
