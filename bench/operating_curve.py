@@ -77,6 +77,8 @@ def operating_points(candidate: dict, frame_only: dict) -> list[dict]:
 
 
 SELECTION_RULES = ("flicker", "balanced")  # how select_operating_point picks among the points meeting every target
+_RULE_TEXT = {"flicker": "every target met, then the lowest flicker",
+              "balanced": "every target met, then the largest smallest margin"}
 
 
 def select_operating_point(points: list[dict], rule: str = "flicker") -> dict | None:
@@ -179,5 +181,6 @@ def curve_table(report: dict, rows: tuple[tuple[str, str], ...]) -> list[str]:
     for key, chosen in (report.get("selected") or {}).items():
         text = "none meets every target" if chosen is None else \
             f"mask threshold {chosen['threshold']:g}, hysteresis band {chosen['band']:g}"
-        lines.append(f"selected on validation, {dict(rows)[key]}: {text} (every target met, then the lowest flicker)")
+        rule = _RULE_TEXT.get(report.get("selection_rule", "flicker"), report.get("selection_rule"))
+        lines.append(f"selected on validation, {dict(rows)[key]}: {text} ({rule})")
     return lines

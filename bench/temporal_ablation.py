@@ -13,15 +13,18 @@ into whole seconds) so negatives pass through the same front end and rules as in
 The ground truth of a second is the union of the visible objects that sound in it under the
 audio actually played: empty in negative seconds and in seconds whose source is quiet.
 
-Metrics (threshold 0.5 on the streamed probability):
+Metrics (each row cut at its main threshold: 0.5 for frame-only, ``--at`` for the stages, the
+manifest's for an engine):
 
 - :class:`~streamavs.metrics.TemporalMeter`: mIoU on just-started frames (percent), FPR on
   just-silenced frames (fraction), flicker on GT-stable pixels (fraction).
 - :class:`~streamavs.metrics.ErrorDetectionMeter` / :class:`~streamavs.metrics.CalibrationMeter`
   (``uncertainty``): AUROC of the per-pixel uncertainty for detecting the pixels where the
   thresholded mask is wrong, on transition frames (just started or just silenced) and on all
-  frames; expected calibration error of the mask probability on the same two sets (frame-only's
-  is "before the stage", the full stage's "after").
+  frames, beside the AUROC of the probability's own closeness to the threshold
+  (``margin_auroc``, :func:`~streamavs.metrics.threshold_margin`: what an uncertainty must beat
+  to tell more than the mask already does); expected calibration error of the mask probability
+  on the same two sets (frame-only's is "before the stage", the full stage's "after").
 - :class:`~streamavs.metrics.RobustMeter`: per audio condition and G-mIoU / G-F / G-FPR. A
   positive-audio second in which no source sounds (the object went quiet) counts as
   "silence" with the sources' visible mask as ``gt_eval``; negative seconds use the sounding
@@ -50,6 +53,7 @@ from streamavs.datasets.streaming import NEGATIVES, STREAM_SPLITS, StreamClip, s
 from streamavs.bench.operating_curve import (SELECTION_RULES, OperatingPoint, curve_table, operating_points, parse_bands,
                                              parse_point, parse_thresholds, select_operating_point)
 from streamavs.bench.paired import paired_comparisons, paired_table
+from streamavs.bench.uncertainty_table import uncertainty_table
 from streamavs.bench.temporal_targets import TARGET_ERROR_AUROC, TARGET_G_MIOU_DROP, compare, compare_uncertainty
 from streamavs.engine.thresholds import DEFAULT_RESET, Thresholds
 from streamavs.errors import ConfigError, InputError
@@ -145,7 +149,7 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
     SegmentationMeter.result() of the quiet-source seconds, "counts": {"frames", "audio":
     {condition: seconds}, "eval": {condition: seconds}}, "ms_per_frame": {"mean", "p50"},
     "mean_sounding": {"sounding_gt", "empty_gt"}, "uncertainty": {"transition" | "all":
-    {"error_auroc", "error_rate", "ece"}}, "area": {"predicted", "gt"}, "sweep": [{"threshold",
+    {"error_auroc", "error_rate", "margin_auroc", "ece"}}, "area": {"predicted", "gt"}, "sweep": [{"threshold",
     "band", "temporal", "g_miou", "area"} per (threshold, band) of `sweep` x `bands`],
     "main_row": {"threshold", "band", "reset"}, "per_clip": each clip's
     CLIP_COLUMNS at it (paired_bootstrap)}`` with NaN as None. The main row is cut at `threshold` with the mask
@@ -181,13 +185,12 @@ def evaluate_engine_streaming(engine: str | Path, clips: int, sweep: tuple[float
     probabilities before the band."""
     from streamavs.engine import load_engine
 
-    eng = load_engine(engine, threads=threads)
-    size = stream.setdefault("image_size", eng.frame_size[0])
-    if tuple(eng.frame_size) != (size, size):
-        raise ConfigError(f"engine {eng.name!r} takes {eng.frame_size[0]}x{eng.frame_size[1]} frames, the clips are "
-                          f"{size}x{size}; pass --image-size {eng.frame_size[0]}")
-    limits = eng.manifest.thresholds
-    with eng:
+    with load_engine(engine, threads=threads) as eng:
+        size = stream.setdefault("image_size", eng.frame_size[0])
+        if tuple(eng.frame_size) != (size, size):
+            raise ConfigError(f"engine {eng.name!r} takes {eng.frame_size[0]}x{eng.frame_size[1]} frames, the clips are "
+                              f"{size}x{size}; pass --image-size {eng.frame_size[0]}")
+        limits = eng.manifest.thresholds
         return _score(lambda clip: run_clip_engine(eng, clip), {"clips": clips, **stream},
                       (limits.mask, limits.hysteresis, limits.hysteresis_reset), sweep, bands,
                       {"engine": eng.name, "precision": eng.manifest.precision, "backend": eng.backend,
@@ -209,7 +212,7 @@ def _score(run, stream: dict, main: tuple[float, float, float], sweep: tuple[flo
     """The metrics of :func:`evaluate_streaming` for `run(clip) -> outputs` over the clips of
     `stream` (the keywords of streaming_test_split); `main`: (threshold, band, reset) of the
     main row; `about` heads the result."""
-    from streamavs.metrics import CalibrationMeter, ErrorDetectionMeter, SegmentationMeter
+    from streamavs.metrics import CalibrationMeter, ErrorDetectionMeter, SegmentationMeter, threshold_margin
 
     threshold, band, reset = main
     curve_thresholds = sweep or ((threshold,) if bands else ())  # bands alone: measured at `threshold`
@@ -219,6 +222,7 @@ def _score(run, stream: dict, main: tuple[float, float, float], sweep: tuple[flo
         points.setdefault(key, OperatingPoint(*key, reset))
     point, curve, quiet = points[(float(threshold), float(band))], [points[key] for key in grid], SegmentationMeter(threshold)
     errors = {k: ErrorDetectionMeter(threshold) for k in ("transition", "all")}
+    margins = {k: ErrorDetectionMeter(threshold) for k in ("transition", "all")}  # the baseline u must beat
     calibration = {k: CalibrationMeter() for k in ("transition", "all")}
     audio_counts: dict[str, int] = {}
     eval_counts: dict[str, int] = {}
@@ -229,6 +233,7 @@ def _score(run, stream: dict, main: tuple[float, float, float], sweep: tuple[flo
             p.update(out["prob"], clip, out["sounding"])
         for key, sel in (("transition", clip.started | clip.silenced), ("all", slice(None))):
             errors[key].update(out["prob"][sel], clip.gt[sel], np.clip(out["uncertainty"][sel], 0.0, 1.0))
+            margins[key].update(out["prob"][sel], clip.gt[sel], threshold_margin(out["prob"][sel], threshold))
             calibration[key].update(out["prob"][sel], clip.gt[sel])
         conds = np.array(clip.eval_condition)
         for cond in sorted(set(clip.eval_condition)):
@@ -247,8 +252,8 @@ def _score(run, stream: dict, main: tuple[float, float, float], sweep: tuple[flo
     return _finite({
         **about,
         "temporal": point.temporal.result(),
-        "uncertainty": {k: {"error_auroc": errors[k].result()["auroc"], "error_rate": errors[k].result()["error_rate"],
-                            "ece": calibration[k].result()["ece"]} for k in errors},
+        "uncertainty": {k: {"error_auroc": e["auroc"], "error_rate": e["error_rate"], "margin_auroc": margins[k].result()["auroc"],
+                            "ece": calibration[k].result()["ece"]} for k, e in ((k, m.result()) for k, m in errors.items())},
         "robust": point.robust.table(),
         "state_silent": quiet.result(),
         "counts": {"frames": frames, "audio": audio_counts, "eval": eval_counts},
@@ -266,11 +271,12 @@ def _score(run, stream: dict, main: tuple[float, float, float], sweep: tuple[flo
 
 
 _ROWS = (("frame_only", "frame-only"), ("no_uncertainty", "attention, no uncertainty"), ("full", "full stage"),
-         ("engine", "engine at its manifest's point"))
+         ("engine", "engine at manifest point"))
 
 
 def format_table(report: dict) -> str:
-    """The three rows and the targets as plain text."""
+    """The rows (frame-only, the two stages, the engine: those present), their uncertainty, operating
+    curves, paired comparisons and targets as plain text."""
     head = f"{'model':28s} {'mIoU start%':>11s} {'FPR silenc':>10s} {'flicker':>8s} {'mIoU_P%':>8s} " \
            f"{'G-mIoU%':>8s} {'G-F%':>7s} {'G-FPR':>7s} {'ms/frame':>8s}"
     lines = [head, "-" * len(head)]
@@ -283,12 +289,7 @@ def format_table(report: dict) -> str:
                      f"{fmt_cell(t['flicker'], 4):>8s} {fmt_cell(r['robust']['positive']['miou'], 2):>8s} "
                      f"{fmt_cell(g['g_miou'], 2):>8s} {fmt_cell(g['g_f'], 2):>7s} {fmt_cell(g['g_fpr'], 4):>7s} "
                      f"{fmt_cell(r['ms_per_frame']['mean'], 1):>8s}")
-    lines.append(f"\n{'model':28s} {'err AUROC tr':>12s} {'err AUROC all':>13s} {'ECE tr':>8s} {'ECE all':>8s}")
-    for key, label in _ROWS:
-        u = (report["results"].get(key) or {}).get("uncertainty")
-        if u is not None:
-            lines.append(f"{label:28s} {fmt_cell(u['transition']['error_auroc'], 3):>12s} {fmt_cell(u['all']['error_auroc'], 3):>13s} "
-                         f"{fmt_cell(u['transition']['ece'], 4):>8s} {fmt_cell(u['all']['ece'], 4):>8s}")
+    lines += uncertainty_table(report, _ROWS)
     lines += curve_table(report, _ROWS)
     lines += paired_table(report)
     titles = {"full": "full stage vs frame-only", "no_uncertainty": "attention, no uncertainty vs frame-only",
@@ -374,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                     "negatives": NEGATIVES[args.split]},
         units={"miou_started": "percent", "fpr_silenced": "fraction", "flicker": "fraction", "miou": "percent",
                "g_miou": "percent", "g_f": "percent", "fpr": "fraction", "g_fpr": "fraction",
-               "error_auroc": "fraction", "error_rate": "fraction", "ece": "fraction"},
+               "error_auroc": "fraction", "error_rate": "fraction", "margin_auroc": "fraction", "ece": "fraction"},
         results=results,
         targets=targets,
         operating_points=points,

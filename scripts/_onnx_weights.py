@@ -38,9 +38,7 @@ from collections import Counter
 import numpy as np
 
 from streamavs.errors import InputError, StreamAVSError
-from streamavs.training.recover import identity_batchnorm
-
-_FOLDED = "_bias"  # the exporter names a folded conv's bias "<conv>.weight_bias"
+from streamavs.training.recover import FOLDED_BIAS, identity_batchnorm
 
 
 class Graph:
@@ -202,7 +200,7 @@ class Filler:
     def identity_bn(self, conv: str, bn: str, eps: float, has_conv_bias: bool) -> None:
         """Folded conv + BN: conv weight = folded weight, BN = identity plus the folded bias (eval mode)."""
         self.from_onnx(f"{conv}.weight")
-        folded = self.prefix + f"{conv}.weight{_FOLDED}"
+        folded = self.prefix + f"{conv}{FOLDED_BIAS}"
         self.used.add(folded)
         folded_bias = self.graph.inits[folded]
         if has_conv_bias:
@@ -243,7 +241,7 @@ def recover_segmenter(config: dict, graph: Graph, use_package: bool):
             backbone_note = f"unavailable ({exc})"
     package_layers, package_worst = 0, (0.0, 0.0)
     for conv, bn in conv_bn_pairs(model).items():
-        weight, folded = f"segmenter.{conv}.weight", f"segmenter.{conv}.weight{_FOLDED}"
+        weight, folded = f"segmenter.{conv}.weight", f"segmenter.{conv}{FOLDED_BIAS}"
         if folded not in graph.inits:
             continue  # not folded: its BN tensors are initializers of their own
         eps = modules[bn].eps

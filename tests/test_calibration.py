@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from streamavs.errors import InputError
-from streamavs.metrics import CalibrationMeter, ErrorDetectionMeter
+from streamavs.metrics import CalibrationMeter, ErrorDetectionMeter, threshold_margin
 
 
 def _frame(values) -> np.ndarray:
@@ -36,6 +36,25 @@ def test_auroc_matches_the_pairwise_definition_on_random_scores():
     err, ok = score.ravel()[wrong], score.ravel()[~wrong]
     pairwise = ((err[:, None] > ok[None, :]).sum() + 0.5 * (err[:, None] == ok[None, :]).sum()) / (err.size * ok.size)
     assert meter.result()["auroc"] == pytest.approx(pairwise, abs=1e-9)
+
+
+def test_threshold_margin_is_one_at_the_threshold_and_ranks_the_near_misses_first():
+    np.testing.assert_allclose(threshold_margin(np.array([0.0, 0.35, 0.7, 0.85, 1.0]), 0.7),
+                               [0.0, 0.5, 1.0, 11.0 / 14.0, 4.0 / 7.0], atol=1e-6)
+    # cut at 0.7: the two pixels nearest the threshold are the wrong ones, so the margin finds them
+    pred = _frame([0.95, 0.72, 0.66, 0.05])
+    gt = _frame([1, 0, 1, 0]).astype(bool)
+    meter = ErrorDetectionMeter(0.7)
+    meter.update(pred, gt, threshold_margin(pred, 0.7))
+    assert meter.result()["auroc"] == 1.0 and meter.result()["n_error"] == 2
+
+
+@pytest.mark.parametrize("bins", [0, -3, 2.5, True])
+def test_bins_must_be_a_positive_integer(bins):
+    with pytest.raises(InputError, match="bins must be a positive integer"):
+        ErrorDetectionMeter(bins=bins)
+    with pytest.raises(InputError, match="bins must be a positive integer"):
+        CalibrationMeter(bins=bins)
 
 
 def test_auroc_is_nan_without_errors():

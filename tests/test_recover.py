@@ -76,6 +76,8 @@ def test_recovery_writes_nothing_when_parity_fails_and_refuses_other_engines(tmp
     with pytest.raises(EngineError, match="tolerance 0.0"):  # the recovered model differs by ~1e-6: above 0
         recover_checkpoint(tiny_engine, tmp_path / "none.pt", tolerance=0.0)
     assert not (tmp_path / "none.pt").exists()
+    with pytest.raises(InputError, match="finite number >= 0"):  # NaN would compare False and pass any parity
+        recover_checkpoint(tiny_engine, tmp_path / "none.pt", tolerance=float("nan"))
     manifest = tmp_path / "int8.json"  # the same engine said to be INT8: quantised weights cannot be recovered
     text = tiny_engine.read_text().replace('"precision": "fp32"', '"precision": "int8"')
     manifest.write_text(text)

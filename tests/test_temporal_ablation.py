@@ -186,6 +186,11 @@ def test_compare_targets():
     assert not any(row["met"] for row in bad.values())
     missing = compare(result(None, 55.0, 0.05, 70.0), base)
     assert missing["fpr_silenced_lower"]["met"] is None and missing["miou_started_higher"]["met"] is True
+    # frame-only at zero (no onset found, nothing segmented): the margins stay defined, as the checks do
+    zero = result(0.0, 0.0, 0.0, 0.0)
+    margins = target_margins(compare(result(0.0, 5.0, 0.0, 0.0), zero))
+    assert margins["miou_started_higher"] == math.inf and margins["g_miou_within_target"] == math.inf
+    assert target_margins(compare(zero, zero))["miou_started_higher"] == 0.0
 
 
 def test_compare_uncertainty_targets():

@@ -38,9 +38,11 @@ from streamavs.engine.manifest import MODEL_SUFFIXES, Manifest, default_engine_n
 from streamavs.engine.thresholds import Thresholds, check_band, check_threshold_value
 from streamavs.errors import EngineError, InputError, require
 
-__all__ = ["ExportResult", "export_engine", "parity_inputs", "check_parity", "install_engine", "DEFAULT_TOLERANCE"]
+__all__ = ["ExportResult", "export_engine", "parity_inputs", "check_parity", "install_engine", "DEFAULT_TOLERANCE",
+           "PARITY_FRAMES"]
 
 DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}  # max abs diff of probabilities, per precision
+PARITY_FRAMES = 20  # default length of the parity sequence (consecutive frames, cache carried)
 ONNX_OPSET = 18  # dynamo exporter; the TorchScript fallback uses 17
 _FALLBACK_OPSET = 17
 _OUTPUTS = ("mask_prob", "uncertainty", "sounding", "cache")
@@ -189,7 +191,7 @@ def export_engine(
     name: str | None = None,
     fp16: bool = False,
     tolerance: float | None = None,
-    n_check: int = 20,
+    n_check: int = PARITY_FRAMES,
     *,
     seed: int = 0,
     threads: int | None = 1,

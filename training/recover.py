@@ -15,10 +15,13 @@ temporal ablation) or train a new stage on that segmenter. The FP32 engine holds
 - A GroupNorm's affine becomes a ``Mul`` by a (C, 1, 1) constant followed by an ``Add``.
 - A learnable similarity scale is folded to ``exp(log_scale)``, a scalar initializer named ``exp``.
 - A tensor that cannot change an output may be missing (an all-zero bias folds away): it keeps
-  its initial value and is listed in the checkpoint (``recovered_from.not_in_graph``).
+  its initial value and is listed in the checkpoint (``recovered_from.not_in_graph``). A folded
+  BatchNorm whose bias was all zeros leaves no ``<conv>.weight_bias``: its bias is set to zero,
+  which is exact, and the names are listed under ``recovered_from.folded_bias_zero``.
 
 Nothing is written unless the recovered model, run by PyTorch eager, matches the engine run by
-ONNX Runtime on the export's parity sequence (20 frames, cache carried) within ``tolerance``.
+ONNX Runtime on the export's default parity sequence (``PARITY_FRAMES`` frames, cache carried)
+within ``tolerance``.
 INT8 engines hold quantised weights and are refused: recover from the FP32 engine.
 
 CLI::
@@ -29,18 +32,19 @@ CLI::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from streamavs.errors import EngineError, InputError, require
+from streamavs.errors import EngineError, InputError, StreamAVSError, require
 
-__all__ = ["identity_batchnorm", "recover_state", "recover_checkpoint"]
+__all__ = ["FOLDED_BIAS", "identity_batchnorm", "recover_state", "recover_checkpoint"]
 
-_FOLDED_BIAS = ".weight_bias"  # dynamo's name for the bias a folded BatchNorm leaves on its conv
+FOLDED_BIAS = ".weight_bias"
+"""Suffix of the initializer a folded BatchNorm leaves on its conv: ``<conv>.weight_bias`` (dynamo)."""
 _FOLDED_SIM_SCALE = "exp"  # exp(similarity_head.log_scale), constant-folded
-_PARITY_FRAMES = 20
 
 
 def identity_batchnorm(folded_bias: np.ndarray, eps: float) -> dict[str, np.ndarray]:
@@ -69,9 +73,10 @@ def _graph_affines(graph, arrays: dict[str, np.ndarray]) -> list[tuple[np.ndarra
     return pairs
 
 
-def recover_state(model, onnx_path: Path) -> tuple[dict, list[str]]:
+def recover_state(model, onnx_path: Path) -> tuple[dict, list[str], list[str]]:
     """(state dict for `model`, a StreamingSegmenter, from the initializers of the FP32 engine at
-    `onnx_path`; the tensors that are not in the graph). Those keep `model`'s values: the
+    `onnx_path`; the checkpoint keys that are not in the graph; the folded biases the exporter
+    dropped as all zero, set to zero). The keys not in the graph keep `model`'s values: the
     exporter drops what cannot change an output (an all-zero bias folds away, a dead head goes),
     and the parity check of :func:`recover_checkpoint` tells whether that mattered."""
     torch = require("torch", "train", "checkpoint recovery")
@@ -84,8 +89,11 @@ def recover_state(model, onnx_path: Path) -> tuple[dict, list[str]]:
     found: set[str] = set()
 
     def put(key: str, value) -> None:
-        target = state[key]
-        state[key] = torch.tensor(np.array(value), dtype=target.dtype).reshape(target.shape)
+        target, value = state[key], np.array(value)
+        if value.size != target.numel():
+            raise EngineError(f"{onnx_path}: {key} needs {tuple(target.shape)} ({target.numel()} values); the graph "
+                              f"gives {value.shape}: the engine does not hold this model (check its manifest's model config)")
+        state[key] = torch.tensor(value, dtype=target.dtype).reshape(target.shape)
         found.add(key)
 
     for key in state:
@@ -100,10 +108,10 @@ def recover_state(model, onnx_path: Path) -> tuple[dict, list[str]]:
         elif isinstance(module, torch.nn.BatchNorm2d) and f"{name}.weight" not in found:
             if last_conv is None:
                 raise EngineError(f"BatchNorm {name} follows no convolution: its folded form cannot be told apart")
-            bias = inits.get(f"{last_conv}{_FOLDED_BIAS}")
+            bias = inits.get(f"{last_conv}{FOLDED_BIAS}")
             if bias is None:  # an all-zero folded bias is dropped by the exporter
                 bias = np.zeros(module.num_features, dtype=np.float32)
-                zero_biases.append(f"{last_conv}{_FOLDED_BIAS}")
+                zero_biases.append(f"{last_conv}{FOLDED_BIAS}")
             for key, value in identity_batchnorm(bias, module.eps).items():
                 put(f"{name}.{key}", value)
             if f"{last_conv}.bias" in state:
@@ -121,16 +129,16 @@ def recover_state(model, onnx_path: Path) -> tuple[dict, list[str]]:
             put(key, np.log(inits[_FOLDED_SIM_SCALE]))
     missing = [k for k in state if k not in found and not k.endswith("num_batches_tracked")
                and not k.endswith("similarity_head.bias")]  # a fixed buffer unless learnable (then it is an initializer)
-    return state, missing + zero_biases
+    return state, missing, zero_biases
 
 
 def recover_checkpoint(manifest_path: str | Path, out: str | Path, *,
                        tolerance: float = 1e-3) -> tuple[Path, dict, list[str]]:
     """Write `out`, a streaming checkpoint equal (by parity) to the FP32 engine of `manifest_path`.
 
-    Returns (out, parity max abs diffs, tensors not in the graph (kept at their initial values)).
-    Raises InputError for an INT8 or non-ONNX engine, EngineError if a norm layer cannot be
-    matched or parity fails (nothing written then).
+    Returns (out, parity max abs diffs, checkpoint keys not in the graph (kept at their initial
+    values)). Raises InputError for a non-FP32 or non-ONNX engine or a tolerance that is not a
+    finite number >= 0, EngineError if a layer cannot be matched or parity fails (nothing written then).
     """
     from streamavs.engine import load_engine, read_manifest
     from streamavs.engine.torch import TorchEngine
@@ -138,26 +146,28 @@ def recover_checkpoint(manifest_path: str | Path, out: str | Path, *,
     from streamavs.model.segmenter import AVSSegmenter
     from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
     from streamavs.model.temporal import TemporalConfig, TemporalStage
-    from streamavs.training.export import check_parity, parity_inputs
+    from streamavs.training.export import PARITY_FRAMES, check_parity, parity_inputs
 
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < math.inf:
+        raise InputError(f"tolerance must be a finite number >= 0 (max abs difference), got {tolerance!r}")
     manifest = read_manifest(manifest_path)
     model_info = manifest.model
     if manifest.backend != "onnx" or manifest.precision != "fp32":
         raise InputError(f"{manifest_path}: backend {manifest.backend!r}, precision {manifest.precision!r}; checkpoints can only be "
-                         f"recovered from an FP32 ONNX engine (its INT8 weights are quantised): pass the FP32 manifest")
+                         f"recovered from an FP32 ONNX engine (lower precisions lose weight bits): pass the FP32 manifest")
     if not model_info or "config" not in model_info:
         raise InputError(f"{manifest_path}: the manifest has no model config; re-export the engine with this StreamAVS")
     segmenter = AVSSegmenter(ModelConfig.from_dict(model_info["config"]), load_pretrained=False)
     temporal_cfg = model_info.get("temporal_config")
     temporal = TemporalStage(TemporalConfig.from_dict(temporal_cfg)) if temporal_cfg else None
     model = StreamingSegmenter(segmenter, temporal).eval()
-    inputs, source = parity_inputs(model.image_size, _PARITY_FRAMES)
+    inputs, source = parity_inputs(model.image_size, PARITY_FRAMES)
     with load_engine(manifest_path, backend="onnxruntime") as engine:  # also checks the model file's hash
-        state, not_in_graph = recover_state(model, engine.model_path)
+        state, not_in_graph, zero_biases = recover_state(model, engine.model_path)
         model.load_state_dict(state)
         with TorchEngine.from_module(model, {}, name=f"{manifest.name} (recovered)") as candidate:
             diffs = check_parity(engine, candidate, inputs)
-    if max(diffs.values()) > tolerance:
+    if not max(diffs.values()) <= tolerance:  # NaN fails too
         raise EngineError(f"recovered model differs from {manifest_path} by {diffs} (tolerance {tolerance}); "
                           f"nothing written")
     out = Path(out)
@@ -169,6 +179,7 @@ def recover_checkpoint(manifest_path: str | Path, out: str | Path, *,
                            "export": manifest.export,
                            "parity": {"inputs": source, "max_abs_diff": diffs, "tolerance": tolerance},
                            "not_in_graph": not_in_graph,  # kept at their initial values
+                           "folded_bias_zero": zero_biases,  # dropped by the exporter as all zero: exact
                            "batchnorm": "folded into the convolutions: exact in eval mode only"},
     })
     return out, diffs, not_in_graph
@@ -182,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         out, diffs, not_in_graph = recover_checkpoint(args.manifest, args.out, tolerance=args.tolerance)
-    except (InputError, EngineError) as exc:
+    except StreamAVSError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     print(f"wrote {out}; parity against the engine: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
     if not_in_graph:
         print(f"not in the engine's graph, kept at their initial values: {', '.join(not_in_graph)}")

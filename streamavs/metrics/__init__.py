@@ -6,8 +6,9 @@
 - :mod:`.meters`: streaming ``SegmentationMeter`` and ``RobustMeter`` (mIoU and F in
   percent, rates as fractions).
 - :mod:`.temporal`: ``transition_flags`` and the streaming ``TemporalMeter``.
-- :mod:`.calibration`: ``ErrorDetectionMeter`` (AUROC of an uncertainty for mask errors) and
-  ``CalibrationMeter`` (expected calibration error).
+- :mod:`.calibration`: ``ErrorDetectionMeter`` (AUROC of an uncertainty for mask errors),
+  ``threshold_margin`` (the baseline score it must beat) and ``CalibrationMeter`` (expected
+  calibration error).
 - :mod:`.bootstrap`: ``paired_bootstrap``, the spread of a difference between two models on the
   temporal metrics and G-mIoU over resamples of the same clips (``ClipRows``: one row of
   ``CLIP_COLUMNS`` per clip).
@@ -18,7 +19,7 @@ over sum of unions) inflates results and must never be mixed into these tables.
 
 from streamavs.metrics.bootstrap import (BETTER, CLIP_COLUMNS, DEFAULT_RESAMPLES, GLOBAL_COLUMNS, METRIC_UNITS, ClipRows,
                                         clip_metrics, global_sums, paired_bootstrap)
-from streamavs.metrics.calibration import CalibrationMeter, ErrorDetectionMeter
+from streamavs.metrics.calibration import CalibrationMeter, ErrorDetectionMeter, threshold_margin
 from streamavs.metrics.frame import (
     BETA2,
     NUM_THRESHOLDS,
@@ -78,4 +79,5 @@ __all__ = [
     "metrics_from_sums",
     "paired_bootstrap",
     "transition_flags",
+    "threshold_margin",
 ]

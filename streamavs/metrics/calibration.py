@@ -1,12 +1,17 @@
 """Does the uncertainty know where the mask is wrong, and are the probabilities calibrated?
 
-Two streaming meters, numpy only, constant memory (histograms, never the pixels):
+Two streaming meters and the baseline score for the first, numpy only, constant memory
+(histograms, never the pixels):
 
 - :class:`ErrorDetectionMeter`: AUROC of a per-pixel score (the temporal stage's uncertainty)
   for detecting the pixels whose thresholded mask is wrong (``(pred > threshold) != gt``).
   0.5 is chance, 1.0 a perfect error detector. The score is binned into ``bins`` equal-width
   bins over [0, 1] for errors and for correct pixels; the AUROC is the Mann-Whitney statistic
   on the binned scores (ties count one half), so it is exact up to the bin width.
+- :func:`threshold_margin`: the baseline an uncertainty must beat: the mask probability's own
+  closeness to the threshold (1 at the threshold, 0 at 0 or 1 on the far side). Fed to an
+  ``ErrorDetectionMeter`` it gives the AUROC of "the mask is wrong where it is least sure",
+  which needs no uncertainty head at all.
 - :class:`CalibrationMeter`: expected calibration error of the foreground probability
   (reliability diagram of the positive class): pixels are binned by ``p`` into ``bins`` equal
   bins, and ``ECE = sum_b n_b / N * |mean(gt in b) - mean(p in b)|``, a fraction in [0, 1].
@@ -25,9 +30,21 @@ ECE_BINS = 15
 """Probability bins of the expected calibration error (the usual 15)."""
 
 
+def _check_bins(bins: int) -> int:
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise InputError(f"bins must be a positive integer, got {bins!r}")
+    return int(bins)
+
+
 def _bin(x: np.ndarray, bins: int) -> np.ndarray:
     """Values in [0, 1] -> bin indices 0 .. bins-1 (1.0 falls in the last bin)."""
     return np.minimum((x * bins).astype(np.int64), bins - 1)
+
+
+def threshold_margin(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """1 - |prob - threshold| / max(threshold, 1 - threshold): in [0, 1], 1 at the threshold."""
+    t = check_threshold(threshold)
+    return (1.0 - np.abs(np.asarray(prob, dtype=np.float32) - t) / max(t, 1.0 - t)).clip(0.0, 1.0)
 
 
 class ErrorDetectionMeter:
@@ -35,7 +52,7 @@ class ErrorDetectionMeter:
 
     def __init__(self, threshold: float = 0.5, bins: int = ERROR_BINS):
         self.threshold = check_threshold(threshold)
-        self.bins = bins
+        self.bins = _check_bins(bins)
         self.reset()
 
     def reset(self) -> None:
@@ -73,7 +90,7 @@ class CalibrationMeter:
     """Expected calibration error of per-pixel foreground probabilities."""
 
     def __init__(self, bins: int = ECE_BINS):
-        self.bins = bins
+        self.bins = _check_bins(bins)
         self.reset()
 
     def reset(self) -> None:

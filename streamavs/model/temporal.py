@@ -59,6 +59,14 @@ Why this form (measured; bench/README.md, "Temporal stage v2"):
   letting u set the runtime's hysteresis band per pixel (a probe on v22's stage, 100 validation
   clips, not kept): u is high exactly where the probability hovers near the threshold, so a band
   scaled by u measured as the fixed band and one scaled by 1 - u as no band.
+- What u knows that the mask does not (runs/v25; bench/README.md, "Does the uncertainty tell more
+  than the mask"): little. As an error detector on transition frames u's AUROC is that of the
+  stage's own probability's closeness to the threshold (``streamavs.metrics.threshold_margin``):
+  real media 0.970 vs 0.963 (validation), 0.960 vs 0.954 and 0.966 vs 0.961 (test, fresh);
+  synthetic engine 0.940 vs 0.934 (validation). The evidential head has learned the mask's own
+  confidence, which the ungated correction sees as well, so the gate brings no new information,
+  only a prior: keep the current frame on unsure pixels. That prior pays on the synthetic
+  benchmark and costs onsets on real media.
 - On benchmark revision 2 (off-screen sound as loud as a sounding object), retrained with its
   segmenter (runs/v21; bench/README.md, "Revision 2: retrained"): on the synthetic benchmark the
   stage meets every target against frame-only on both test sets and beats its ablation on both
