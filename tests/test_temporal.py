@@ -142,3 +142,66 @@ def test_config_errors_name_the_problem():
         TemporalConfig(in_channels=4, dim=10, heads=4)
     with pytest.raises(ConfigError, match="unknown temporal config keys"):
         TemporalConfig.from_dict({"in_channels": 4, "depth": 2})
+
+
+def test_change_evidence_streams_like_its_batch_form_and_lets_the_past_in_by_the_belief_in_stable():
+    """evidence_target="change": the Dirichlet is over {stable, changed} and the past enters in
+    proportion to the belief in "stable" ((alpha_stable - 1) / S)."""
+    torch.manual_seed(5)
+    stage = TemporalStage(TemporalConfig(in_channels=6, window=3, dim=8, heads=2, evidence_target="change")).eval()
+    _randomise_delta(stage)
+    inputs = _inputs(1, 6, 6, 5, 5)
+    with torch.no_grad():
+        batch = stage.forward_clip(*inputs)
+        stream, cache = _run_stream(stage, inputs)
+    for i, out in enumerate(stream):
+        assert (out.mask_logits - batch.mask_logits[:, i]).abs().max() <= 1e-5
+    fused, logits, sounding = inputs
+    other_past = cache.clone()
+    other_past[:, :, :8] = torch.randn_like(other_past[:, :, :8]) * 10
+
+    def past_matters(stable_bias: float, changed_bias: float) -> bool:
+        with torch.no_grad():
+            stage.alpha_head.weight.zero_()
+            stage.alpha_head.bias.copy_(torch.tensor([stable_bias, changed_bias]))
+            a = stage.step(fused[:, -1], logits[:, -1], sounding[:, -1], cache)[0].mask_logits
+            b = stage.step(fused[:, -1], logits[:, -1], sounding[:, -1], other_past)[0].mask_logits
+        return not torch.equal(a, b)
+
+    assert past_matters(30.0, -30.0)  # strong evidence of "stable": the past enters
+    assert not past_matters(-30.0, 30.0)  # evidence of "changed" only: the past is shut out
+    assert not past_matters(-30.0, -30.0)  # no evidence at all (vacuous): shut out too
+    with pytest.raises(ConfigError, match="evidence_target"):
+        TemporalConfig(in_channels=6, evidence_target="onset")
+
+
+def test_change_only_evidence_streams_like_its_batch_form_and_cannot_see_the_scene():
+    """evidence_inputs="change": the evidence head reads only how far the frame moved from its past,
+    so on a static scene (the same frame repeated) u is one value everywhere, whatever the scene."""
+    torch.manual_seed(6)
+    config = TemporalConfig(in_channels=6, window=3, dim=8, heads=2, evidence_target="change", evidence_inputs="change")
+    stage = TemporalStage(config).eval()
+    _randomise_delta(stage)
+    inputs = _inputs(1, 6, 6, 5, 5)
+    with torch.no_grad():
+        batch = stage.forward_clip(*inputs)
+        stream, _ = _run_stream(stage, inputs)
+    for i, out in enumerate(stream):
+        assert (out.mask_logits - batch.mask_logits[:, i]).abs().max() <= 1e-5
+        assert (out.uncertainty - batch.uncertainty[:, i]).abs().max() <= 1e-5
+    static = [tuple(x[:, :1].repeat_interleave(4, dim=1) for x in _inputs(1, 1, 6, 5, 5)) for _ in range(2)]
+    with torch.no_grad():
+        u = [stage.forward_clip(*clip).uncertainty[:, -1] for clip in static]  # (1, 1, 5, 5) at the last frame
+    assert torch.allclose(u[0], u[0].flatten()[0]) and torch.allclose(u[0], u[1])
+    assert not torch.allclose(batch.uncertainty[:, -1], batch.uncertainty[:, -1].flatten()[0])  # a moving scene: varies
+    with pytest.raises(ConfigError, match="evidence_inputs"):
+        TemporalConfig(in_channels=6, evidence_inputs="audio")
+
+
+def test_window_change_marks_pixels_whose_target_differs_from_the_attended_past():
+    from streamavs.training.temporal_trainer import window_change
+
+    target = torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0, 1.0]).reshape(1, 6, 1, 1, 1)  # an onset at frame 2
+    assert window_change(target, 3).flatten().tolist() == [0, 0, 1, 1, 0, 0]  # frame 3 still sees frame 1
+    assert window_change(target, 5).flatten().tolist() == [0, 0, 1, 1, 1, 1]
+    assert window_change(target, 1).flatten().tolist() == [0] * 6  # no past: nothing changes

@@ -114,6 +114,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from streamavs.errors import ConfigError
+from streamavs.model.config import EVIDENCE_INPUTS, EVIDENCE_TARGETS
 
 _MASKED = -1.0e4  # additive attention bias for invalid cache slots (finite: exports cleanly)
 RAW_CHANNELS = 3  # per cached slot after the projected features: frame logit, sounding logit, valid
@@ -130,12 +131,25 @@ class TemporalConfig:
     heads: int = 4
     uncertainty: bool = True  # False: the context enters the correction ungated (the ablation)
     version: int = 3  # 3: residual on the frame's logits; the uncertainty gates the temporal context
+    # what the Dirichlet is over (EVIDENCE_TARGETS): "sounding" = {silent, sounding} per pixel, the
+    # past gated by 1 - u; "change" = {stable, changed} (the pixel's target differs from the past
+    # window's), the past gated by the belief in "stable", (alpha_stable - 1) / S
+    evidence_target: str = "sounding"
+    # what the evidence head reads (EVIDENCE_INPUTS): "all" = the current features, the attended past
+    # and the logit change; "change" = only how far this frame moved from its valid past (|current -
+    # past mean| of the projected features, and the logit change), so u cannot restate the mask's
+    # own confidence (runs/v25: with "all" its error AUROC is the probability margin's)
+    evidence_inputs: str = "all"
 
     def __post_init__(self) -> None:
         if self.window < 1:
             raise ConfigError(f"temporal window must be >= 1 frame, got {self.window}")
         if self.dim % self.heads:
             raise ConfigError(f"temporal dim {self.dim} must be divisible by heads {self.heads}")
+        if self.evidence_target not in EVIDENCE_TARGETS:
+            raise ConfigError(f"temporal evidence_target must be one of {EVIDENCE_TARGETS}, got {self.evidence_target!r}")
+        if self.evidence_inputs not in EVIDENCE_INPUTS:
+            raise ConfigError(f"temporal evidence_inputs must be one of {EVIDENCE_INPUTS}, got {self.evidence_inputs!r}")
         if self.version != 3:
             raise ConfigError(f"temporal stage version {self.version} is not supported by this StreamAVS (only 3); "
                               "retrain the stage with `streamavs train -c training/configs/*_temporal_full.toml`")
@@ -197,7 +211,8 @@ class TemporalStage(nn.Module):
         nn.init.zeros_(self.delta_head.weight)  # identity at step 0: the frame-only model
         nn.init.zeros_(self.delta_head.bias)
         if config.uncertainty:  # the evidence read from the same inputs, before the gate
-            self.evidence = nn.Sequential(nn.Conv2d(2 * d + _CHANGE_CHANNELS, d, 3, padding=1), nn.ReLU())
+            reads = (2 * d if config.evidence_inputs == "all" else d) + _CHANGE_CHANNELS
+            self.evidence = nn.Sequential(nn.Conv2d(reads, d, 3, padding=1), nn.ReLU())
             self.alpha_head = nn.Conv2d(d, 2, 1)
         else:
             self.evidence, self.alpha_head = None, None
@@ -264,9 +279,17 @@ class TemporalStage(nn.Module):
             x = self.refine(torch.cat([current, mixed, change], dim=1))  # (B, d, h, w)
             logits = frame_logits + self.delta_head(x)  # the delta head is zero at initialisation
             return TemporalOutput(logits, torch.sigmoid(logits), torch.zeros_like(logits), None)
-        evidence = self.evidence(torch.cat([current, mixed, change], dim=1))  # (B, d, h, w)
+        if self.config.evidence_inputs == "all":
+            evidence = self.evidence(torch.cat([current, mixed, change], dim=1))  # (B, d, h, w)
+        else:  # how far the features moved from the mean of the valid past, and the logit change
+            past_feat = (feats[:, :-1] * past_valid).sum(dim=1) / past_n.clamp(min=1.0)  # (B, d, h, w)
+            evidence = self.evidence(torch.cat([(current - past_feat).abs() * has_past, change], dim=1))
         alpha = F.softplus(self.alpha_head(evidence)) + 1.0  # (B, 2, h, w)
         u = dirichlet_uncertainty(alpha)  # (B, 1, h, w)
-        x = self.refine(torch.cat([current, (1.0 - u) * mixed, change], dim=1))  # the past enters where u is low
+        if self.config.evidence_target == "change":  # the past enters as far as the evidence says it still holds
+            gate = (alpha[:, :1] - 1.0) / alpha.sum(dim=1, keepdim=True)  # belief in "stable": 1 - vacuity - b_changed
+        else:
+            gate = 1.0 - u  # the past enters where u is low
+        x = self.refine(torch.cat([current, gate * mixed, change], dim=1))
         logits = frame_logits + self.delta_head(x)
         return TemporalOutput(logits, torch.sigmoid(logits), u, alpha)
