@@ -144,18 +144,26 @@ def test_config_errors_name_the_problem():
         TemporalConfig.from_dict({"in_channels": 4, "depth": 2})
 
 
-def test_change_evidence_streams_like_its_batch_form_and_lets_the_past_in_by_the_belief_in_stable():
-    """evidence_target="change": the Dirichlet is over {stable, changed} and the past enters in
-    proportion to the belief in "stable" ((alpha_stable - 1) / S)."""
-    torch.manual_seed(5)
-    stage = TemporalStage(TemporalConfig(in_channels=6, window=3, dim=8, heads=2, evidence_target="change")).eval()
+def _streams_like_its_batch_form(stage: TemporalStage, inputs):
+    """Randomise the delta head, run `inputs` as a clip and frame by frame, check they agree
+    (mask logits and uncertainty, 1e-5); returns (the batch output, the final cache)."""
     _randomise_delta(stage)
-    inputs = _inputs(1, 6, 6, 5, 5)
     with torch.no_grad():
         batch = stage.forward_clip(*inputs)
         stream, cache = _run_stream(stage, inputs)
     for i, out in enumerate(stream):
         assert (out.mask_logits - batch.mask_logits[:, i]).abs().max() <= 1e-5
+        assert (out.uncertainty - batch.uncertainty[:, i]).abs().max() <= 1e-5
+    return batch, cache
+
+
+def test_change_evidence_streams_like_its_batch_form_and_lets_the_past_in_by_the_belief_in_stable():
+    """evidence_target="change": the Dirichlet is over {stable, changed} and the past enters in
+    proportion to the belief in "stable" ((alpha_stable - 1) / S)."""
+    torch.manual_seed(5)
+    stage = TemporalStage(TemporalConfig(in_channels=6, window=3, dim=8, heads=2, evidence_target="change")).eval()
+    inputs = _inputs(1, 6, 6, 5, 5)
+    _, cache = _streams_like_its_batch_form(stage, inputs)
     fused, logits, sounding = inputs
     other_past = cache.clone()
     other_past[:, :, :8] = torch.randn_like(other_past[:, :, :8]) * 10
@@ -181,14 +189,7 @@ def test_change_only_evidence_streams_like_its_batch_form_and_cannot_see_the_sce
     torch.manual_seed(6)
     config = TemporalConfig(in_channels=6, window=3, dim=8, heads=2, evidence_target="change", evidence_inputs="change")
     stage = TemporalStage(config).eval()
-    _randomise_delta(stage)
-    inputs = _inputs(1, 6, 6, 5, 5)
-    with torch.no_grad():
-        batch = stage.forward_clip(*inputs)
-        stream, _ = _run_stream(stage, inputs)
-    for i, out in enumerate(stream):
-        assert (out.mask_logits - batch.mask_logits[:, i]).abs().max() <= 1e-5
-        assert (out.uncertainty - batch.uncertainty[:, i]).abs().max() <= 1e-5
+    batch, _ = _streams_like_its_batch_form(stage, _inputs(1, 6, 6, 5, 5))
     static = [tuple(x[:, :1].repeat_interleave(4, dim=1) for x in _inputs(1, 1, 6, 5, 5)) for _ in range(2)]
     with torch.no_grad():
         u = [stage.forward_clip(*clip).uncertainty[:, -1] for clip in static]  # (1, 1, 5, 5) at the last frame
