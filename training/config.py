@@ -20,7 +20,6 @@ from typing import Any
 
 from streamavs.engine.manifest import Thresholds
 from streamavs.errors import ConfigError, InputError
-from streamavs.model.config import EVIDENCE_INPUTS, EVIDENCE_TARGETS
 from streamavs.evaluation import BATCH_SIZE
 
 
@@ -264,8 +263,6 @@ class TemporalSection:
     dim: int = 32
     heads: int = 4
     uncertainty: bool = True
-    evidence_target: str = "sounding"  # the Dirichlet's classes: "sounding" or "change" (TemporalConfig)
-    evidence_inputs: str = "all"  # what the evidence head reads: "all" or "change" (TemporalConfig)
     edl_weight: float = 0.5  # evidential loss on the Dirichlet parameters
     transition_weight: float = 3.0  # loss weight of frames where the sounding state changed (starts, stops)
     consistency_weight: float = 2.0  # frame-to-frame probability change on target-stable pixels (flicker)
@@ -279,10 +276,6 @@ class TemporalSection:
 
     def __post_init__(self) -> None:
         _positive(self, "temporal", "window", "dim", "heads", "clip_seconds")
-        if self.evidence_target not in EVIDENCE_TARGETS:
-            raise ConfigError(f"[temporal] evidence_target must be one of {EVIDENCE_TARGETS}, got {self.evidence_target!r}")
-        if self.evidence_inputs not in EVIDENCE_INPUTS:
-            raise ConfigError(f"[temporal] evidence_inputs must be one of {EVIDENCE_INPUTS}, got {self.evidence_inputs!r}")
         if self.keep not in TEMPORAL_KEEP_RULES:
             raise ConfigError(f"[temporal] keep must be one of {TEMPORAL_KEEP_RULES}, got {self.keep!r}")
         if self.resolution not in TEMPORAL_RESOLUTIONS:

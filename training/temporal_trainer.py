@@ -93,17 +93,6 @@ def evidential_loss(alpha: torch.Tensor, target: torch.Tensor, kl_weight: float)
     return (nll + kl_weight * kl).mean()
 
 
-def window_change(target: torch.Tensor, window: int) -> torch.Tensor:
-    """(B, L, 1, h, w) in {0, 1}: 1 where a pixel's target differs from its target at any of the
-    previous ``window - 1`` frames (the past the stage attends to), 0 elsewhere and at frame 0.
-
-    target: (B, L, 1, h, w) in {0, 1}."""
-    changed = torch.zeros_like(target)
-    for k in range(1, min(window, target.shape[1])):
-        changed[:, k:] = torch.maximum(changed[:, k:], (target[:, k:] != target[:, :-k]).to(target.dtype))
-    return changed
-
-
 def transition_weights(target: torch.Tensor, weight: float) -> torch.Tensor:
     """Per-frame loss weights (B, L): `weight` where the sounding state changed against the
     previous frame (the target's foreground appeared or vanished), 1 elsewhere and at frame 0.
@@ -155,8 +144,7 @@ def temporal_loss(out: TemporalOutput, target: torch.Tensor, section: TemporalSe
     parts = {"bce": bce.item(), "iou": iou.item(), "consistency": steady.item()}
     if out.alpha is None:
         return mask, parts
-    evidence = target if section.evidence_target == "sounding" else window_change(target, section.window)
-    edl = evidential_loss(flat(out.alpha), flat(evidence), kl_weight)
+    edl = evidential_loss(flat(out.alpha), flat(target), kl_weight)
     return mask + section.edl_weight * edl, {**parts, "edl": edl.item()}
 
 
@@ -254,9 +242,7 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
     cache_s = time.perf_counter() - t0
 
     stage = TemporalStage(TemporalConfig(in_channels=segmenter.fused_channels, window=section.window,
-                                         dim=section.dim, heads=section.heads, uncertainty=section.uncertainty,
-                                         evidence_target=section.evidence_target,
-                                         evidence_inputs=section.evidence_inputs)).to(dev)
+                                         dim=section.dim, heads=section.heads, uncertainty=section.uncertainty)).to(dev)
     optimizer = torch.optim.AdamW(stage.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     n = train["fused"].shape[0]
     log = (out / "log.jsonl").open("a")

@@ -13,9 +13,6 @@ from typing import Any
 
 from streamavs.errors import ConfigError
 
-EVIDENCE_TARGETS = ("sounding", "change")  # what the temporal stage's Dirichlet is over (TemporalConfig.evidence_target)
-EVIDENCE_INPUTS = ("all", "change")  # what its evidence head reads (TemporalConfig.evidence_inputs)
-
 __all__ = ["ModelConfig", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)

@@ -66,7 +66,9 @@ Why this form (measured; bench/README.md, "Temporal stage v2"):
   synthetic engine 0.940 vs 0.934 (validation). The evidential head has learned the mask's own
   confidence, which the ungated correction sees as well, so the gate brings no new information,
   only a prior: keep the current frame on unsure pixels. That prior pays on the synthetic
-  benchmark and costs onsets on real media.
+  benchmark and costs onsets on real media. Evidence read from the change alone (runs/v25:
+  |current - past mean| and the logit change, over {stable, changed}) ranks errors worse than
+  the margin (0.951 vs 0.964) and still lost to the ablation just after silence (reverted).
 - On benchmark revision 2 (off-screen sound as loud as a sounding object), retrained with its
   segmenter (runs/v21; bench/README.md, "Revision 2: retrained"): on the synthetic benchmark the
   stage meets every target against frame-only on both test sets and beats its ablation on both
@@ -114,7 +116,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from streamavs.errors import ConfigError
-from streamavs.model.config import EVIDENCE_INPUTS, EVIDENCE_TARGETS
 
 _MASKED = -1.0e4  # additive attention bias for invalid cache slots (finite: exports cleanly)
 RAW_CHANNELS = 3  # per cached slot after the projected features: frame logit, sounding logit, valid
@@ -131,25 +132,12 @@ class TemporalConfig:
     heads: int = 4
     uncertainty: bool = True  # False: the context enters the correction ungated (the ablation)
     version: int = 3  # 3: residual on the frame's logits; the uncertainty gates the temporal context
-    # what the Dirichlet is over (EVIDENCE_TARGETS): "sounding" = {silent, sounding} per pixel, the
-    # past gated by 1 - u; "change" = {stable, changed} (the pixel's target differs from the past
-    # window's), the past gated by the belief in "stable", (alpha_stable - 1) / S
-    evidence_target: str = "sounding"
-    # what the evidence head reads (EVIDENCE_INPUTS): "all" = the current features, the attended past
-    # and the logit change; "change" = only how far this frame moved from its valid past (|current -
-    # past mean| of the projected features, and the logit change), so u cannot restate the mask's
-    # own confidence (runs/v25: with "all" its error AUROC is the probability margin's)
-    evidence_inputs: str = "all"
 
     def __post_init__(self) -> None:
         if self.window < 1:
             raise ConfigError(f"temporal window must be >= 1 frame, got {self.window}")
         if self.dim % self.heads:
             raise ConfigError(f"temporal dim {self.dim} must be divisible by heads {self.heads}")
-        if self.evidence_target not in EVIDENCE_TARGETS:
-            raise ConfigError(f"temporal evidence_target must be one of {EVIDENCE_TARGETS}, got {self.evidence_target!r}")
-        if self.evidence_inputs not in EVIDENCE_INPUTS:
-            raise ConfigError(f"temporal evidence_inputs must be one of {EVIDENCE_INPUTS}, got {self.evidence_inputs!r}")
         if self.version != 3:
             raise ConfigError(f"temporal stage version {self.version} is not supported by this StreamAVS (only 3); "
                               "retrain the stage with `streamavs train -c training/configs/*_temporal_full.toml`")
@@ -211,8 +199,7 @@ class TemporalStage(nn.Module):
         nn.init.zeros_(self.delta_head.weight)  # identity at step 0: the frame-only model
         nn.init.zeros_(self.delta_head.bias)
         if config.uncertainty:  # the evidence read from the same inputs, before the gate
-            reads = (2 * d if config.evidence_inputs == "all" else d) + _CHANGE_CHANNELS
-            self.evidence = nn.Sequential(nn.Conv2d(reads, d, 3, padding=1), nn.ReLU())
+            self.evidence = nn.Sequential(nn.Conv2d(2 * d + _CHANGE_CHANNELS, d, 3, padding=1), nn.ReLU())
             self.alpha_head = nn.Conv2d(d, 2, 1)
         else:
             self.evidence, self.alpha_head = None, None
@@ -279,17 +266,9 @@ class TemporalStage(nn.Module):
             x = self.refine(torch.cat([current, mixed, change], dim=1))  # (B, d, h, w)
             logits = frame_logits + self.delta_head(x)  # the delta head is zero at initialisation
             return TemporalOutput(logits, torch.sigmoid(logits), torch.zeros_like(logits), None)
-        if self.config.evidence_inputs == "all":
-            evidence = self.evidence(torch.cat([current, mixed, change], dim=1))  # (B, d, h, w)
-        else:  # how far the features moved from the mean of the valid past, and the logit change
-            past_feat = (feats[:, :-1] * past_valid).sum(dim=1) / past_n.clamp(min=1.0)  # (B, d, h, w)
-            evidence = self.evidence(torch.cat([(current - past_feat).abs() * has_past, change], dim=1))
+        evidence = self.evidence(torch.cat([current, mixed, change], dim=1))  # (B, d, h, w)
         alpha = F.softplus(self.alpha_head(evidence)) + 1.0  # (B, 2, h, w)
         u = dirichlet_uncertainty(alpha)  # (B, 1, h, w)
-        if self.config.evidence_target == "change":  # the past enters as far as the evidence says it still holds
-            gate = (alpha[:, :1] - 1.0) / alpha.sum(dim=1, keepdim=True)  # belief in "stable": 1 - vacuity - b_changed
-        else:
-            gate = 1.0 - u  # the past enters where u is low
-        x = self.refine(torch.cat([current, gate * mixed, change], dim=1))
+        x = self.refine(torch.cat([current, (1.0 - u) * mixed, change], dim=1))  # the past enters where u is low
         logits = frame_logits + self.delta_head(x)
         return TemporalOutput(logits, torch.sigmoid(logits), u, alpha)
