@@ -252,8 +252,7 @@ def _score(run, stream: dict, main: tuple[float, float, float], sweep: tuple[flo
     return _finite({
         **about,
         "temporal": point.temporal.result(),
-        "uncertainty": {k: {"error_auroc": e["auroc"], "error_rate": e["error_rate"], "margin_auroc": margins[k].result()["auroc"],
-                            "ece": calibration[k].result()["ece"]} for k, e in ((k, m.result()) for k, m in errors.items())},
+        "uncertainty": {k: _uncertainty(errors[k].result(), margins[k].result(), calibration[k].result()) for k in errors},
         "robust": point.robust.table(),
         "state_silent": quiet.result(),
         "counts": {"frames": frames, "audio": audio_counts, "eval": eval_counts},
@@ -267,16 +266,19 @@ def _score(run, stream: dict, main: tuple[float, float, float], sweep: tuple[flo
     })
 
 
-# ----------------------------------------------------------------------------- report
+def _uncertainty(errors: dict, margin: dict, calibration: dict) -> dict:
+    """One "uncertainty" entry of the result from its three meters' results."""
+    return {"error_auroc": errors["auroc"], "error_rate": errors["error_rate"], "margin_auroc": margin["auroc"], "ece": calibration["ece"]}
 
+
+# ----------------------------------------------------------------------------- report
 
 _ROWS = (("frame_only", "frame-only"), ("no_uncertainty", "attention, no uncertainty"), ("full", "full stage"),
          ("engine", "engine at manifest point"))
 
 
 def format_table(report: dict) -> str:
-    """The rows (frame-only, the two stages, the engine: those present), their uncertainty, operating
-    curves, paired comparisons and targets as plain text."""
+    """The rows present, their uncertainty, operating curves, paired comparisons and targets as text."""
     head = f"{'model':28s} {'mIoU start%':>11s} {'FPR silenc':>10s} {'flicker':>8s} {'mIoU_P%':>8s} " \
            f"{'G-mIoU%':>8s} {'G-F%':>7s} {'G-FPR':>7s} {'ms/frame':>8s}"
     lines = [head, "-" * len(head)]
