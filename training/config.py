@@ -273,6 +273,9 @@ class TemporalSection:
     # works on, targets area-downsampled) or "full" (the stage's logits upsampled to the frame, as the engine
     # outputs them and the benchmark measures them)
     resolution: str = "fused"
+    # start the stage from this temporal checkpoint's stage (trained on the same segmenter); an ungated one may
+    # start a gated stage, which then starts as exactly that stage (training/stage_init.py)
+    init_stage: str | None = None
 
     def __post_init__(self) -> None:
         _positive(self, "temporal", "window", "dim", "heads", "clip_seconds")

@@ -64,6 +64,7 @@ from streamavs.model.temporal import TemporalConfig, TemporalOutput, TemporalSta
 from streamavs.threads import limit_blas_threads
 from streamavs.training.config import TemporalSection, TrainConfig
 from streamavs.training.distributed import resolve_device
+from streamavs.training.stage_init import warm_start
 from streamavs.training.temporal_checks import check_recipe, check_run_folder, check_segmenter_size
 
 
@@ -224,6 +225,10 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
     for p in segmenter.parameters():
         p.requires_grad_(False)
     segmenter.to(dev)
+    stage = TemporalStage(TemporalConfig(in_channels=segmenter.fused_channels, window=section.window,
+                                         dim=section.dim, heads=section.heads, uncertainty=section.uncertainty))
+    started = warm_start(stage, section.init_stage, segmenter) if section.init_stage else {}  # before the long caching
+    stage.to(dev)
 
     scenes = dataclasses.replace(scene_config(cfg.data), seconds=section.clip_seconds)
     mix = NegativeMix(share=section.clip_negative_share)  # silence, off-screen and noise seconds
@@ -241,14 +246,12 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
                          full_targets=full, device=dev)
     cache_s = time.perf_counter() - t0
 
-    stage = TemporalStage(TemporalConfig(in_channels=segmenter.fused_channels, window=section.window,
-                                         dim=section.dim, heads=section.heads, uncertainty=section.uncertainty)).to(dev)
     optimizer = torch.optim.AdamW(stage.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     n = train["fused"].shape[0]
     log = (out / "log.jsonl").open("a")
-    log.write(json.dumps({"event": "start", "config": cfg.to_dict(), "cache_seconds": cache_s}) + "\n")
+    log.write(json.dumps({"event": "start", "config": cfg.to_dict(), "cache_seconds": cache_s, **started}) + "\n")
     generator = torch.Generator().manual_seed(cfg.seed)
-    history = [{"epoch": 0, **_validate(stage, val, section)}]  # the identity: frame-only on the same clips
+    history = [{"epoch": 0, **_validate(stage, val, section)}]  # the start: frame-only (or the init_stage) on the same clips
     log.write(json.dumps({"event": "eval", **history[0]}) + "\n")
     best = (history[0]["val_score"], 0, copy.deepcopy(stage.state_dict()))
     for epoch in range(cfg.optim.epochs):
