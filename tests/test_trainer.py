@@ -107,7 +107,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert not any(k.startswith("module.") for k in ckpt["state_dict"])  # saved unwrapped
 
 
-@pytest.mark.parametrize(("keep", "resolution"), [("best_score", "fused"), ("no_worse", "full")])
+@pytest.mark.parametrize(("keep", "resolution"), [("best_score", "fused"), ("no_worse", "full"), ("last", "fused")])
 def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path, keep, resolution):
     from streamavs.model.streaming import load_streaming
     from streamavs.training.temporal_trainer import keeps_frame_only_promise, train_temporal
@@ -127,7 +127,7 @@ def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path, keep, resolution)
     assert [h["epoch"] for h in extra["temporal_history"]] == [0, 1, 2]  # epoch 0: the identity (frame-only)
     history = extra["temporal_history"]
     allowed = [h for h in history if keep == "best_score" or h["epoch"] == 0 or keeps_frame_only_promise(h, history[0])]
-    best = max(allowed, key=lambda h: h["val_score"])  # first of equals: max keeps the earliest
+    best = history[-1] if keep == "last" else max(allowed, key=lambda h: h["val_score"])  # max keeps the earliest of equals
     assert extra["temporal_best_epoch"] == best["epoch"]  # the best on validation among the epochs the rule allows
     before = torch.load(seg_run / "last.pt", weights_only=False)["state_dict"]
     after = model.segmenter.state_dict()

@@ -251,7 +251,7 @@ class EvalSection:
         _check(self, "eval", "gate_threshold", 0.0 <= self.gate_threshold <= 1.0, "in [0, 1]")
 
 
-TEMPORAL_KEEP_RULES = ("best_score", "no_worse")
+TEMPORAL_KEEP_RULES = ("best_score", "no_worse", "last")
 TEMPORAL_RESOLUTIONS = ("fused", "full")  # where the stage's mask loss and validation are computed
 
 
@@ -268,7 +268,7 @@ class TemporalSection:
     consistency_weight: float = 2.0  # frame-to-frame probability change on target-stable pixels (flicker)
     clip_negative_share: float = 0.3  # share of clip-seconds given negative audio
     clip_seconds: int = 5  # length of the training and validation clips (the streaming benchmark streams 10 s)
-    keep: str = "best_score"  # which epoch is saved: "best_score" | "no_worse" (see training/temporal_trainer.py)
+    keep: str = "best_score"  # which epoch is saved: "best_score" | "no_worse" | "last" (see training/temporal_trainer.py)
     # where the mask loss and the validation metrics are computed: "fused" (the 1/4-resolution map the stage
     # works on, targets area-downsampled) or "full" (the stage's logits upsampled to the frame, as the engine
     # outputs them and the benchmark measures them)

@@ -36,7 +36,10 @@ of the frames where nothing does``, at the ``[temporal] resolution`` (threshold 
 is the frame-only model on the same validation clips: a stage that never beats frame-only on
 validation is saved as the identity. With ``[temporal] keep = "no_worse"`` only epochs no worse
 than frame-only on validation on each transition target (FPR just after silence, mIoU just after
-an onset, flicker: :func:`keeps_frame_only_promise`) compete. Measured on the real-media test
+an onset, flicker: :func:`keeps_frame_only_promise`) compete; with ``keep = "last"`` the final epoch
+is saved, whatever validation says (for comparing two arms without selecting on a small
+validation set: a stage started from one that was itself the best of its run on the same
+clips is rarely beaten there, runs/v26). Measured on the real-media test
 split (bench/README.md, "Temporal stage v2"): "best_score" on 5 s clips (the shipped stage)
 gains 4.1 points of mIoU just after onsets and of G-mIoU with 12% more flicker than frame-only;
 "no_worse" on 10 s clips (``clip_seconds = 10``, as long as the benchmark's, where validation
@@ -275,7 +278,7 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
         log.write(json.dumps({"event": "eval", "epoch": epoch + 1, **val_metrics}) + "\n")
         log.flush()
         allowed = section.keep == "best_score" or keeps_frame_only_promise(val_metrics, history[0])
-        if allowed and val_metrics["val_score"] > best[0]:
+        if section.keep == "last" or (allowed and val_metrics["val_score"] > best[0]):
             best = (val_metrics["val_score"], epoch + 1, copy.deepcopy(stage.state_dict()))
     log.write(json.dumps({"event": "best", "epoch": best[1], "val_score": best[0]}) + "\n")
     log.close()
