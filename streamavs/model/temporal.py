@@ -69,6 +69,12 @@ Why this form (measured; bench/README.md, "Temporal stage v2"):
   benchmark and costs onsets on real media. Evidence read from the change alone (runs/v25:
   |current - past mean| and the logit change, over {stable, changed}) ranks errors worse than
   the margin (0.951 vs 0.964) and still lost to the ablation just after silence (reverted).
+- Added to a trained ungated stage rather than trained from scratch (runs/v27: the gated stage
+  started as exactly the v23 ablation, ``[temporal] init_stage``, and fine-tuned beside a copy of
+  it by the same recipe, the final epoch kept in both): on 200 real validation clips the gated arm
+  is behind its control on both transition metrics (at 0.5: onsets -0.05 [-0.19, 0.09], FPR just
+  after silence +0.00006 [0.00002, 0.00010]), although its u now ranks errors better than the
+  margin (0.975 vs 0.953). The gate learns almost nothing the ungated correction lacks.
 - On benchmark revision 2 (off-screen sound as loud as a sounding object), retrained with its
   segmenter (runs/v21; bench/README.md, "Revision 2: retrained"): on the synthetic benchmark the
   stage meets every target against frame-only on both test sets and beats its ablation on both
