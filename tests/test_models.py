@@ -137,6 +137,7 @@ def test_vggish_checkpoint_errors_name_the_key(tmp_path):
 # --- the registered models --------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the paper-size model at 224: ~6.5 s
 def test_avs_tpavi_b5_forward_backward_at_224():
     model = create_model("avs_tpavi_b5")
     assert model.visual.channels == (64, 128, 320, 512)

@@ -254,6 +254,7 @@ JSON_VALUES = st.recursive(
 BASE = {enc: _message(np.eye(4, 6, dtype=np.float32), enc) for enc in ENCODINGS}
 
 
+@pytest.mark.slow  # hypothesis over every header key: ~6 s
 @HYPOTHESIS
 @given(encoding=st.sampled_from(ENCODINGS), key=st.sampled_from([*MASK_KEYS, "threshold"]), value=JSON_VALUES)
 def test_any_header_value_decodes_or_raises_protocol_error(encoding, key, value):

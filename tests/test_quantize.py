@@ -106,6 +106,7 @@ def test_quantized_engine_runs_int8_kernels_keeps_the_sensitive_parts_float_and_
 
 
 # -- streamavs export --int8 ---------------------------------------------------------------------
+@pytest.mark.slow  # a calibration and an INT8 export with its gates: ~8 s
 def test_export_int8_writes_an_engine_with_its_gates_and_command(tiny_engine, tmp_path, capsys):
     out = tmp_path / "engines"
     assert main([*_int8_args(tiny_engine, out), *WIDE_GATES]) == 0
@@ -127,6 +128,7 @@ def test_export_int8_writes_an_engine_with_its_gates_and_command(tiny_engine, tm
 
 
 @needs_real
+@pytest.mark.slow  # an INT8 export on real clips: ~6 s
 def test_export_int8_refused_by_its_parity_gate_writes_nothing(real_media, tmp_path, capsys):
     """The shipped FP32 engine quantized from one clip, with a tolerance no 8-bit engine meets
     (its masks differ from FP32 on ~0.1% of the pixels of the parity frames): a one-line refusal."""

@@ -54,6 +54,7 @@ def test_data_synth_refuses_other_scene_settings_and_indices_past_the_split(tmp_
     assert not (tmp_path / "far").exists()
 
 
+@pytest.mark.slow  # a training subprocess: ~4.5 s
 def test_a_run_that_fails_before_any_checkpoint_leaves_no_folder(tmp_path):
     """A temporal recipe whose segmenter checkpoint does not exist fails at start-up: no empty run folder stays."""
     pytest.importorskip("torch", reason="streamavs train needs the train extra")
