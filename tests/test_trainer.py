@@ -110,7 +110,7 @@ def test_ddp_two_cpu_processes(tmp_path):
 @pytest.mark.parametrize(("keep", "resolution"), [("best_score", "fused"), ("no_worse", "full"), ("last", "fused")])
 def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path, keep, resolution):
     from streamavs.model.streaming import load_streaming
-    from streamavs.training.temporal_trainer import keeps_frame_only_promise, train_temporal
+    from streamavs.training.temporal_trainer import replaces_kept, train_temporal
     from streamavs.training.trainer import train
 
     seg_run = tmp_path / "seg"
@@ -126,9 +126,10 @@ def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path, keep, resolution)
     assert model.temporal is not None and model.temporal.config.window == 5
     assert [h["epoch"] for h in extra["temporal_history"]] == [0, 1, 2]  # epoch 0: the identity (frame-only)
     history = extra["temporal_history"]
-    allowed = [h for h in history if keep == "best_score" or h["epoch"] == 0 or keeps_frame_only_promise(h, history[0])]
-    best = history[-1] if keep == "last" else max(allowed, key=lambda h: h["val_score"])  # max keeps the earliest of equals
-    assert extra["temporal_best_epoch"] == best["epoch"]  # the best on validation among the epochs the rule allows
+    kept = history[0]
+    for h in history[1:]:
+        kept = h if replaces_kept(keep, h, kept["val_score"], history[0]) else kept
+    assert extra["temporal_best_epoch"] == kept["epoch"]  # the epoch the rule keeps (replaces_kept: its own test)
     before = torch.load(seg_run / "last.pt", weights_only=False)["state_dict"]
     after = model.segmenter.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the segmenter stayed frozen
@@ -145,6 +146,57 @@ def test_no_worse_rule_refuses_an_epoch_worse_on_any_transition_target():
     assert keeps_frame_only_promise({"fpr_silenced": 0.001, "flicker": 0.009, "miou_started": 47.0}, frame_only)
     for key, worse in (("fpr_silenced", 0.0021), ("flicker", 0.0101), ("miou_started", 45.9)):
         assert not keeps_frame_only_promise({**frame_only, key: worse}, frame_only), key
+
+
+def test_a_gated_stage_trained_from_an_ablation_starts_as_it(tmp_path, monkeypatch):
+    """[temporal] init_stage through the trainer: the gated run starts with the ablation's mask
+    logits (a learning rate of 1e-12 keeps it there for the one epoch saved) and its validation
+    results, and records where it started as given (relative), with the open gate."""
+    from streamavs.model.streaming import load_streaming
+    from streamavs.training.temporal_trainer import train_temporal
+    from streamavs.training.trainer import train
+
+    train(load_config(RECIPE, {**TINY, "optim.epochs": 1}), tmp_path / "seg", progress=False)
+    stage = {"model.init_checkpoint": str(tmp_path / "seg" / "last.pt"), "data.image_size": 64,
+             "data.train_clips": 4, "data.val_clips": 2, "optim.batch_size": 2, "temporal.clip_seconds": 3}
+    configs = REPO / "training" / "configs"
+    train_temporal(load_config(configs / "synthetic_temporal_attention_only.toml", {**stage, "optim.epochs": 2}),
+                   tmp_path / "att", progress=False)
+    _, att = load_streaming(tmp_path / "att" / "temporal.pt")
+    kept = att["temporal_history"][att["temporal_best_epoch"]]
+    monkeypatch.chdir(tmp_path)  # a relative init_stage is recorded as given
+    train_temporal(load_config(configs / "synthetic_temporal_full.toml", {
+        **stage, "optim.epochs": 1, "optim.lr": 1e-12, "temporal.init_stage": "att/temporal.pt", "temporal.keep": "last"}),
+        tmp_path / "full", progress=False)
+    gated, full = load_streaming(tmp_path / "full" / "temporal.pt")
+    ablation, _ = load_streaming(tmp_path / "att" / "temporal.pt")
+    g = torch.Generator().manual_seed(0)
+    inputs = (torch.randn(1, 3, ablation.segmenter.fused_channels, 4, 4, generator=g),
+              torch.randn(1, 3, 1, 4, 4, generator=g), torch.randn(1, 3, generator=g))
+    with torch.no_grad():
+        want, got = ablation.temporal.forward_clip(*inputs), gated.temporal.forward_clip(*inputs)
+    assert (want.mask_logits - inputs[1]).abs().max() > 1e-3  # the trained ablation changes the frame's logits
+    torch.testing.assert_close(got.mask_logits, want.mask_logits, atol=1e-5, rtol=1e-5)
+    start = full["temporal_history"][0]
+    for key in ("val_miou", "val_fpr", "miou_started", "fpr_silenced", "flicker"):
+        assert start[key] == pytest.approx(kept[key], rel=1e-4, abs=1e-6), key
+    assert full["temporal_best_epoch"] == 1  # keep = "last"
+    assert full["train_config"]["temporal"]["init_stage"] == "att/temporal.pt"
+    assert full["temporal_start"]["open_gate"]["u0"] == pytest.approx(3.0 / 13.0)
+
+
+def test_each_keep_rule_replaces_the_kept_epoch_as_documented():
+    from streamavs.training.temporal_trainer import replaces_kept
+
+    start = {"val_score": 50.0, "fpr_silenced": 0.002, "flicker": 0.010, "miou_started": 46.0}
+    higher_but_flickers = {**start, "val_score": 52.0, "flicker": 0.011}
+    higher_and_no_worse = {**start, "val_score": 51.0}
+    worst = {**start, "val_score": 40.0}
+    assert replaces_kept("best_score", higher_but_flickers, 50.0, start)
+    assert not replaces_kept("no_worse", higher_but_flickers, 50.0, start)
+    assert replaces_kept("no_worse", higher_and_no_worse, 50.0, start)
+    assert not replaces_kept("best_score", worst, 50.0, start) and not replaces_kept("no_worse", worst, 50.0, start)
+    assert replaces_kept("last", worst, 50.0, start)  # the final epoch, however it scores
 
 
 def test_full_resolution_validation_measures_what_the_engine_outputs():

@@ -283,6 +283,8 @@ class TemporalSection:
             raise ConfigError(f"[temporal] keep must be one of {TEMPORAL_KEEP_RULES}, got {self.keep!r}")
         if self.resolution not in TEMPORAL_RESOLUTIONS:
             raise ConfigError(f"[temporal] resolution must be one of {TEMPORAL_RESOLUTIONS}, got {self.resolution!r}")
+        if self.init_stage is not None and not str(self.init_stage).strip():
+            raise ConfigError("[temporal] init_stage is empty: give the temporal.pt of a temporal run, or omit the key")
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,13 @@ upsamples the stage's logits to the frame first (``to_frame``, as the engine doe
 full-size masks, so boundary pixels, which the flicker metric counts at full size, are trained
 and validated where they are measured. The evidential term stays on the fused map.
 
-The stage starts as the identity (frame-only); the checkpoint keeps the epoch with the best
+The stage starts as the identity (frame-only), or as the stage of ``[temporal] init_stage``
+(:mod:`streamavs.training.stage_init`); the checkpoint keeps the epoch with the best
 validation score, ``val_score = mIoU of the frames where something sounds (percent) - 100 x FPR
 of the frames where nothing does``, at the ``[temporal] resolution`` (threshold 0.5). The log's epoch 0
-is the frame-only model on the same validation clips: a stage that never beats frame-only on
-validation is saved as the identity. With ``[temporal] keep = "no_worse"`` only epochs no worse
-than frame-only on validation on each transition target (FPR just after silence, mIoU just after
+is the start on the same validation clips: a stage that never beats its start on validation is
+saved as the start. With ``[temporal] keep = "no_worse"`` only epochs no worse
+than the start on validation on each transition target (FPR just after silence, mIoU just after
 an onset, flicker: :func:`keeps_frame_only_promise`) compete; with ``keep = "last"`` the final epoch
 is saved, whatever validation says (for comparing two arms without selecting on a small
 validation set: a stage started from one that was itself the best of its run on the same
@@ -186,12 +187,24 @@ def cache_features(segmenter, clips, batch_clips: int = 4, progress: bool = True
     return cache
 
 
-def keeps_frame_only_promise(metrics: dict[str, Any], identity: dict[str, Any]) -> bool:
-    """Whether a validation result is no worse than frame-only (`identity`, epoch 0) on each of
-    the stage's transition targets: FPR just after silence, mIoU just after an onset, flicker.
-    An epoch that trades one of them for a higher score is never kept."""
-    return (metrics["fpr_silenced"] <= identity["fpr_silenced"] and metrics["flicker"] <= identity["flicker"]
-            and metrics["miou_started"] >= identity["miou_started"])
+def keeps_frame_only_promise(metrics: dict[str, Any], start: dict[str, Any]) -> bool:
+    """Whether a validation result is no worse than the start (`start`, epoch 0: frame-only, or the
+    ``init_stage``) on each of the stage's transition targets: FPR just after silence, mIoU just
+    after an onset, flicker. Under ``keep = "no_worse"`` an epoch that trades one of them for a
+    higher score is never kept."""
+    return (metrics["fpr_silenced"] <= start["fpr_silenced"] and metrics["flicker"] <= start["flicker"]
+            and metrics["miou_started"] >= start["miou_started"])
+
+
+def replaces_kept(keep: str, metrics: dict[str, Any], kept_score: float, start: dict[str, Any]) -> bool:
+    """Whether an epoch's validation `metrics` replace the epoch kept so far (its ``val_score``
+    `kept_score`) under ``[temporal] keep``: "last" always; "best_score" when it scores higher;
+    "no_worse" when it scores higher and :func:`keeps_frame_only_promise` against `start`."""
+    if keep == "last":
+        return True
+    if keep == "no_worse" and not keeps_frame_only_promise(metrics, start):
+        return False
+    return metrics["val_score"] > kept_score
 
 
 def _run_stage(stage: TemporalStage, cache: dict[str, torch.Tensor], idx) -> TemporalOutput:
@@ -230,7 +243,8 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
     segmenter.to(dev)
     stage = TemporalStage(TemporalConfig(in_channels=segmenter.fused_channels, window=section.window,
                                          dim=section.dim, heads=section.heads, uncertainty=section.uncertainty))
-    started = warm_start(stage, section.init_stage, segmenter) if section.init_stage else {}  # before the long caching
+    started = (warm_start(stage, section.init_stage, segmenter, _recorded_path(section.init_stage))
+               if section.init_stage else {})  # before the long caching
     stage.to(dev)
 
     scenes = dataclasses.replace(scene_config(cfg.data), seconds=section.clip_seconds)
@@ -277,15 +291,18 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
         history.append({"epoch": epoch + 1, **val_metrics})
         log.write(json.dumps({"event": "eval", "epoch": epoch + 1, **val_metrics}) + "\n")
         log.flush()
-        allowed = section.keep == "best_score" or keeps_frame_only_promise(val_metrics, history[0])
-        if section.keep == "last" or (allowed and val_metrics["val_score"] > best[0]):
+        if replaces_kept(section.keep, val_metrics, best[0], history[0]):
             best = (val_metrics["val_score"], epoch + 1, copy.deepcopy(stage.state_dict()))
     log.write(json.dumps({"event": "best", "epoch": best[1], "val_score": best[0]}) + "\n")
     log.close()
     stage.load_state_dict(best[2])
     model = StreamingSegmenter(segmenter, stage).cpu().eval()  # checkpoints hold CPU tensors
+    train_config = cfg.to_dict()
+    if section.init_stage:
+        train_config["temporal"]["init_stage"] = started["init_stage"]  # as recorded: no machine's layout
     save_streaming_checkpoint(out / "temporal.pt", model, {
-        "train_config": cfg.to_dict(),
+        "train_config": train_config,
+        **({"temporal_start": started} if started else {}),
         "segmenter_checkpoint": _recorded_path(cfg.model.init_checkpoint),
         "segmenter_train_config": seg_extra.get("train_config"),  # the data the segmenter learned from
         "segmenter_provenance": seg_extra.get("provenance", "trained by this project's recipe (segmenter_train_config)"),

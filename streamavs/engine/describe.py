@@ -90,6 +90,7 @@ def streaming_manifest(
             "best_epoch": extra.get("temporal_best_epoch"),
             "data": stage_data,  # the clips the stage trained on; its negatives: temporal.clip_negative_share
             "temporal": train_cfg.get("temporal"),
+            **({"start": extra["temporal_start"]} if "temporal_start" in extra else {}),  # [temporal] init_stage
         })
     model_record = {"name": cfg.name, "config": cfg.to_dict()}
     if temporal is not None:

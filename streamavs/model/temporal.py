@@ -70,7 +70,7 @@ Why this form (measured; bench/README.md, "Temporal stage v2"):
   |current - past mean| and the logit change, over {stable, changed}) ranks errors worse than
   the margin (0.951 vs 0.964) and still lost to the ablation just after silence (reverted).
 - Added to a trained ungated stage rather than trained from scratch (runs/v27: the gated stage
-  started as exactly the v23 ablation, ``[temporal] init_stage``, and fine-tuned beside a copy of
+  started with the v23 ablation's mask logits, ``[temporal] init_stage``, and fine-tuned beside a copy of
   it by the same recipe, the final epoch kept in both): on 200 real validation clips the gated arm
   is behind its control on both transition metrics (at 0.5: onsets -0.05 [-0.19, 0.09], FPR just
   after silence +0.00006 [0.00002, 0.00010]), although its u now ranks errors better than the
@@ -114,6 +114,7 @@ not a probability, and no fixed threshold works on it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -124,6 +125,7 @@ from torch import nn
 from streamavs.errors import ConfigError
 
 _MASKED = -1.0e4  # additive attention bias for invalid cache slots (finite: exports cleanly)
+_GATE_PREFIXES = ("evidence.", "alpha_head.")  # the parameters only the gated stage has
 RAW_CHANNELS = 3  # per cached slot after the projected features: frame logit, sounding logit, valid
 _CHANGE_CHANNELS = 4  # current minus past mean, and its magnitude, for the frame and sounding logits
 
@@ -210,6 +212,27 @@ class TemporalStage(nn.Module):
         else:
             self.evidence, self.alpha_head = None, None
 
+    def start_from_ablation(self, state: dict[str, torch.Tensor], evidence: float) -> float:
+        """Load the `state` of an ungated stage of the same shape into this gated one, so that its mask
+        logits are that stage's (to float rounding): the Dirichlet head starts with zero weights and
+        `evidence` per class, so u is one value u0 at every pixel, and the refinement's weights on the
+        attended past are divided by 1 - u0 (the past enters it as ``(1 - u0) * mixed``). Returns u0."""
+        if self.alpha_head is None:
+            raise ConfigError("start_from_ablation needs a stage with the uncertainty path (uncertainty = true)")
+        own = self.state_dict()
+        gate = {k for k in own if k.startswith(_GATE_PREFIXES)}
+        if set(state) != set(own) - gate:
+            raise ConfigError(f"not the state of an ungated stage of this shape: keys {sorted(set(state) ^ (set(own) - gate))} "
+                              "differ; pass the temporal.pt of a run with uncertainty = false and the same window, dim, heads")
+        self.load_state_dict({**own, **state})
+        u0 = float(dirichlet_uncertainty(torch.full((1, 2, 1, 1), 1.0 + evidence)))
+        with torch.no_grad():
+            self.alpha_head.weight.zero_()
+            self.alpha_head.bias.fill_(math.log(math.expm1(evidence)))  # softplus^-1: alpha = 1 + evidence
+            d = self.config.dim
+            self.refine[0].weight[:, d:2 * d] /= 1.0 - u0  # the refinement reads [current, past, change] (_attend)
+        return u0
+
     # -- the two entry points -------------------------------------------------------------
     def step(self, fused: torch.Tensor, frame_logits: torch.Tensor, sounding_logit: torch.Tensor,
              cache: torch.Tensor) -> tuple[TemporalOutput, torch.Tensor]:
@@ -276,5 +299,6 @@ class TemporalStage(nn.Module):
         alpha = F.softplus(self.alpha_head(evidence)) + 1.0  # (B, 2, h, w)
         u = dirichlet_uncertainty(alpha)  # (B, 1, h, w)
         x = self.refine(torch.cat([current, (1.0 - u) * mixed, change], dim=1))  # the past enters where u is low
+        # (this input order, current / past / change, is what start_from_ablation rescales)
         logits = frame_logits + self.delta_head(x)
         return TemporalOutput(logits, torch.sigmoid(logits), u, alpha)
