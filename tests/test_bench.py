@@ -281,8 +281,26 @@ def test_soak_reports_memory_cpu_and_gaps(tiny_engine, tmp_path):
     t, process, other, steal = cpu["samples"][0]
     assert 0 < process <= cpu["cores"] + 0.5 and other >= 0 and steal >= 0  # the pipeline itself used CPU
     assert data["gc_pauses"]["columns"] == ["t_s", "generation", "ms"] and data["gc_pauses"]["max_ms"] >= 0
+    assert all(0 <= s[0] and s[1] in (0, 1, 2) and s[2] >= 0 for s in data["gc_pauses"]["samples"])
     (row,) = data["rows"]
-    assert row["counters"]["processed"] > 0 and isinstance(row["gaps"], list)
+    assert row["counters"]["processed"] > 0
+    assert sum(g["missing"] for g in row["gaps"]) <= row["counters"]["dropped"]  # gaps inside the window are drops
+    assert all("gc_ms_within_100ms" in g for g in row["gaps"])  # every gap annotated (test below: with what)
+
+
+def test_soak_gaps_get_the_cpu_and_garbage_collection_around_them():
+    from streamavs.bench.soak import GcPauses, annotate_gaps
+
+    pauses = GcPauses()
+    pauses.pauses = [(10.02, 2, 30.0), (10.5, 0, 3.0), (11.95, 1, 4.0), (12.2, 2, 5.0)]
+    intervals = [{"start_s": 9.0, "end_s": 11.0, "process_cores": 1.2, "other_cores": 0.5, "steal_cores": 0.0},
+                 {"start_s": 11.0, "end_s": 13.0, "process_cores": 0.9, "other_cores": 1.1, "steal_cores": 0.1}]
+    gaps = [{"t_s": 10.0, "missing": 1}, {"t_s": 12.0, "missing": 2}, {"t_s": 20.0, "missing": 1}]
+    annotate_gaps(gaps, intervals, pauses)
+    assert gaps[0]["cpu"] == {"process_cores": 1.2, "other_cores": 0.5, "steal_cores": 0.0}
+    assert gaps[0]["gc_ms_within_100ms"] == 30.0  # 10.02 only; 10.5 is 500 ms away
+    assert gaps[1]["cpu"]["other_cores"] == 1.1 and gaps[1]["gc_ms_within_100ms"] == 4.0
+    assert "cpu" not in gaps[2] and gaps[2]["gc_ms_within_100ms"] == 0.0  # past the sampled intervals
 
 
 def test_latency_without_torch_refuses_a_registered_architecture_before_measuring():

@@ -242,7 +242,7 @@ def test_c_subscriber_decodes_every_encoding(c_subscriber):
             proc.kill() if proc.poll() is None else None
     lines = out.strip().splitlines()
     assert proc.returncode == 0, out
-    assert lines[-1] == f"done {len(sent)}"
+    assert lines[-1] == f"done {len(sent)}" and len(lines) == len(sent) + 1, out
     for line, seq, (prob, enc) in zip(lines[:-1], seqs, sent):
         assert line == f"mask seq={seq} {_c_expectation(prob, enc)}"
 

@@ -270,14 +270,15 @@ def test_cli_selects_an_operating_point_on_validation_only(checkpoints, tiny_eng
     assert [(r["threshold"], r["band"]) for r in sweep] == [(t, b) for t in (0.3, 0.5, 0.7) for b in (0.0, 0.2)]
     assert sweep[2]["temporal"] == report["results"]["full"]["temporal"]  # (0.5, no band) is the main row
     points = report["operating_points"]["full"]
-    chosen = report["selected"]["full"]
-    flicker = {(r["threshold"], r["band"]): r["temporal"]["flicker"] for r in sweep}
-    qualified = [(p["threshold"], p["band"]) for p in points if all(t["met"] for t in p["targets"].values())]
-    if chosen is None:
-        assert not qualified
-    else:  # every target met there, and no qualifying point flickers less
-        key = (chosen["threshold"], chosen["band"])
-        assert key in qualified and all(flicker[k] >= flicker[key] for k in qualified)
+    assert [(p["threshold"], p["band"], p["flicker"]) for p in points] == [
+        (r["threshold"], r["band"], r["temporal"]["flicker"]) for r in sweep]  # every swept point, compared
+    assert all(p["all_met"] == all(t["met"] for t in p["targets"].values()) for p in points)
+    # Tiny checkpoints rarely beat frame-only on all four targets, so which point wins is checked with
+    # known answers in test_operating_points_mark_points_where_every_target_is_met_and_validation_takes_
+    # the_steadiest; here: the report holds that rule's pick of these points.
+    assert report["selection_rule"] == "flicker"
+    assert report["selected"] == {k: select_operating_point(report["operating_points"][k], "flicker")
+                                  for k in ("full", "engine")}
 
 
 @pytest.mark.parametrize("flag, value", [("--sweep", "0.5,1.5"), ("--sweep", "half"), ("--sweep", ","),
@@ -286,7 +287,7 @@ def test_cli_selects_an_operating_point_on_validation_only(checkpoints, tiny_eng
 def test_cli_rejects_bad_sweep_thresholds_and_bands(checkpoints, flag, value, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--frame-only", str(checkpoints["frame_only"]), "--full", str(checkpoints["full"]), flag, value])
-    assert exit_info.value.code == 2 and flag in capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"argument {flag}:" in capsys.readouterr().err  # not just the usage line
 
 
 def test_figure_is_written(checkpoints, tmp_path):

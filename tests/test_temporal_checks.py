@@ -4,6 +4,7 @@ is not there (training/temporal_checks.py). Each used to train anyway or fail la
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,8 @@ def test_the_device_is_checked_and_used(stage):
         with pytest.raises(InputError, match="PyTorch sees no CUDA GPU here .* --device cpu"):
             resolve_device("cuda")
     assert resolve_device("cpu") == torch.device("cpu")
+    start = json.loads((stage.parent / "log.jsonl").read_text().splitlines()[0])
+    assert start["event"] == "start" and start["device"] == "cpu"  # where it trained (checkpoints are always CPU)
     saved = torch.load(stage, weights_only=False)
     assert all(t.device.type == "cpu" for t in saved["temporal_state_dict"].values())
 

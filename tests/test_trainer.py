@@ -130,6 +130,9 @@ def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path, keep, resolution)
     for h in history[1:]:
         kept = h if replaces_kept(keep, h, kept["val_score"], history[0]) else kept
     assert extra["temporal_best_epoch"] == kept["epoch"]  # the epoch the rule keeps (replaces_kept: its own test)
+    assert extra["temporal_saved_val_score"] == kept["val_score"]  # the weights written are that epoch's
+    delta_weights = [p for name, p in model.temporal.named_parameters() if name.startswith("delta_head.")]
+    assert delta_weights and all(torch.count_nonzero(p) == 0 for p in delta_weights) == (kept["epoch"] == 0)
     before = torch.load(seg_run / "last.pt", weights_only=False)["state_dict"]
     after = model.segmenter.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the segmenter stayed frozen

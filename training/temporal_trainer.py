@@ -35,7 +35,8 @@ The stage starts as the identity (frame-only), or as the stage of ``[temporal] i
 validation score, ``val_score = mIoU of the frames where something sounds (percent) - 100 x FPR
 of the frames where nothing does``, at the ``[temporal] resolution`` (threshold 0.5). The log's epoch 0
 is the start on the same validation clips: a stage that never beats its start on validation is
-saved as the start. With ``[temporal] keep = "no_worse"`` only epochs no worse
+saved as the start. The kept weights are validated again once restored, and the checkpoint records
+that score (``temporal_saved_val_score``, equal to the kept epoch's). With ``[temporal] keep = "no_worse"`` only epochs no worse
 than the start on validation on each transition target (FPR just after silence, mIoU just after
 an onset, flicker: :func:`keeps_frame_only_promise`) compete; with ``keep = "last"`` the final epoch
 is saved, whatever validation says (for comparing two arms without selecting on a small
@@ -266,7 +267,8 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
     optimizer = torch.optim.AdamW(stage.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     n = train["fused"].shape[0]
     log = (out / "log.jsonl").open("a")
-    log.write(json.dumps({"event": "start", "config": cfg.to_dict(), "cache_seconds": cache_s, **started}) + "\n")
+    log.write(json.dumps({"event": "start", "config": cfg.to_dict(), "device": str(dev), "cache_seconds": cache_s,
+                          **started}) + "\n")
     generator = torch.Generator().manual_seed(cfg.seed)
     history = [{"epoch": 0, **_validate(stage, val, section)}]  # the start: frame-only (or the init_stage) on the same clips
     log.write(json.dumps({"event": "eval", **history[0]}) + "\n")
@@ -293,9 +295,10 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
         log.flush()
         if replaces_kept(section.keep, val_metrics, best[0], history[0]):
             best = (val_metrics["val_score"], epoch + 1, copy.deepcopy(stage.state_dict()))
-    log.write(json.dumps({"event": "best", "epoch": best[1], "val_score": best[0]}) + "\n")
-    log.close()
     stage.load_state_dict(best[2])
+    saved_score = _validate(stage, val, section)["val_score"]  # of the stage written: the kept epoch's
+    log.write(json.dumps({"event": "best", "epoch": best[1], "val_score": best[0], "saved_val_score": saved_score}) + "\n")
+    log.close()
     model = StreamingSegmenter(segmenter, stage).cpu().eval()  # checkpoints hold CPU tensors
     train_config = cfg.to_dict()
     if section.init_stage:
@@ -309,6 +312,7 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
         "metrics": seg_extra.get("metrics", {}),
         "temporal_history": history,
         "temporal_best_epoch": best[1],
+        "temporal_saved_val_score": saved_score,  # validated again after the kept weights were restored
     })
     return {}
 
