@@ -45,12 +45,14 @@ def register(app: typer.Typer) -> None:
         max_fpr_rise: Annotated[float, typer.Option(help="--int8: G-FPR the INT8 engine may add.", min=0)] = 0.002,
         mask_threshold: Annotated[Optional[float], typer.Option(
             help="The engine's mask threshold (manifest thresholds.mask), strictly between 0 and 1, chosen on validation "
-                 "clips, e.g. by `python -m streamavs.bench.temporal_ablation --split val --sweep 0.4,0.5,0.6`. "
+                 "clips, e.g. by `python -m streamavs.bench.temporal_ablation --split val --frame-only SEGMENTER.pt "
+                 "--full temporal.pt --sweep 0.4,0.5,0.6` (engines/README.md). "
                  "--int8 keeps the FP32 engine's.")] = None,
         hysteresis: Annotated[Optional[float], typer.Option(
             help="The mask-hysteresis band the runtime applies to each stream (manifest thresholds.hysteresis), in "
                  "[0, 0.5), 0 = none, chosen on validation clips with the threshold, e.g. by `python -m "
-                 "streamavs.bench.temporal_ablation --split val --sweep 0.5,0.6,0.7 --hysteresis 0,0.1,0.2`. "
+                 "streamavs.bench.temporal_ablation --split val --frame-only SEGMENTER.pt --full temporal.pt "
+                 "--sweep 0.5,0.6,0.7 --hysteresis 0,0.1,0.2`. "
                  "--int8 keeps the FP32 engine's.")] = None,
     ) -> None:
         """Export CHECKPOINT to an engine; refuses to write it unless it matches PyTorch within --tolerance."""
