@@ -13,6 +13,7 @@ cv2 = pytest.importorskip("cv2")
 soundfile = pytest.importorskip("soundfile")
 
 from streamavs.errors import ConfigError, DataError  # noqa: E402
+from streamavs.datasets.negatives import fit_length  # noqa: E402
 from streamavs.training.avsbench import AVSBench, collate  # noqa: E402
 
 S4 = [  # name, category, split
@@ -141,6 +142,10 @@ def test_ms3_layout_labels_and_negative_build(root):
     np.testing.assert_allclose(neg["log_mel"], np.log(0.01), atol=1e-6)
     bank = ds.offscreen_bank()
     assert [k for k, _ in bank.candidates(ds.visible_groups(1), exclude="msB")] == []  # music+human: forbidden for animal
+    assert bank.candidates(ds.visible_groups(0), exclude="msA") == [("msB", ("animal",))]  # animal behind people and music
+    drawn = bank.draw(ds.visible_groups(0), np.random.default_rng(0), 5.0, exclude="msA")
+    assert (drawn.key, drawn.groups) == ("msB", ("animal",))
+    np.testing.assert_array_equal(drawn.waveform, fit_length(ds.waveform(1), 80000))  # msB's own WAV
     unlabeled = AVSBench(root, "ms3", "test", image_size=32)
     with pytest.raises(DataError, match="ms3_labels"):
         unlabeled.visible_groups(0)
