@@ -118,6 +118,29 @@ def make_unknown_codec(directory: Path, seconds: float = 1.0) -> Path:
     return path
 
 
+def make_wrong_audio_end(directory: Path) -> Path:
+    """The tone video of :func:`make_mp4_tone` as Matroska whose header says the audio track ends at
+    0.5 s (its DURATION tag patched, same length) while the audio goes on to the end (3 s)."""
+    path = make_video(Path(directory) / "wrong_audio_end.mkv", seconds=3.0)
+    data = path.read_bytes()
+    tags = [i for i in range(len(data)) if data.startswith(b"DURATION", i)]
+    assert len(tags) == 2, "expected one DURATION tag per track (video, then audio)"
+    at = data.index(b"00:00:0", tags[1])  # the audio track's value, "00:00:03.0xx000000"
+    path.write_bytes(data[:at] + b"00:00:00.500000000" + data[at + 18:])
+    return path
+
+
+def make_gap_video(directory: Path) -> Path:
+    """Variable-frame-rate Matroska: five frames from 0 s, none for 30 s, five from 30 s (a stalled
+    camera or URL, as recorded), over 33 s of a 440 Hz tone."""
+    path = Path(directory) / "gap.mkv"
+    _run(["-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=33", "-f", "lavfi", "-i",
+          "sine=frequency=440:sample_rate=16000:duration=33", "-vf", "select='lt(t,0.2)+between(t,30,30.19)'",
+          "-fps_mode", "vfr", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+          "-c:a", "pcm_s16le", str(path)])  # fmt: skip
+    return path
+
+
 def make_partial_audio(
     path: Path,
     seconds: float = 5.0,

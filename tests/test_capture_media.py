@@ -12,6 +12,7 @@ from media import (
     make_mp4_tone,
     make_partial_audio,
     make_unknown_codec,
+    make_wrong_audio_end,
     make_video_only,
     make_wav,
 )
@@ -130,16 +131,10 @@ def test_audio_track_shorter_than_the_video_is_filled_with_silence_without_waiti
     assert not p.audio[: first - (38 * 640 - SR)].any()
 
 
-class _EarlyEndHeader(MediaSource):
-    """A file whose header claims its audio ends at 0.5 s while it goes on to the end."""
-
-    def _open(self) -> None:
-        super()._open()
-        self.audio_span = (self.audio_span[0], 0.5)
-
-
-def test_audio_past_a_wrong_declared_end_wins_over_the_header(media_dir):
-    with _EarlyEndHeader(media_dir / "tone.mp4", realtime=False, lossless=True) as src:
+def test_audio_past_a_wrong_declared_end_wins_over_the_header(tmp_path):
+    path = make_wrong_audio_end(tmp_path)  # Matroska whose header says the audio ends at 0.5 s; it goes on to 3 s
+    with MediaSource(path, realtime=False, lossless=True) as src:
+        assert src.audio_span[1] == pytest.approx(0.5)  # what the header said at open
         pairer = Pairer(src.frames, src.audio, lossless=True, max_wait_s=5.0)
         pairs = []
         while (p := pairer.next_pair(timeout=5)) is not None:

@@ -23,8 +23,9 @@ def test_help_lists_commands(capsys):
     assert {"run", "subscribe", "engines", "export", "train", "eval", "data", "bench", "version"} <= registered
 
 
-def test_unknown_command_exits_non_zero():
+def test_unknown_command_exits_non_zero(capsys):
     assert main(["no-such-command"]) == 2
+    assert "No such command 'no-such-command'" in capsys.readouterr().err  # not some other usage error
 
 
 def test_version_runs_as_module():

@@ -20,7 +20,9 @@ def test_a_stepped_wall_clock_is_followed_within_a_second(monkeypatch):
     clock.reanchor()
     real = time.time
     monkeypatch.setattr(clock.time, "time", lambda: real() + 3600.0)  # stepped one hour ahead
-    monkeypatch.setattr(clock, "_checked_ns", 0)  # the next call is due for its check
+    monkeypatch.setattr(clock, "_checked_ns", clock.now_ns())  # just compared: not due for _CHECK_NS
+    assert clock.wall_time(clock.now_ns()) == pytest.approx(real(), abs=0.01)  # not looked at yet
+    monkeypatch.setattr(clock, "_checked_ns", clock.now_ns() - 1_000_000_000)  # compared a second ago: due
     assert clock.wall_time(clock.now_ns()) == pytest.approx(real() + 3600.0, abs=0.01)
     monkeypatch.setattr(clock.time, "time", lambda: real() + 3600.0 + 0.5 * clock.STEP_S)  # within the step
     monkeypatch.setattr(clock, "_checked_ns", 0)

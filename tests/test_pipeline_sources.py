@@ -1,5 +1,6 @@
-"""The pipeline fed by hand-written capture sources (real Source threads writing real rings): a
-capture thread that fails, a 30 s gap between frames, audio at a rate the engine does not take."""
+"""The pipeline fed by capture sources that misbehave: a capture thread that fails and audio at a
+rate the engine does not take (hand-written sources: real Source threads writing real rings), and
+a recorded file with 30 s between two frames."""
 
 from __future__ import annotations
 
@@ -74,15 +75,18 @@ class _Gap(_RingSource):
             self.frames.push(VideoFrame(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), t, wall_time(t), i), block=True)
 
 
-def test_the_temporal_context_starts_again_after_a_gap(tiny_engine):
-    """The frame after 30 s without frames gets the initial cache (and a fresh hysteresis), not the
-    features of frames from before the gap; frames in a row carry their cache on."""
+def test_the_temporal_context_starts_again_after_a_gap(tiny_engine, tmp_path):
+    """The frame after 30 s without frames (a recorded file) gets the initial cache (and a fresh
+    hysteresis), not the features of frames from before the gap; frames in a row carry their cache on."""
+    from media import make_gap_video
+
+    from streamavs.capture.builders import media_capture
+
     engine = load(tiny_engine)
     fed = []
     run = engine.run
     engine.run = lambda frame, mel, cache: fed.append(np.abs(cache).sum()) or run(frame, mel, cache)
-    frames, audio = FrameRing(), AudioRing()
-    capture = Capture((_Gap(frames, audio),), frames, audio, lossless=True, live_clock=False, description="gap")
+    capture = media_capture(make_gap_video(tmp_path), realtime=False)
     with Pipeline(capture, engine, Publisher("tcp://127.0.0.1:*")) as pipe:
         pipe.run()
     assert len(fed) == 10 and pipe.context_resets == 1

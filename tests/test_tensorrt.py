@@ -54,23 +54,32 @@ def test_casting_wrapper_float32_equals_the_streaming_module():
             cache_a, cache_b = a[3], b[3]
 
 
+# float16 against float32, max |difference| per output over 3 steps with the cache carried (measured at
+# 32 px: mask 5e-4, uncertainty 1.4e-3, sounding 1.4e-4, cache 1.1e-2) and what a frame flipped upside
+# down changes (mask 0.036, uncertainty 0.009, sounding 0.009, cache 1.9): each bound lies between.
+_FLOAT16_TOLERANCE = {"mask_prob": 5e-3, "uncertainty": 5e-3, "sounding": 2e-3, "cache": 5e-2}
+
+
 def test_casting_wrapper_float16_keeps_io_dtypes_and_leaves_the_model_alone():
     from streamavs.engine.tensorrt import CastingStreaming
 
-    model = _streaming(32, window=None)
+    model = _streaming(32, window=3)
     wrapped = CastingStreaming(model, torch.float16)
     assert next(model.parameters()).dtype == torch.float32  # the reference stays float32
     assert next(wrapped.parameters()).dtype == torch.float16
-    frame, log_mel, cache = _inputs(model)
+    cache_ref = cache_out = model.initial_cache()
     with torch.no_grad():
-        try:
-            out = wrapped(frame, log_mel, cache)
-        except RuntimeError as exc:  # some CPU builds lack half kernels
-            pytest.skip(f"this torch build cannot run float16 on the CPU: {exc}")
-        ref = model(frame, log_mel, cache)
-    assert [o.dtype for o in out] == [torch.float32] * 4
-    assert (out[0] - ref[0]).abs().max().item() < 2e-2
-    assert (out[2] - ref[2]).abs().max().item() < 2e-2
+        for step in range(3):
+            frame, log_mel, _ = _inputs(model, seed=step)
+            try:
+                out = wrapped(frame, log_mel, cache_out)
+            except RuntimeError as exc:  # some CPU builds lack half kernels
+                pytest.skip(f"this torch build cannot run float16 on the CPU: {exc}")
+            ref = model(frame, log_mel, cache_ref)
+            assert [o.dtype for o in out] == [torch.float32] * 4
+            for name, o, r in zip(_FLOAT16_TOLERANCE, out, ref):
+                assert (o - r).abs().max().item() < _FLOAT16_TOLERANCE[name], (step, name)
+            cache_ref, cache_out = ref[3], out[3]
 
 
 def test_tensorrt_export_without_the_package_names_the_extra(tmp_path):
