@@ -7,6 +7,8 @@ import time
 import numpy as np
 import pytest
 
+from blocking import InThread
+
 from streamavs.audio import prepare_waveform
 from streamavs.buffers import FrameRing
 from streamavs.pairing import Pairer
@@ -28,6 +30,7 @@ def test_fast_lossless_playback_pairs_each_second_with_its_audio_and_mask():
         while (p := pairer.next_pair(timeout=30)) is not None:  # None at once when the stream ends
             pairs.append((p, src.mask_for(p.frame)))
         src.check()
+        assert InThread(pairer.next_pair, None).result(timeout=30) is None  # an ended stream is not waited on
     assert [p.frame.index for p, _ in pairs] == list(range(16))  # 2 clips x 2 s x 4 fps
     assert src.counters()["drops"] == 0 and src.audio.head == 4 * SR
     for p, mask in pairs:
