@@ -16,6 +16,11 @@ A source that knows no audio will come for some stretch of time (a file whose au
 starts late or ends early) writes it with :meth:`AudioRing.fill`: zeros that readers see as
 missing audio, so a frame there is paired at once instead of waiting, and its window is
 reported as padded.
+
+An overflow (the device lost input before a block) is handled the same way:
+:meth:`AudioRing.mark_overflow` writes zeros for the stretch the clock fit says was lost, so a
+window reaching across the loss is reported as padded instead of stitching the audio on both
+sides of it together.
 """
 
 from __future__ import annotations
@@ -30,7 +35,13 @@ import numpy as np
 
 from streamavs.errors import InputError
 
-__all__ = ["VideoFrame", "Coverage", "AudioRing", "FrameRing"]
+__all__ = ["VideoFrame", "Coverage", "AudioRing", "FrameRing", "MAX_LOST_FILL_S"]
+
+# At most this much silence stands in for audio lost in one overflow. Longer than any audio
+# window (1 s), so every window that reaches across the loss is reported padded; a longer
+# estimate means a stopped process or a broken clock fit, not an overflow, and the re-anchored
+# fit places the new audio in time anyway.
+MAX_LOST_FILL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -109,18 +120,20 @@ class AudioRing:
         end of the audio track): readers get zeros and count them as padded and missed, exactly
         like audio that never arrived, but never wait for them. n = 0 only stamps the clock.
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise InputError(f"AudioRing.fill needs a sample count n >= 0, got {n!r}")
+        _check_count("AudioRing.fill", "n", n)
         with self._cond:
-            start = self._head
-            self._store(None, int(n), t_end_ns)
-            if n:
-                if self._fills and self._fills[-1][1] == start:
-                    self._fills[-1][1] = self._head
-                else:
-                    self._fills.append([start, self._head])
-                while self._fills and self._fills[0][1] <= self._head - self.capacity:
-                    self._fills.popleft()
+            self._fill_locked(int(n), t_end_ns)
+
+    def _fill_locked(self, n: int, t_end_ns: int) -> None:
+        start = self._head
+        self._store(None, n, t_end_ns)
+        if n:
+            if self._fills and self._fills[-1][1] == start:
+                self._fills[-1][1] = self._head
+            else:
+                self._fills.append([start, self._head])
+            while self._fills and self._fills[0][1] <= self._head - self.capacity:
+                self._fills.popleft()
 
     def _store(self, x: np.ndarray | None, n: int, t_end_ns: int) -> None:
         """Write samples `x` (or n zeros when x is None) and add the clock point; lock held."""
@@ -146,11 +159,27 @@ class AudioRing:
         self._fit = None
         self._cond.notify_all()
 
-    def mark_overflow(self) -> None:
-        """Record that input was lost before the next block: count it and re-anchor the clock fit."""
+    def mark_overflow(self, next_samples: int, t_next_end_ns: int) -> int:
+        """Record that input was lost before the next block, which holds `next_samples` samples
+        ending at clock time `t_next_end_ns` (ns) and is not written yet; returns the zeros written.
+
+        Counts the overflow, writes zeros for the lost stretch (what the clock fit predicts at the
+        block's end, minus what was written and the block itself; 0 to MAX_LOST_FILL_S) that
+        readers count as padded and missed like fill(), and re-anchors the clock fit: without the
+        zeros the block would follow the audio from before the loss as if nothing was missing.
+        """
+        _check_count("AudioRing.mark_overflow", "next_samples", next_samples)
         with self._cond:
             self._overflows += 1
-            self._reanchor = True
+            lost = 0
+            if self._points:  # before any audio there is no clock to measure the loss by
+                predicted = self._sample_at_locked(int(t_next_end_ns))
+                most = min(self.capacity, int(MAX_LOST_FILL_S * self.sample_rate))
+                lost = min(max(0, predicted - self._head - int(next_samples)), most)
+            self._reanchor = True  # the fit restarts from the points written from here on
+            if lost:  # the zeros end where the next block starts
+                self._fill_locked(lost, int(t_next_end_ns) - int(next_samples) * 1_000_000_000 // self.sample_rate)
+            return lost
 
     def finish(self) -> None:
         """Mark the end of the stream: readers stop waiting for samples that will never come."""
@@ -261,6 +290,11 @@ class AudioRing:
                     return Coverage(sample, self._head, ready, waited)
                 waited = True
                 self._cond.wait(left)
+
+
+def _check_count(where: str, name: str, n: object) -> None:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise InputError(f"{where} needs a sample count {name} >= 0, got {n!r}")
 
 
 class FrameRing:

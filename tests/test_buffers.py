@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from blocking import InThread
 
-from streamavs.buffers import AudioRing, FrameRing, VideoFrame
+from streamavs.buffers import MAX_LOST_FILL_S, AudioRing, FrameRing, VideoFrame
 from streamavs.pairing import Pairer
 from streamavs.errors import InputError
 
@@ -76,20 +76,59 @@ def test_sample_at_tracks_drift_within_one_block_under_jitter():
     assert abs(ring.sample_at(int(t_start + 9.0 * 1e9 / 1.0)) - 9.0 * true_rate) < BLOCK
 
 
-def test_overflow_reanchors_and_counts():
-    ring = AudioRing(capacity_s=2.0, sample_rate=SR)
+def _steady(ring: AudioRing, blocks: int = 100) -> int:
+    """Write `blocks` 20 ms blocks, each stamped exactly on time; returns the last block's end (ns)."""
     t = 0
-    for _ in range(100):
+    for _ in range(blocks):
         t += 20_000_000
-        ring.write(np.zeros(BLOCK, np.float32), t)
+        ring.write(ramp(ring.head, BLOCK), t)
+    return t
+
+
+def test_overflow_writes_zeros_for_the_lost_audio_and_reanchors():
+    ring = AudioRing(capacity_s=2.0, sample_rate=SR)
+    t = _steady(ring)
     assert ring.sample_at(t) == ring.head == 100 * BLOCK
-    # 0.5 s of input is lost: the next block arrives 0.52 s later but only BLOCK samples on.
-    ring.mark_overflow()
-    assert ring.overflows == 1
-    t += 520_000_000
-    ring.write(np.zeros(BLOCK, np.float32), t)
-    assert ring.sample_at(t) == ring.head  # re-anchored on the new block, not 8000 samples off
+    # 300 ms of input is lost: the next block arrives 320 ms later but holds only 20 ms.
+    t += 320_000_000
+    assert ring.mark_overflow(BLOCK, t) == int(0.3 * SR)  # 4800 zeros before the block
+    ring.write(ramp(ring.head, BLOCK), t)
+    assert ring.overflows == 1 and ring.head == 100 * BLOCK + 4800 + BLOCK
+    assert ring.sample_at(t) == ring.head  # re-anchored on the new block, not 4800 samples off
     assert ring.sample_at(t - 20_000_000) == ring.head - BLOCK
+    # The window that ends with the new block is honest: 300 ms of it stand for the lost audio.
+    out, padded, missed = ring.read_window(ring.head, SR)
+    assert padded == missed == 4800
+    lost = slice(SR - BLOCK - 4800, SR - BLOCK)
+    assert not out[lost].any()
+    np.testing.assert_array_equal(out[: lost.start], ramp(100 * BLOCK - lost.start, lost.start))
+    np.testing.assert_array_equal(out[lost.stop :], ramp(100 * BLOCK + 4800, BLOCK))
+
+
+def test_pairer_reports_a_window_across_an_overflow_as_padded():
+    frames, audio = FrameRing(), AudioRing(capacity_s=4.0, sample_rate=SR)
+    t = _steady(audio)
+    t += 320_000_000  # 300 ms lost before the next block
+    audio.mark_overflow(BLOCK, t)
+    audio.write(ramp(audio.head, BLOCK), t)
+    frames.push(frame(t, 0))
+    pair = Pairer(frames, audio, max_wait_s=0).next_pair(timeout=0)
+    assert pair.window_ns[1] == t and not pair.waited
+    assert pair.padded == pair.missed == 4800 and pair.audio_gap
+
+
+def test_overflow_zeros_are_bounded_and_only_for_audio_that_was_lost():
+    ring = AudioRing(sample_rate=SR)  # 10 s
+    assert ring.mark_overflow(BLOCK, 20_000_000) == 0  # before any audio: no clock to measure by
+    t = _steady(ring)
+    t += 20_000_000  # flagged, but the block came on time: nothing was lost
+    assert ring.mark_overflow(BLOCK, t) == 0
+    ring.write(ramp(ring.head, BLOCK), t)
+    t += 60 * 10**9  # a minute without audio (a stopped process, not an overflow): at most MAX_LOST_FILL_S
+    assert ring.mark_overflow(BLOCK, t) == int(MAX_LOST_FILL_S * SR)
+    assert ring.overflows == 3
+    with pytest.raises(InputError, match="sample count next_samples >= 0"):
+        ring.mark_overflow(-1, t)
 
 
 def test_frame_ring_keeps_newest_and_counts_drops():

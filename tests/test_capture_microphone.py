@@ -3,7 +3,9 @@
 PortAudio reads the ALSA configuration when it initialises (at `import sounddevice`), so
 the capture runs in a fresh Python process whose HOME holds the test's `.asoundrc`.
 The `null` slave of the file plugin has no clock: the device delivers the file as fast as
-it is read, so the test checks sample positions (onset, length), not real-time pacing.
+it is read, so the test checks sample positions (onset, length), not real-time pacing. With a
+named pipe as its input file, a writer process paces the device instead, and by writing nothing
+while keeping the pipe open makes a device that stops delivering without closing.
 """
 
 from __future__ import annotations
@@ -167,3 +169,100 @@ def test_no_default_microphone_names_the_alternatives(tmp_path):
         pytest.skip("this machine has an audio input device")
     assert out.startswith("this machine has no default audio input device")
     assert "--mic NAME" in out and "--input FILE" in out and "--synthetic" in out and "-1" not in out
+
+
+# A device that goes quiet: ALSA's file plugin reads a named pipe whose writer paces 1 s of audio
+# in real time, then keeps the pipe open and writes nothing (as a PulseAudio/PipeWire device does
+# when unplugged). PortAudio's thread then blocks in read() and its abort() waits for it.
+QUIET_WRITER = textwrap.dedent(
+    """
+    import os, sys, time
+    fd = os.open(sys.argv[1], os.O_RDWR)  # never blocks, and keeps the pipe open for every reader
+    chunk, rate, t0, n = bytes(960 * 4), 48000, time.monotonic(), 0  # 20 ms of s16le stereo
+    while n < rate:  # 1 s, paced in real time
+        os.write(fd, chunk)
+        n += 960
+        time.sleep(max(0.0, t0 + n / rate - time.monotonic()))
+    time.sleep(float(sys.argv[2]))  # quiet, pipe still open
+    """
+)
+
+STALL = textwrap.dedent(
+    """
+    import json, time
+    from streamavs.buffers import AudioRing
+    from streamavs.capture.microphone import MicrophoneSource
+    from streamavs.errors import SourceError
+
+    ring = AudioRing(capacity_s=30.0)
+    mic = MicrophoneSource(None, ring, samplerate=48000, channels=2).start()
+    deadline = time.monotonic() + 20
+    while ring.head < 4000 and time.monotonic() < deadline:  # audio flows
+        mic.check()
+        time.sleep(0.01)
+    flowing, error = ring.head, ""
+    while not error and time.monotonic() < deadline:  # then the writer goes quiet
+        try:
+            mic.check()
+        except SourceError as exc:
+            error = str(exc)
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    mic.close()
+    close_s = time.monotonic() - t0
+    print(json.dumps({"flowing": flowing, "error": error, "eof": mic.eof, "close_s": close_s,
+                      "finished": ring.finished}))
+    """
+)
+
+
+def test_a_microphone_that_goes_quiet_ends_with_an_error_and_closes_anyway(tmp_path):
+    fifo = tmp_path / "mic.fifo"
+    os.mkfifo(fifo)
+    write_asoundrc(tmp_path, fifo, RATE)
+    env = dict(os.environ, HOME=str(tmp_path))
+    env.pop("ALSA_CONFIG_PATH", None)
+    writer = subprocess.Popen([sys.executable, "-c", QUIET_WRITER, str(fifo), "45"])
+    try:
+        proc = subprocess.run([sys.executable, "-c", STALL], env=env, capture_output=True, text=True, timeout=90)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["flowing"] >= 4000  # the device delivered before it went quiet
+    # No audio for STALL_S while the stream claims to run: the source ends with advice, in one line.
+    error = result["error"]
+    assert error.startswith("input device 'default' delivered no audio for ") and "\n" not in error
+    assert "unplugged" in error and "restart, or pick another device with --mic" in error
+    assert result["eof"]
+    # abort() waits for the blocked read (until the writer goes, 45 s on); closing gives up after
+    # STOP_TIMEOUT_S, says so once, finishes the ring and returns; the process then exits.
+    assert result["close_s"] < 10 and result["finished"]
+    warnings = [line for line in proc.stderr.splitlines() if "did not stop" in line]
+    assert warnings == ["microphone 'default' did not stop within 1 s; abandoned"]
+
+
+SEVERAL = textwrap.dedent(
+    """
+    import json
+    from streamavs.capture.microphone import MicrophoneSource
+    from streamavs.errors import SourceError
+    try:
+        MicrophoneSource("t").start()
+    except SourceError as exc:
+        print(json.dumps(str(exc)))
+    """
+)
+
+
+def test_a_name_that_matches_several_devices_lists_them_in_one_line(alsa_home):
+    env = dict(os.environ, HOME=str(alsa_home))
+    env.pop("ALSA_CONFIG_PATH", None)
+    proc = subprocess.run([sys.executable, "-c", SEVERAL], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    message = json.loads(proc.stdout.strip().splitlines()[-1])
+    # 't' is in both 'tonefile' and 'default' (the devices of the test's .asoundrc).
+    assert message.startswith("'t' matches several input devices: [") and "\n" not in message
+    assert "] tonefile, [" in message and "] default" in message
+    assert message.endswith("; pass --mic INDEX") and "no audio input device" not in message

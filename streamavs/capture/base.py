@@ -58,7 +58,7 @@ class Source:
             self._on_end()
 
     def close(self) -> None:
-        """Stop the thread (joined within ~1 s) and release the device; safe to call twice."""
+        """Stop the thread (joined within ~1 s) and release the device (bounded by `_release`); safe to call twice."""
         with self._close_lock:
             if self._closed:
                 return
@@ -118,4 +118,8 @@ class Source:
         """Called in the capture thread when it ends, e.g. to finish the rings."""
 
     def _release(self) -> None:
-        """Free the device (called once, after the thread was joined or timed out)."""
+        """Free the device (called once, after the thread was joined or timed out).
+
+        close() has no time limit of its own around this call: a driver call that can block on a
+        stuck device must be bounded here (MicrophoneSource abandons a stream after STOP_TIMEOUT_S).
+        """

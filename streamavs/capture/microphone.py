@@ -16,6 +16,12 @@ measured on this project's 2-core CI machine), i.e. 0.03 % of the block's real-t
 and the ring write is two slice copies under a lock that readers hold only for a copy.
 A hand-off queue would add a thread, a second copy and a latency of its own for nothing.
 
+A device that stops delivering while its stream still claims to run (unplugged on
+PulseAudio/PipeWire, suspended, taken by another program) ends the source with a SourceError
+after :data:`STALL_S` without a block. Closing waits at most :data:`STOP_TIMEOUT_S` for PortAudio
+to stop the stream: on a stuck device ``abort()`` blocks until the device returns, so the stream
+is then abandoned with a warning and closing returns.
+
 Samples are requested as int16, the native format of nearly every capture device; it also
 avoids a float conversion in ALSA's plug layer (with ALSA's file plugin, which the tests use
 as a real device, float32 capture through ``plug`` returned corrupted samples).
@@ -23,6 +29,9 @@ as a real device, float32 capture through ``plug`` returned corrupted samples).
 
 from __future__ import annotations
 
+import atexit
+import logging
+import re
 import threading
 from typing import Any
 
@@ -34,7 +43,12 @@ from streamavs.capture.base import Source
 from streamavs.clock import now_ns
 from streamavs.errors import MissingDependency, SourceError
 
-__all__ = ["MicrophoneSource", "import_sounddevice", "input_devices"]
+__all__ = ["MicrophoneSource", "import_sounddevice", "input_devices", "STALL_S", "STOP_TIMEOUT_S"]
+
+STALL_S = 2.0  # no block for this long while the stream is active: the device stopped delivering
+STALL_BLOCKS = 4  # with a large fixed blocksize, the limit is at least this many blocks
+STOP_TIMEOUT_S = 1.0  # closing waits this long for PortAudio to stop the stream, then abandons it
+_log = logging.getLogger("streamavs.capture.microphone")
 
 
 def import_sounddevice() -> Any:
@@ -67,8 +81,10 @@ def input_devices() -> list[str]:
 class MicrophoneSource(Source):
     """A PortAudio input device (by index, name substring, or None for the default).
 
-    samplerate/channels default to the device's default rate and min(2, its channels).
-    Counters: frames (callbacks), audio_samples (16 kHz samples written), overflows.
+    samplerate defaults to the device's default rate; channels to min(2, its channels), and if the
+    device refuses that count, to all of its channels (the callback mixes them to mono anyway).
+    Counters: frames (callbacks), audio_samples (16 kHz samples written), overflows, audio_lost
+    (16 kHz zeros written in place of the audio the overflows lost).
     """
 
     name = "microphone"
@@ -95,7 +111,8 @@ class MicrophoneSource(Source):
         self._in_total = 0  # samples given to the resampler (device rate)
         self._out_total = 0  # samples written to the ring (ring rate)
         self._finished_early = threading.Event()
-        self._counters.update({"audio_samples": 0})
+        self._last_block_ns = 0  # arrival of the newest block (or the stream start); PortAudio thread writes
+        self._counters.update({"audio_samples": 0, "audio_lost": 0})
 
     # -- caller thread -------------------------------------------------------------------
     def _open(self) -> None:
@@ -105,47 +122,69 @@ class MicrophoneSource(Source):
         try:
             info = sd.query_devices(self.device, "input")
         except (ValueError, sd.PortAudioError) as exc:
-            devices = input_devices()
-            listing = "; ".join(devices) if devices else "none (is a microphone connected? check: arecord -l)"
-            if self.device is None:  # PortAudio says "Error querying device -1": there is no default input
-                raise SourceError(
-                    f"this machine has no default audio input device; input devices: {listing}; pass --mic "
-                    "NAME or --mic INDEX, or run on a file (--input FILE) or the procedural scene (--synthetic)"
-                ) from exc
-            raise SourceError(
-                f"no audio input device matches {self.device!r} ({exc}); available input devices: "
-                f"{listing}; pass --mic NAME or --mic INDEX"
-            ) from exc
+            raise self._device_error(sd, exc) from exc
         self.device_name = info["name"]
         rate = int(self.samplerate or info["default_samplerate"])
-        channels = int(self.channels or min(2, info["max_input_channels"]))
-        self.samplerate, self.channels = rate, channels
+        self.samplerate = rate
         self._resampler = soxr.ResampleStream(rate, self.ring.sample_rate, 1, dtype="float32", quality="HQ")
-        try:
-            self._stream = sd.InputStream(
-                device=self.device,
-                samplerate=rate,
-                channels=channels,
-                dtype=self.dtype,
-                blocksize=self.blocksize,
-                callback=self._callback,
-                finished_callback=self._finished_early.set,
+        # Devices that accept only their native channel count (seen on other host APIs; ALSA
+        # through PortAudio adapts the count itself, so the tests cannot build such a device and
+        # the second try is untested) refuse min(2, n): try all n before giving up.
+        native = int(info["max_input_channels"])
+        tries = [int(self.channels)] if self.channels else sorted({min(2, native), native})
+        failures = []
+        for channels in tries:
+            try:
+                self._start_stream(sd, rate, channels)
+            except sd.PortAudioError as exc:
+                self._release_stream()
+                failures.append(f"{channels} channels: {exc}")
+                continue
+            self.channels = channels
+            return
+        raise SourceError(
+            f"cannot open input device '{info['name']}' at {rate} Hz (tried {'; '.join(failures)}); "
+            "pick another device with --mic, or close the program that holds it"
+        )
+
+    def _start_stream(self, sd: Any, rate: int, channels: int) -> None:
+        self._stream = sd.InputStream(
+            device=self.device,
+            samplerate=rate,
+            channels=channels,
+            dtype=self.dtype,
+            blocksize=self.blocksize,
+            callback=self._callback,
+            finished_callback=self._finished_early.set,
+        )
+        self._last_block_ns = now_ns()  # the stall limit counts from the start until the first block
+        self._stream.start()
+
+    def _device_error(self, sd: Any, exc: Exception) -> SourceError:
+        """The SourceError for a device that sounddevice could not find (none, several or no default)."""
+        several = re.findall(r"^\[(\d+)\]", str(exc), re.M) if str(exc).startswith("Multiple") else []
+        if several:  # sounddevice: "Multiple input devices found for 't':\n[0] tonefile, ALSA\n..."
+            names = ", ".join(f"[{i}] {sd.query_devices(int(i))['name']}" for i in several)
+            return SourceError(f"{self.device!r} matches several input devices: {names}; pass --mic INDEX")
+        devices = input_devices()
+        listing = "; ".join(devices) if devices else "none (is a microphone connected? check: arecord -l)"
+        if self.device is None:  # PortAudio says "Error querying device -1": there is no default input
+            return SourceError(
+                f"this machine has no default audio input device; input devices: {listing}; pass --mic "
+                "NAME or --mic INDEX, or run on a file (--input FILE) or the procedural scene (--synthetic)"
             )
-            self._stream.start()
-        except sd.PortAudioError as exc:
-            self._release_stream()
-            raise SourceError(
-                f"cannot open input device '{info['name']}' at {rate} Hz with {channels} channels ({exc}); "
-                "pick another device with --mic, or close the program that holds it"
-            ) from exc
+        return SourceError(
+            f"no audio input device matches {self.device!r} ({exc}); available input devices: "
+            f"{listing}; pass --mic NAME or --mic INDEX"
+        )
 
     # -- PortAudio thread ------------------------------------------------------------------
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         t_arrival = now_ns()  # first thing: the block has just been delivered
+        self._last_block_ns = t_arrival
+        if self._stop.is_set():  # closing (or an abandoned stream that came back): write nothing
+            return
         try:
-            if status.input_overflow:
-                self._count("overflows")
-                self.ring.mark_overflow()
             mono = to_mono(indata, channels_last=True)  # (frames,) float32, a new array (PortAudio reuses indata)
             out = self._resampler.resample_chunk(mono)
             self._in_total += frames
@@ -153,6 +192,9 @@ class MicrophoneSource(Source):
             # than the block end.
             held = self._in_total * self.ring.sample_rate / self.samplerate - (self._out_total + out.size)
             t_end = t_arrival - int(held * 1e9 / self.ring.sample_rate)
+            if status.input_overflow:  # input was lost before this block: zeros for it, then the block
+                self._count("overflows")
+                self._count("audio_lost", self.ring.mark_overflow(out.size, t_end))
             if out.size:
                 self.ring.write(out, t_end)
                 self._out_total += out.size
@@ -167,21 +209,63 @@ class MicrophoneSource(Source):
 
     # -- watcher thread --------------------------------------------------------------------
     def _run(self) -> None:
+        block_s = self.blocksize / self.samplerate if self.samplerate else 0.0
+        limit_s = max(STALL_S, STALL_BLOCKS * block_s)
         while not self._stop.wait(0.05):
             if self._finished_early.is_set() and self._error is None:
                 raise SourceError(
                     f"the input stream of '{self.device_name}' stopped (device unplugged or taken by "
                     "another program?); restart, or pick another device with --mic"
                 )
+            silent_s = (now_ns() - self._last_block_ns) / 1e9
+            if silent_s > limit_s and self._stream_active():
+                raise SourceError(
+                    f"input device '{self.device_name}' delivered no audio for {silent_s:.1f} s although its "
+                    "stream is running (unplugged, suspended, or taken by another program?); restart, or "
+                    "pick another device with --mic"
+                )
+
+    def _stream_active(self) -> bool:
+        """The stream claims to run (False once closing has taken or closed it)."""
+        stream = self._stream
+        try:
+            return stream is not None and not self._stop.is_set() and bool(stream.active)
+        except Exception:  # closed by close() between the two looks: not running
+            return False
 
     def _release_stream(self) -> None:
+        """Stop and close the stream, waiting at most STOP_TIMEOUT_S; a stuck one is abandoned."""
         stream, self._stream = self._stream, None
-        if stream is not None:
+        if stream is None:
+            return
+        failed: list[BaseException] = []
+
+        def stop() -> None:
             try:
-                stream.abort(ignore_errors=True)
-            finally:
-                stream.close(ignore_errors=True)
+                try:
+                    stream.abort(ignore_errors=True)
+                finally:
+                    stream.close(ignore_errors=True)
+            except BaseException as exc:  # re-raised below in the closing thread
+                failed.append(exc)
+
+        stopper = threading.Thread(target=stop, name="streamavs-microphone-stop", daemon=True)
+        stopper.start()
+        stopper.join(STOP_TIMEOUT_S)
+        if stopper.is_alive():
+            # sounddevice terminates PortAudio at exit, which closes every stream and would wait
+            # for this one just as abort() does: the program could not exit. Skip it; the
+            # operating system frees the device when the process ends.
+            exit_handler = getattr(import_sounddevice(), "_exit_handler", None)
+            if exit_handler is not None:
+                atexit.unregister(exit_handler)
+            _log.warning("microphone %r did not stop within %g s; abandoned", self.device_name, STOP_TIMEOUT_S)
+        elif failed:
+            raise failed[0]
 
     def _release(self) -> None:
         self._release_stream()
-        self.ring.finish()  # after the stream: no callback can write any more
+        # An abandoned stream keeps this source alive through its callback (which, closing, no
+        # longer resamples): drop the resampler, or soxr reports it as leaked at exit.
+        self._resampler = None
+        self.ring.finish()  # after the stream: no callback can write any more (an abandoned one writes nothing)
