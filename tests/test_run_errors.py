@@ -1,15 +1,24 @@
 """Failures a user meets while things run: bad ports, signals, truncated and cover-art files,
-mixed datasets, runs that fail at start-up. Each is one line (exit 2) or keeps its final counters."""
+mixed datasets, runs that fail at start-up, a camera that stops sending. Each is one line (exit 2),
+keeps its final counters, or is reported while it lasts."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
+from media import free_port, make_raw_tone, write_asoundrc
+from test_capture_camera import stalling_mjpeg_server
 
 
 def test_a_port_out_of_range_is_one_line_instead_of_a_wrapped_port():
@@ -70,8 +79,6 @@ def test_a_run_that_fails_before_any_checkpoint_leaves_no_folder(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_subscribe_stopped_by_a_signal_prints_its_final_counters(sig):
-    from media import free_port
-
     proc = subprocess.Popen([sys.executable, "-m", "streamavs", "subscribe", f"tcp://127.0.0.1:{free_port()}",
                              "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -87,7 +94,6 @@ def test_subscribe_stopped_by_a_signal_prints_its_final_counters(sig):
 
 def test_subscribe_with_a_wrong_curve_key_says_what_to_check(tmp_path):
     """A publisher with CurveZMQ and a subscriber holding another server key: nothing arrives, and the CLI says why it may be."""
-    from media import free_port
     from streamavs.publish import Publisher, generate_curve_keys
 
     _, secret = generate_curve_keys(tmp_path / "server")
@@ -135,3 +141,116 @@ def test_an_audio_file_with_cover_art_is_not_taken_for_a_video(tmp_path, tiny_en
                            str(tiny_engine), "--publish", "tcp://127.0.0.1:*"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "holds a still picture (cover art) but no video track" in proc.stderr and "ffmpeg -loop 1" in proc.stderr
+
+
+def alsa_microphone_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a process whose default microphone is ALSA's `file` plugin reading a tone:
+    a real PortAudio microphone. Its `null` slave has no clock (samples come as fast as they are
+    read), so runs with it check the live path, not audio timing (tests/test_capture_microphone.py)."""
+    raw = make_raw_tone(tmp_path / "mic.raw", seconds=1.0, rate=48000, onset_s=0.5, tail_s=30.0)
+    write_asoundrc(tmp_path, raw, 48000)
+    env = dict(os.environ, HOME=str(tmp_path))  # PortAudio reads ~/.asoundrc when it initialises
+    env.pop("ALSA_CONFIG_PATH", None)
+    return env
+
+
+def stderr_lines(proc: subprocess.Popen) -> queue.Queue:
+    """The lines of `proc`'s stderr as they come, read by a thread (None at the end), so that waiting
+    for a line that never comes can be bounded."""
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def read_until(lines: queue.Queue, done, timeout_s: float) -> list[str]:
+    """Lines from `lines` until `done(lines so far)`, the end of the stream, or `timeout_s` passed."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while not done(seen):
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+    return seen
+
+
+RATES_LINE = (r"frames \d+  [\d.]+ fps  inference p50 [\d.]+ ms  total p50 [\d.]+ ms  dropped \d+  audio gaps \d+  "
+              r"overflows \d+")
+STALLED_LINE = (r"no frames for (\d+) s \(\d+ so far\)  reconnects 0(  failed reopens \d+)?  dropped \d+  "
+                r"audio gaps \d+  overflows \d+")
+
+
+def test_the_status_line_keeps_coming_and_says_when_the_camera_sends_no_frames(tiny_engine, tmp_path):
+    """A fake IP camera sends 30 frames, then keeps the connection open and sends nothing (and answers
+    reconnects without a picture). The status line came only with a processed frame, so the run went
+    silent until the reconnect error ~35 s later; now it keeps coming and says how long no frame came."""
+    with stalling_mjpeg_server(frames=30) as url:
+        cmd = [sys.executable, "-m", "streamavs", "run", "--camera", url, "--engine", str(tiny_engine),
+               "--status-interval", "0.3", "--publish", f"tcp://127.0.0.1:{free_port()}"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=alsa_microphone_env(tmp_path))
+        try:
+            lines = stderr_lines(proc)
+            # Three stalled lines come ~5 s after the start line; the bound is for a silent run on a loaded machine.
+            seen = read_until(lines, lambda seen: sum(bool(re.fullmatch(STALLED_LINE, x)) for x in seen) == 3, 90)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+            seen += read_until(lines, lambda _: False, 10)
+            out = proc.stdout.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    stalled = [int(m.group(1)) for x in seen if (m := re.fullmatch(STALLED_LINE, x))]
+    assert len(stalled) >= 3, "\n".join(seen[-20:])
+    assert stalled[0] >= 2 and stalled == sorted(stalled), stalled  # from NO_FRAMES_S on, counting up
+    assert any(re.fullmatch(RATES_LINE, x) for x in seen), "while frames came, the line is as before"
+    assert proc.returncode == 0 and "SIGINT, stopping" in "\n".join(seen) and "final (stopped)" in out
+
+
+def test_ctrl_c_while_the_camera_opens_is_a_stop_request_not_an_abort(tiny_engine, tmp_path):
+    """The signal handlers are installed before the pipeline starts and restored after it is closed.
+    They were installed after the start and restored before the close, so a Ctrl-C while a source
+    opened (or while the pipeline closed after an error) was Python's KeyboardInterrupt: exit 130
+    and nothing said. A camera URL whose server takes the request and never answers blocks the open
+    for its 2 s timeout; a Ctrl-C then is the run's stop request, and the failed open its one-line error.
+    (A Ctrl-C during a slow close cannot be timed from outside: a source's close takes at most 1 s.)"""
+    server = socket.create_server(("127.0.0.1", 0))
+    requested, conns = threading.Event(), []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):  # the server closed
+            while True:
+                conn, _ = server.accept()
+                conns.append(conn)
+                conn.recv(4096)  # the request; no answer
+                requested.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+    cmd = [sys.executable, "-m", "streamavs", "run", "--camera", f"http://127.0.0.1:{server.getsockname()[1]}/cam.mjpg",
+           "--engine", str(tiny_engine), "--publish", f"tcp://127.0.0.1:{free_port()}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=alsa_microphone_env(tmp_path))
+    try:
+        assert requested.wait(60), "the camera was never opened"
+        proc.send_signal(signal.SIGINT)  # while OpenCV waits up to 2 s for the answer
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        server.close()
+        for conn in conns:
+            conn.close()
+    assert proc.returncode == 2, err
+    assert "streamavs: SIGINT, stopping (again to abort)" in err
+    assert err.strip().splitlines()[-1].startswith("streamavs: error: cannot open 'http://127.0.0.1:")

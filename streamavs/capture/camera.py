@@ -4,12 +4,17 @@ A grab thread reads as fast as the camera delivers, stamps each frame right afte
 ``grab()`` returns, and pushes it into a :class:`FrameRing` that keeps only the newest
 frames (a live camera never blocks). The real frame rate is measured over the last
 frames. After a read failure on a live camera or URL the source reopens it with bounded
-exponential backoff and counts the reconnects; a file simply ends (``eof``).
+exponential backoff; a file simply ends (``eof``). A reopen is a reconnect only once a frame
+arrives: a camera that still opens but sends nothing (a V4L2 device that stopped streaming, a
+stream that answers without pictures) uses up the retries and ends the stream with an error
+instead of being reopened forever.
 """
 
 from __future__ import annotations
 
 import collections
+import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +28,23 @@ from streamavs.errors import SourceError
 __all__ = ["CameraSource"]
 
 _NO_CAMERA_ADVICE = "run with --input FILE to process a video file or URL, or --synthetic for the built-in synthetic scene"
+_FIRST_BACKOFF_S = 0.1  # the wait before the first reopen; it doubles with each attempt up to max_backoff_s
+# OpenCV's V4L2 backend takes no read-timeout property (CAP_PROP_READ_TIMEOUT_MSEC is for its FFmpeg and
+# GStreamer backends): it waits this environment variable's whole seconds (default 10) for each frame of a
+# camera that stopped streaming, and reads it once per process, on the first wait.
+_V4L2_TIMEOUT_ENV = "OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT"
 
 
 class CameraSource(Source):
     """OpenCV VideoCapture on `device` (int index, digit string, file path or URL).
 
-    Files are paced at their nominal frame rate (like a camera). `reconnect_attempts` bounds
-    the retries after a failure, waiting 0.1 s, 0.2 s, ... up to `max_backoff_s` between them.
-    Counters: frames, drops (frame ring), reconnects, reconnect_failures.
+    Files are paced at their nominal frame rate (like a camera). After a failed read the camera is
+    reopened, waiting 0.1 s, 0.2 s, ... up to `max_backoff_s` before each attempt; `reconnect_attempts`
+    attempts in a row that bring no frame back (it did not open, or opened and sent nothing) end the
+    stream with a SourceError. `timeout_s` bounds opening a URL and each read of a URL or a V4L2 camera
+    (for V4L2 in whole seconds, process-wide, unless OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT is already set).
+    Counters: frames, drops (frame ring), reconnects (reopens after which frames came again),
+    reconnect_failures (attempts that did not open, or opened and gave no frame).
     """
 
     name = "camera"
@@ -56,14 +70,19 @@ class CameraSource(Source):
         self._cap: Any = None
         self._stamps: collections.deque[int] = collections.deque(maxlen=31)
         self._index = 0
+        self._tries = 0  # reopen attempts since the last frame
+        self._backoff_s = _FIRST_BACKOFF_S  # the wait before the next reopen attempt
+        self._reopened = False  # reopened after a failure, and no frame since
         self._counters.update({"reconnect_failures": 0})
 
     # -- opening ---------------------------------------------------------------------------
     def _try_open(self) -> Any:
-        """A VideoCapture that delivered its first frame is opened, else None."""
+        """A VideoCapture that its backend reports opened, else None. Whether frames come is only known
+        from the reads that follow (see _reconnect and _deliver)."""
         import cv2
 
         if isinstance(self.device, int) or self.is_device:
+            os.environ.setdefault(_V4L2_TIMEOUT_ENV, str(max(1, math.ceil(self.timeout_s))))
             cap = cv2.VideoCapture(self.device)  # the platform's camera backend (V4L2 on Linux)
         else:
             ms = int(self.timeout_s * 1000)
@@ -118,30 +137,41 @@ class CameraSource(Source):
                 cap.release()
 
     def _deliver(self, rgb: np.ndarray, t_ns: int) -> None:
+        if self._reopened:  # frames came back after a reopen: a reconnect (counted before the pipeline sees the frame)
+            self._reopened, self._tries, self._backoff_s = False, 0, _FIRST_BACKOFF_S
+            self._count("reconnects")
         self.frames.push(VideoFrame(image=rgb, t_ns=t_ns, wall_time=wall_time(t_ns), index=self._index))
         self._index += 1
         self._stamps.append(t_ns)
         self._count("frames")
 
     def _reconnect(self) -> bool:
-        """Reopen after a failure; True once frames can flow again, False if closing. Raises when out of retries."""
+        """Reopen after a failed read; True once reopened, False if closing.
+
+        The attempts since the last frame carry over from call to call: a reopen whose first read fails
+        is a failed attempt, not a reconnect (that is counted by _deliver when a frame arrives). Raises
+        SourceError when `reconnect_attempts` attempts in a row brought no frame back."""
         if self._cap is not None:
             self._cap.release()
             self._cap = None
         self._stamps.clear()
-        delay = 0.1
-        for _attempt in range(self.reconnect_attempts):
+        if self._reopened:  # the last reopen opened but gave no frame
+            self._reopened = False
+            self._count("reconnect_failures")
+        while self._tries < self.reconnect_attempts:
+            self._tries += 1
+            delay, self._backoff_s = self._backoff_s, min(2 * self._backoff_s, self.max_backoff_s)
             if self._stop.wait(delay):
                 return False
             self._cap = self._try_open()
             if self._cap is not None:
-                self._count("reconnects")
+                self._reopened = True
                 return True
             self._count("reconnect_failures")
-            delay = min(2 * delay, self.max_backoff_s)
+        lost = f"lost camera {self.device!r}" if self._index else f"camera {self.device!r} opened but sent no frame"
         raise SourceError(
-            f"lost camera {self.device!r} and could not reopen it after {self.reconnect_attempts} attempts; "
-            f"check the camera or stream, or {_NO_CAMERA_ADVICE}"
+            f"{lost}, and {self.reconnect_attempts} attempts to reopen it brought no frame (it did not open, or "
+            f"opened and sent nothing); check the camera or stream, or {_NO_CAMERA_ADVICE}"
         )
 
     def _on_end(self) -> None:

@@ -9,10 +9,13 @@ and loses nothing (every frame is processed, in order) unless ``--realtime`` is 
 plays it like a camera (frames the engine cannot keep up with are dropped and counted).
 ``--synthetic`` runs at real time unless ``--fast``.
 
+A status line goes to stderr every --status-interval seconds, also while no frames come: then it
+says for how long, with the reconnects so far (:class:`streamavs.pipeline.StatusLine`).
+
 Ctrl-C (SIGINT) or SIGTERM stops within a second and prints the final counters; a second
-Ctrl-C aborts at once. A run that ends on its own (end of the file, --frames, --duration) gives
-subscribers that are behind a bounded time (PipelineConfig.linger_s) to receive its last masks;
-a stopped run drops what is still queued.
+Ctrl-C aborts at once, also while the pipeline closes. A run that ends on its own (end of the
+file, --frames, --duration) gives subscribers that are behind a bounded time
+(PipelineConfig.linger_s) to receive its last masks; a stopped run drops what is still queued.
 
 ``--preview-fps N`` also publishes downscaled JPEG frames (topic ``frame.<stream>``) for viewers;
 ``--view PORT`` starts ``streamavs view`` on http://127.0.0.1:PORT in a process of its own (so
@@ -26,7 +29,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Optional
@@ -79,15 +81,15 @@ def _build_capture(input_: Optional[str], camera: Optional[str], mic: Optional[s
 
 
 class _Sinks:
-    """The --show window, the --record video and the periodic status line, fed each Result.
+    """The --show window and the --record video, fed each Result.
 
     Drawing, showing and encoding run in a SinkWorker thread behind a bounded queue, so they never
     take the engine's frame time; when they fall behind a live source, overlay frames are dropped
     and counted (``overlay_dropped``), never pipeline frames. A file run as fast as possible waits
-    for the recorder instead, so its recording has every frame. The status line is printed from the loop (cheap).
+    for the recorder instead, so its recording has every frame.
     """
 
-    def __init__(self, stack: ExitStack, show: bool, record: Optional[Path], interval_s: float, live: bool) -> None:
+    def __init__(self, stack: ExitStack, show: bool, record: Optional[Path], live: bool) -> None:
         from streamavs.overlay import OverlayRecorder, OverlayWindow
         from streamavs.pipeline.worker import SinkWorker
 
@@ -97,9 +99,6 @@ class _Sinks:
         self.recorder = None
         self.fps = 25.0
         self.threshold: float | None = None  # the engine manifest's thresholds.mask, set once the engine is loaded
-        self.pipeline = None
-        self.interval_s = interval_s
-        self._next_status = time.monotonic() + interval_s
         self.live = live  # live: drop overlay frames when behind; a file as fast as possible: wait, lose none
         # Closing runs in reverse: the worker finishes the queued frames, then the recording is closed.
         stack.callback(self._close_recorder)
@@ -133,17 +132,6 @@ class _Sinks:
             self.worker.submit((result.pair.frame.image.copy(), np.array(result.mask_prob, copy=True),
                                 result.sounding, result.uncertainty, result.gated, result.pair.frame.t_ns),
                                block=not self.live)
-        now = time.monotonic()
-        if self.pipeline is not None and now >= self._next_status:
-            self._next_status = now + self.interval_s
-            s = self.pipeline.stats.snapshot()
-            inf = s.stages_ms.get("inference", {}).get("p50", float("nan"))
-            tot = s.stages_ms.get("total", {}).get("p50", float("nan"))
-            typer.echo(
-                f"frames {s.frames}  {s.fps:.1f} fps  inference p50 {inf:.1f} ms  total p50 {tot:.1f} ms  "
-                f"dropped {s.dropped}  audio gaps {s.audio_gaps}  overflows {s.audio_overflows}",
-                err=True,
-            )
 
 
 def _local_address(address: str) -> str:
@@ -209,7 +197,8 @@ def _start_viewer(stack: ExitStack, address: str, port: int, curve_public: Optio
 
 
 def _install_signal_handlers(pipeline) -> dict:
-    """First SIGINT/SIGTERM: stop the pipeline (final counters still print); second: abort."""
+    """First SIGINT/SIGTERM: stop the pipeline (final counters still print); second: abort (KeyboardInterrupt).
+    Returns the handlers they replace, for _restore_signal_handlers."""
     previous = {}
 
     def handler(signum, _frame):
@@ -222,6 +211,12 @@ def _install_signal_handlers(pipeline) -> dict:
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, handler)
     return previous
+
+
+def _restore_signal_handlers(previous: dict) -> None:
+    """Put back the handlers _install_signal_handlers replaced."""
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def register(app: typer.Typer) -> None:
@@ -267,7 +262,9 @@ def register(app: typer.Typer) -> None:
         duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds.", min=0.001)] = None,
         frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.", min=1)] = None,
         no_audio: Annotated[bool, typer.Option("--no-audio", help="Not supported: the segmentation needs audio.")] = False,
-        status_interval: Annotated[float, typer.Option(help="Seconds between status lines on stderr.", min=0.1)] = 5.0,
+        status_interval: Annotated[
+            float, typer.Option(help="Seconds between status lines on stderr (they say so when no frames come).", min=0.1)
+        ] = 5.0,
         preview_fps: Annotated[
             Optional[float],
             typer.Option(help="Also publish downscaled JPEG frames at this rate (topic frame.<stream>) for viewers.",
@@ -296,7 +293,7 @@ def register(app: typer.Typer) -> None:
 
         from streamavs.audio import LogMelParams
         from streamavs.engine import default_engine, load_engine
-        from streamavs.pipeline import Pipeline, PipelineConfig, PreviewConfig
+        from streamavs.pipeline import Pipeline, PipelineConfig, PreviewConfig, StatusLine
         from streamavs.publish import DEFAULT_ADDRESS, Publisher, is_loopback
 
         if view is not None and preview_fps is None:
@@ -307,7 +304,7 @@ def register(app: typer.Typer) -> None:
         address = publish or DEFAULT_ADDRESS
         with ExitStack() as stack:
             live = realtime if realtime is not None else not (input_ and not _is_url(input_))
-            sinks = _Sinks(stack, show, record, status_interval, live)
+            sinks = _Sinks(stack, show, record, live)
             publisher = stack.enter_context(
                 Publisher(address, allow_remote=publish is not None and not is_loopback(address), curve_secret_key=curve_secret)
             )
@@ -317,12 +314,14 @@ def register(app: typer.Typer) -> None:
             if engine is None:  # the procedural scene's own engine; everything else: the default (real-object) engine
                 engine = SYNTHETIC_ENGINE if synthetic else default_engine()
             eng = stack.enter_context(load_engine(engine, backend=backend, **options))
-            pipeline = stack.enter_context(Pipeline(capture, eng, publisher, config, on_result=sinks))
-            sinks.pipeline = pipeline
+            status = StatusLine(status_interval, lambda line: typer.echo(line, err=True))
+            pipeline = Pipeline(capture, eng, publisher, config, on_result=sinks, on_tick=status)
+            # Installed before the pipeline starts and restored only after it is closed (the stack unwinds
+            # in reverse): a Ctrl-C while it closes, also after an error, stops and a second one aborts.
+            stack.callback(_restore_signal_handlers, _install_signal_handlers(pipeline))
+            stack.enter_context(pipeline)
             sinks.fps = rate or capture.fps or 25.0
             sinks.threshold = eng.manifest.thresholds.mask  # the pixels a binary wire encoding would mark
-            previous = _install_signal_handlers(pipeline)
-            stack.callback(lambda: [signal.signal(s, h) for s, h in previous.items()])
             typer.echo(
                 f"streamavs: {capture.description} -> {publisher.address}  engine {eng.name} ({eng.backend})",
                 err=True,

@@ -35,60 +35,15 @@ from streamavs.pairing import Pair, Pairer
 from streamavs.clock import now_ns, wall_time
 from streamavs.engine.hysteresis import MaskHysteresis
 from streamavs.errors import InputError
-from streamavs.pipeline.preview import FramePreview, PreviewConfig
+from streamavs.pipeline.config import PipelineConfig
+from streamavs.pipeline.preview import FramePreview
 from streamavs.pipeline.rate import next_slot
 from streamavs.pipeline.stats import PipelineStats, StatsSnapshot
-from streamavs.protocol import ENCODINGS
 from streamavs.threads import limit_blas_threads
 
 __all__ = ["PipelineConfig", "Result", "Pipeline", "preprocess_frame", "CONTEXT_GAP_S"]
 
 CONTEXT_GAP_S = 2.0  # frames further apart than this do not share a temporal context (cache, hysteresis)
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Options of one pipeline run.
-
-    rate_hz: process at most this many frames per second of stream time (None: every frame the
-        pairer hands over); frames skipped for the rate are counted as `rate_skipped`, not drops.
-    gate: empty the published mask when the sounding score is below the engine manifest's
-        ``thresholds.gate`` (off by default).
-    encoding: wire encoding of the mask: "u8", "bits", "png" or "rle".
-    max_audio_wait_s: the longest a frame waits for audio, which it does only when less than the
-        frame time minus one audio block has arrived (streamavs.pairing.Pairer); when the wait runs
-        out, the window ends at the frame with its missing tail zeros (``audio_padded``).
-    poll_s: the loop wakes at least this often (stop requests and source errors are seen then).
-    cv2_threads: OpenCV threads for resizing (set in start(); 1 avoids fighting the engine).
-    blas_threads: numpy's OpenBLAS threads, process-wide (set in start(); None leaves them):
-        the default OpenBLAS pool made one log-mel example 70x slower on a busy 2-core CPU.
-    preview: also publish downscaled JPEG preview frames at this rate (None: no previews).
-    linger_s: after a run that ended on its own (end of a file, `frames` or `seconds` reached), the
-        longest :meth:`Pipeline.close` waits for the queued masks to reach subscribers that are
-        behind, so they get the last ones; after a stop request (Ctrl-C) or an error it waits for none.
-    """
-
-    rate_hz: float | None = None
-    gate: bool = False
-    encoding: str = "u8"
-    max_audio_wait_s: float = 0.1
-    poll_s: float = 0.05
-    cv2_threads: int = 1
-    blas_threads: int | None = 1
-    preview: PreviewConfig | None = None
-    linger_s: float = 2.0
-
-    def __post_init__(self) -> None:
-        if self.rate_hz is not None and not self.rate_hz > 0:
-            raise InputError(f"rate_hz must be > 0 frames per second (or None for every frame), got {self.rate_hz!r}")
-        if self.encoding not in ENCODINGS:
-            raise InputError(f"unknown mask encoding {self.encoding!r}; choose one of {list(ENCODINGS)}")
-        if not self.linger_s >= 0:
-            raise InputError(f"linger_s must be >= 0 seconds, got {self.linger_s!r}")
-        if not self.max_audio_wait_s >= 0 or not self.poll_s > 0:
-            raise InputError(
-                f"max_audio_wait_s must be >= 0 and poll_s > 0 seconds, got {self.max_audio_wait_s!r}, {self.poll_s!r}"
-            )
 
 
 @dataclass(frozen=True)
@@ -125,7 +80,10 @@ class Pipeline:
 
     engine: a loaded :class:`streamavs.engine.Engine`. publisher: a bound
     :class:`streamavs.publish.Publisher`. on_result: called in the loop's thread after each
-    message is sent. The pipeline owns all three and closes them in :meth:`close`.
+    message is sent. on_tick: called in the loop's thread with the pipeline at least every
+    ``config.poll_s`` while a run goes on, whether frames arrive or not (the CLI's status line:
+    :class:`streamavs.pipeline.status.StatusLine`). The pipeline owns capture, engine and
+    publisher and closes them in :meth:`close`.
     """
 
     def __init__(
@@ -135,16 +93,17 @@ class Pipeline:
         publisher: Any,
         config: PipelineConfig = PipelineConfig(),
         on_result: Callable[[Result], None] | None = None,
+        on_tick: Callable[["Pipeline"], None] | None = None,
     ) -> None:
         try:
-            self._setup(capture, engine, publisher, config, on_result)
+            self._setup(capture, engine, publisher, config, on_result, on_tick)
         except BaseException:  # owned from the call on: a refused pipeline leaves nothing open
             engine.close()
             publisher.close()
             raise
 
     def _setup(self, capture: Capture, engine: Any, publisher: Any, config: PipelineConfig,
-               on_result: Callable[[Result], None] | None) -> None:
+               on_result: Callable[[Result], None] | None, on_tick: Callable[["Pipeline"], None] | None) -> None:
         audio_spec = engine.manifest.audio
         if capture.audio.sample_rate != audio_spec.params.sample_rate:
             raise InputError(
@@ -156,6 +115,7 @@ class Pipeline:
         self.publisher = publisher
         self.config = config
         self.on_result = on_result
+        self.on_tick = on_tick
         self.stats = PipelineStats()
         self._logmel = LogMel(audio_spec.params)
         self._pairer = Pairer(
@@ -164,6 +124,7 @@ class Pipeline:
         )  # fmt: skip
         self._cache = engine.initial_cache()
         self._last_t_ns: int | None = None  # the last processed frame's stamp
+        self._last_frame_s: float | None = None  # monotonic s: the last frame handed over (or the run's start)
         self._breaks = 0  # the source's reconnects + PTS discontinuities seen so far
         self.context_resets = 0  # times the temporal context was dropped (see _context_broken)
         limits = engine.manifest.thresholds
@@ -235,6 +196,12 @@ class Pipeline:
         self.close()
 
     @property
+    def seconds_without_frames(self) -> float:
+        """Seconds since the loop last received a frame (processed or skipped for the rate), or since
+        the current run started when none has come in it; 0.0 before the first run."""
+        return 0.0 if self._last_frame_s is None else time.monotonic() - self._last_frame_s
+
+    @property
     def ended(self) -> bool:
         """True when the last run ended because the stream ended (end of file)."""
         return self._stream_ended
@@ -261,6 +228,7 @@ class Pipeline:
         deadline = None if seconds is None else time.monotonic() + seconds
         target = None if frames is None else self.stats.frames + frames
         self._ended_on_its_own = False
+        self._last_frame_s = time.monotonic()
         try:
             self._loop(target, deadline)
             self._send_previews(flush=True)  # the last frame's preview follows its mask
@@ -273,6 +241,8 @@ class Pipeline:
     def _loop(self, target: int | None, deadline: float | None) -> None:
         while not self._stop:
             self._send_previews()
+            if self.on_tick is not None:
+                self.on_tick(self)
             if target is not None and self.stats.frames >= target:
                 break
             if deadline is not None and time.monotonic() >= deadline:
@@ -287,7 +257,9 @@ class Pipeline:
                     self._stream_ended = True
                     break
                 self.publisher.heartbeat()
+                self._update_counters()  # reconnects and drops stay current while no frame comes
                 continue
+            self._last_frame_s = time.monotonic()
             if not self._due(pair.frame.t_ns):
                 self.stats.count_skipped()
                 continue
