@@ -7,6 +7,8 @@ returns its path. The audio is a known signal: silence until `onset_s`, then a s
 
 from __future__ import annotations
 
+import os
+
 import shutil
 import subprocess
 from pathlib import Path
@@ -213,6 +215,24 @@ def write_asoundrc(home: Path, infile: Path, rate: int) -> Path:
     path = Path(home) / ".asoundrc"
     path.write_text(ASOUNDRC.format(infile=infile, rate=rate))
     return path
+
+
+def alsa_env(home: Path) -> dict[str, str]:
+    """The environment of a process whose PortAudio reads `home`/.asoundrc (:func:`write_asoundrc`):
+    HOME set to it, ALSA_CONFIG_PATH unset so that the default alsa.conf loads ~/.asoundrc."""
+    env = dict(os.environ, HOME=str(home))
+    env.pop("ALSA_CONFIG_PATH", None)
+    return env
+
+
+def alsa_microphone_env(home: Path) -> dict[str, str]:
+    """The environment of a process whose default microphone is ALSA's `file` plugin reading a tone
+    (0.5 s of silence, then 30.5 s of 1 kHz), written under `home`: a real PortAudio microphone. Its
+    `null` slave has no clock (samples come as fast as they are read), so runs with it check the live
+    path, not audio timing (tests/test_capture_microphone.py covers that)."""
+    raw = make_raw_tone(Path(home) / "mic.raw", seconds=1.0, rate=48000, onset_s=0.5, tail_s=30.0)
+    write_asoundrc(home, raw, 48000)
+    return alsa_env(home)
 
 
 def free_port() -> int:

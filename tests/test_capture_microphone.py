@@ -18,7 +18,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from media import make_raw_tone, write_asoundrc
+from media import alsa_env, make_raw_tone, write_asoundrc
 
 SR = 16000
 RATE = 48000
@@ -63,8 +63,7 @@ def alsa_home(tmp_path):
 
 
 def test_microphone_reads_a_tone_from_an_alsa_file_device(alsa_home):
-    env = dict(os.environ, HOME=str(alsa_home))
-    env.pop("ALSA_CONFIG_PATH", None)  # the default alsa.conf loads ~/.asoundrc
+    env = alsa_env(alsa_home)  # PortAudio reads its ~/.asoundrc
     want = 2 * SR
     out = alsa_home / "ring.npy"
     proc = subprocess.run(
@@ -124,8 +123,7 @@ PAIRING = textwrap.dedent(
 
 
 def test_pairing_on_a_real_microphone_never_waits_for_a_closed_device(alsa_home):
-    env = dict(os.environ, HOME=str(alsa_home))
-    env.pop("ALSA_CONFIG_PATH", None)
+    env = alsa_env(alsa_home)  # PortAudio reads its ~/.asoundrc
     proc = subprocess.run([sys.executable, "-c", PAIRING], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -161,8 +159,7 @@ NO_DEFAULT = textwrap.dedent(
 
 def test_no_default_microphone_names_the_alternatives(tmp_path):
     """Without any capture device PortAudio reports 'Error querying device -1'; the user reads what to do."""
-    env = dict(os.environ, HOME=str(tmp_path))  # no .asoundrc: no capture device on a machine without a sound card
-    env.pop("ALSA_CONFIG_PATH", None)
+    env = alsa_env(tmp_path)  # no .asoundrc there: no capture device on a machine without a sound card
     proc = subprocess.run([sys.executable, "-c", NO_DEFAULT], env=env, capture_output=True, text=True, timeout=60)
     out = proc.stdout.strip().splitlines()[-1]
     if out == "HAS-INPUT":
@@ -220,8 +217,7 @@ def test_a_microphone_that_goes_quiet_ends_with_an_error_and_closes_anyway(tmp_p
     fifo = tmp_path / "mic.fifo"
     os.mkfifo(fifo)
     write_asoundrc(tmp_path, fifo, RATE)
-    env = dict(os.environ, HOME=str(tmp_path))
-    env.pop("ALSA_CONFIG_PATH", None)
+    env = alsa_env(tmp_path)  # PortAudio reads its ~/.asoundrc
     writer = subprocess.Popen([sys.executable, "-c", QUIET_WRITER, str(fifo), "45"])
     try:
         proc = subprocess.run([sys.executable, "-c", STALL], env=env, capture_output=True, text=True, timeout=90)
@@ -257,8 +253,7 @@ SEVERAL = textwrap.dedent(
 
 
 def test_a_name_that_matches_several_devices_lists_them_in_one_line(alsa_home):
-    env = dict(os.environ, HOME=str(alsa_home))
-    env.pop("ALSA_CONFIG_PATH", None)
+    env = alsa_env(alsa_home)  # PortAudio reads its ~/.asoundrc
     proc = subprocess.run([sys.executable, "-c", SEVERAL], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]
     message = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from media import (
-    free_port, make_mp4_tone, make_raw_tone, make_unknown_codec, make_video, make_video_only,
-    write_asoundrc,
+    alsa_microphone_env, free_port, make_mp4_tone, make_unknown_codec, make_video, make_video_only,
 )
 
 from streamavs.cli import main
@@ -191,14 +190,8 @@ def test_sigint_stops_a_realtime_run_and_prints_final_counters(long_mp4, tiny_en
     assert last_seq + 1 <= frames < 250  # at least the masks received before the signal; not the whole file
 
 
-# ALSA's `file` plugin as the default capture device: a real PortAudio microphone reading a raw
-# file. Its `null` slave has no clock (samples come as fast as they are read), so this checks
-# the live path runs and stops, not audio timing (tests/test_capture_microphone.py covers that).
 def test_live_camera_and_microphone_run_until_sigterm(long_mp4, tiny_engine, tmp_path):
-    raw = make_raw_tone(tmp_path / "mic.raw", seconds=1.0, rate=48000, onset_s=0.5, tail_s=30.0)
-    write_asoundrc(tmp_path, raw, 48000)
-    env = dict(os.environ, HOME=str(tmp_path))  # PortAudio reads ~/.asoundrc when it initialises
-    env.pop("ALSA_CONFIG_PATH", None)
+    env = alsa_microphone_env(tmp_path)  # a real PortAudio microphone: ALSA's file plugin reading a tone
     # The camera is OpenCV on a file, paced at its frame rate like a camera.
     args = ["--camera", str(long_mp4), "--engine", str(tiny_engine)]
     out, err, last_seq, returncode = run_then_signal(

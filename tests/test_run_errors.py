@@ -5,7 +5,6 @@ keeps its final counters, or is reported while it lasts."""
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import re
 import signal
@@ -14,11 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from media import free_port, make_raw_tone, write_asoundrc
-from test_capture_camera import stalling_mjpeg_server
+from media import alsa_microphone_env, free_port
+from mjpeg_server import stalling_mjpeg_server
 
 
 def test_a_port_out_of_range_is_one_line_instead_of_a_wrapped_port():
@@ -141,17 +139,6 @@ def test_an_audio_file_with_cover_art_is_not_taken_for_a_video(tmp_path, tiny_en
                            str(tiny_engine), "--publish", "tcp://127.0.0.1:*"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "holds a still picture (cover art) but no video track" in proc.stderr and "ffmpeg -loop 1" in proc.stderr
-
-
-def alsa_microphone_env(tmp_path: Path) -> dict[str, str]:
-    """The environment of a process whose default microphone is ALSA's `file` plugin reading a tone:
-    a real PortAudio microphone. Its `null` slave has no clock (samples come as fast as they are
-    read), so runs with it check the live path, not audio timing (tests/test_capture_microphone.py)."""
-    raw = make_raw_tone(tmp_path / "mic.raw", seconds=1.0, rate=48000, onset_s=0.5, tail_s=30.0)
-    write_asoundrc(tmp_path, raw, 48000)
-    env = dict(os.environ, HOME=str(tmp_path))  # PortAudio reads ~/.asoundrc when it initialises
-    env.pop("ALSA_CONFIG_PATH", None)
-    return env
 
 
 def stderr_lines(proc: subprocess.Popen) -> queue.Queue:
