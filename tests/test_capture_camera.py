@@ -107,6 +107,7 @@ def test_live_mjpeg_stream_rate_and_reconnect(ffmpeg):
         server.wait()
 
 
+@pytest.mark.slow  # ~10 s: the reopen attempts and their backoff
 def test_a_camera_that_reopens_but_sends_no_frame_ends_with_the_reconnect_error():
     """A fake IP camera sends 20 frames, hangs, and then answers every reconnect without a picture.
     Each reopen succeeds, and counting an open as a reconnect reset the retries: it was reopened

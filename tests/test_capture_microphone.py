@@ -213,6 +213,7 @@ STALL = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # ~6 s: a second of audio, the 2 s stall limit, the 1 s close bound
 def test_a_microphone_that_goes_quiet_ends_with_an_error_and_closes_anyway(tmp_path):
     fifo = tmp_path / "mic.fifo"
     os.mkfifo(fifo)

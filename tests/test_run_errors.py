@@ -176,6 +176,7 @@ STALLED_LINE = (r"no frames for (\d+) s \(\d+ so far\)  reconnects 0(  failed re
                 r"audio gaps \d+  overflows \d+")
 
 
+@pytest.mark.slow  # ~7 s: a stall long enough for three status lines
 def test_the_status_line_keeps_coming_and_says_when_the_camera_sends_no_frames(tiny_engine, tmp_path):
     """A fake IP camera sends 30 frames, then keeps the connection open and sends nothing (and answers
     reconnects without a picture). The status line came only with a processed frame, so the run went
