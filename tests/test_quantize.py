@@ -57,6 +57,7 @@ def test_quantize_config_names_what_it_expects():
 
 
 # -- quantization of the small engine ------------------------------------------------------------
+@pytest.mark.slow  # ~4.3 s: an INT8 export with calibration
 def test_quantized_engine_runs_int8_kernels_keeps_the_sensitive_parts_float_and_stays_close(tiny_engine, tmp_path):
     import onnx
     import onnxruntime as ort

@@ -40,6 +40,7 @@ def real_demo(tmp_path_factory, ffmpeg, real_media):
     return clip, out
 
 
+@pytest.mark.slow  # ~5.6 s: the FP32 engine on 12 s of real media (the default engine's test runs by default)
 def test_run_is_silent_before_the_bark_and_segments_the_dog_after(real_demo):
     clip, video = real_demo
     msgs, code, err = run_and_subscribe(["--input", str(video), "--fast", "--engine", REAL_ENGINE])

@@ -126,6 +126,7 @@ def test_file_runs_to_the_end_and_records_a_playable_overlay_video(capsys, mp4, 
 LOWEST, HIGHEST = 1e-6, 1.0 - 1e-6  # the extreme thresholds a manifest may state (strictly inside (0, 1))
 
 
+@pytest.mark.slow  # ~3 s each: a recorded run per threshold
 @pytest.mark.parametrize("threshold", [LOWEST, HIGHEST])
 def test_overlay_tints_the_pixels_at_the_manifest_mask_threshold(capsys, mp4, tiny_engine, tmp_path, threshold):
     """--record tints the pixels with mask_prob >= the manifest's thresholds.mask, not a fixed 0.5.

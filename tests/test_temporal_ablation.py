@@ -290,6 +290,7 @@ def test_cli_rejects_bad_sweep_thresholds_and_bands(checkpoints, flag, value, ca
     assert exit_info.value.code == 2 and f"argument {flag}:" in capsys.readouterr().err  # not just the usage line
 
 
+@pytest.mark.slow  # ~3.3 s: two figures drawn
 def test_figure_is_written(checkpoints, tmp_path):
     import matplotlib.image
 

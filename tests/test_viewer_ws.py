@@ -319,6 +319,7 @@ def test_the_page_loads_nothing_from_elsewhere():
     assert set(re.findall(r'(?:src|href)="([^"]+)"', html)) == {"/static/app.js", "/static/viewer.css", "data:,"}
 
 
+@pytest.mark.slow  # ~5.8 s: run --view end to end, in processes
 def test_run_view_serves_the_page_with_frames_and_stops_it_at_the_end(tmp_path, ffmpeg):
     """`streamavs run --view PORT`: the viewer runs beside the pipeline (previews at 10 fps by default)."""
     from media import make_video
