@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 from media import free_port, make_video
-from mjpeg_server import SERVED_FPS, stalling_mjpeg_server
+from http_servers import SERVED_FPS, stalling_mjpeg_server
 
 from streamavs.capture.camera import CameraSource
 from streamavs.errors import SourceError

@@ -7,65 +7,18 @@ still hands over every frame decoded before it.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from media import free_port, make_video
+from http_servers import stalling_server
+from media import make_video
 
 from streamavs.capture.media import URL_OPEN_TIMEOUT_S, URL_READ_TIMEOUT_S, MediaSource
 from streamavs.errors import InputError, SourceError
-
-
-@contextlib.contextmanager
-def stalling_server(payload: bytes | None, total: int = 0) -> Iterator[str]:
-    """An HTTP URL on 127.0.0.1 whose server accepts connections and then stalls without closing.
-
-    payload None: it never answers (not even the response line). Else it answers 200 with
-    Content-Length `total` (more than it sends), sends `payload`, and then nothing more.
-    Connections stay open until the block exits.
-    """
-    port = free_port()
-    server = socket.create_server(("127.0.0.1", port))
-    server.settimeout(0.05)  # the accept loop checks `done` this often
-    done = threading.Event()
-    conns: list[socket.socket] = []
-
-    def serve() -> None:
-        while not done.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            conns.append(conn)
-            if payload is None:
-                continue
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    break
-                request += chunk
-            head = f"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\nContent-Length: {total}\r\n\r\n"
-            conn.sendall(head.encode("ascii") + payload)
-
-    thread = threading.Thread(target=serve, name="stalling-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}/clip.ts"
-    finally:
-        done.set()
-        thread.join(5)
-        for conn in conns:
-            conn.close()
-        server.close()
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,17 @@ keeps its final counters, or is reported while it lasts."""
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 
 import pytest
+from http_servers import stalling_mjpeg_server, stalling_server
 from media import alsa_microphone_env, free_port
-from mjpeg_server import stalling_mjpeg_server
 
 
 def test_a_port_out_of_range_is_one_line_instead_of_a_wrapped_port():
@@ -212,33 +210,20 @@ def test_ctrl_c_while_the_camera_opens_is_a_stop_request_not_an_abort(tiny_engin
     and nothing said. A camera URL whose server takes the request and never answers blocks the open
     for its 2 s timeout; a Ctrl-C then is the run's stop request, and the failed open its one-line error.
     (A Ctrl-C during a slow close cannot be timed from outside: a source's close takes at most 1 s.)"""
-    server = socket.create_server(("127.0.0.1", 0))
-    requested, conns = threading.Event(), []
-
-    def serve() -> None:
-        with contextlib.suppress(OSError):  # the server closed
-            while True:
-                conn, _ = server.accept()
-                conns.append(conn)
-                conn.recv(4096)  # the request; no answer
-                requested.set()
-
-    threading.Thread(target=serve, daemon=True).start()
-    cmd = [sys.executable, "-m", "streamavs", "run", "--camera", f"http://127.0.0.1:{server.getsockname()[1]}/cam.mjpg",
-           "--engine", str(tiny_engine), "--publish", f"tcp://127.0.0.1:{free_port()}"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=alsa_microphone_env(tmp_path))
-    try:
-        assert requested.wait(60), "the camera was never opened"
-        proc.send_signal(signal.SIGINT)  # while OpenCV waits up to 2 s for the answer
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        server.close()
-        for conn in conns:
-            conn.close()
+    accepted = threading.Event()
+    with stalling_server(None, accepted=accepted) as url:  # takes the connection, never answers
+        cmd = [sys.executable, "-m", "streamavs", "run", "--camera", url,
+               "--engine", str(tiny_engine), "--publish", f"tcp://127.0.0.1:{free_port()}"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=alsa_microphone_env(tmp_path))
+        try:
+            assert accepted.wait(60), "the camera was never opened"
+            proc.send_signal(signal.SIGINT)  # while OpenCV waits up to 2 s for the answer
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     assert proc.returncode == 2, err
     assert "streamavs: SIGINT, stopping (again to abort)" in err
     assert err.strip().splitlines()[-1].startswith("streamavs: error: cannot open 'http://127.0.0.1:")
