@@ -12,7 +12,8 @@ from media import free_port, make_video
 from http_servers import SERVED_FPS, stalling_mjpeg_server
 
 from streamavs.capture.camera import CameraSource
-from streamavs.errors import SourceError
+from streamavs.clock import now_ns, wall_time
+from streamavs.errors import InputError, SourceError
 
 
 def serve_mjpeg(ffmpeg: str, port: int) -> subprocess.Popen:
@@ -50,6 +51,27 @@ def test_camera_on_a_file_plays_all_frames_at_its_rate(tmp_path, ffmpeg):
     # Paced on an absolute schedule from the first frame: never faster than the file's 20 fps; a
     # loaded machine only makes frames late, so the lower bound is generous.
     assert fps is not None and 10 < fps < 21
+
+
+def test_video_delay_moves_every_stamp_back(tmp_path, ffmpeg):
+    """A camera whose frames arrive 2 s late: each frame is stamped 2 s before it arrived. Taken as
+    soon as it is pushed, a frame stamped on arrival would be well inside the last 2 s."""
+    path = make_video(tmp_path / "cam.mp4", seconds=1.0, fps=20, audio_rate=None)
+    started = now_ns()
+    with CameraSource(str(path), video_delay_s=2.0) as cam:
+        ages = []
+        while (f := cam.frames.take(timeout=2.0)) is not None:
+            ages.append(now_ns() - f.t_ns)
+            assert f.t_ns >= started - 2_000_000_000
+            assert f.wall_time == pytest.approx(wall_time(f.t_ns))  # the published capture time moves too
+        cam.check()
+    assert len(ages) == 20 and min(ages) >= 2_000_000_000
+
+
+@pytest.mark.parametrize("delay", [-0.1, 5.5, float("nan")])
+def test_video_delay_out_of_range_is_refused_with_the_fix(delay):
+    with pytest.raises(InputError, match=r"video delay must be 0 to 5 s .*got .*; measure it by filming a clap"):
+        CameraSource(0, video_delay_s=delay)
 
 
 def test_no_camera_names_input_and_synthetic():

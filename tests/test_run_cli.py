@@ -54,10 +54,10 @@ def bar_length(image: np.ndarray) -> int:
     return int(green.size if green.all() else np.argmin(green))
 
 
-def run_then_signal(args: list[str], start_line: str, sig: int, env=None, masks: int = 5) -> tuple[str, str, int, int]:
+def run_then_signal(args: list[str], start_line: str, sig: int, env=None, masks: int = 5) -> tuple[str, str, list, int]:
     """Start `streamavs run ARGS --publish ADDR` in a subprocess with a Subscriber connected first,
     check its start line (printed once the pipeline runs), wait until `masks` masks arrived, send
-    `sig`; returns (stdout, stderr, seq of the last mask received before the signal, exit code).
+    `sig`; returns (stdout, stderr, the masks received before the signal, exit code).
 
     Waiting for masks instead of a fixed time makes the run provably past its start on a loaded
     machine; the timeouts only bound a run that hangs."""
@@ -68,9 +68,10 @@ def run_then_signal(args: list[str], start_line: str, sig: int, env=None, masks:
         try:
             line = proc.stderr.readline()
             assert start_line in line, line + proc.stderr.read()
+            received = []
             for _ in range(masks):
-                msg = sub.recv(timeout=30)
-                assert msg is not None, "no mask within 30 s of the start line"
+                received.append(sub.recv(timeout=30))
+                assert received[-1] is not None, "no mask within 30 s of the start line"
             proc.send_signal(sig)
             try:
                 out, err = proc.communicate(timeout=30)
@@ -80,7 +81,7 @@ def run_then_signal(args: list[str], start_line: str, sig: int, env=None, masks:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-    return out, err, msg.seq, proc.returncode
+    return out, err, received, proc.returncode
 
 
 def test_file_runs_to_the_end_and_records_a_playable_overlay_video(capsys, mp4, tiny_engine, tmp_path):
@@ -183,7 +184,8 @@ def long_mp4(media) -> Path:
 
 def test_sigint_stops_a_realtime_run_and_prints_final_counters(long_mp4, tiny_engine):
     args = ["--input", str(long_mp4), "--realtime", "--engine", str(tiny_engine)]
-    out, err, last_seq, returncode = run_then_signal(args, " -> tcp://127.0.0.1:", signal.SIGINT)
+    out, err, received, returncode = run_then_signal(args, " -> tcp://127.0.0.1:", signal.SIGINT)
+    last_seq = received[-1].seq
     assert returncode == 0, err
     assert "SIGINT, stopping" in err
     assert "final (stopped)" in out
@@ -195,14 +197,31 @@ def test_live_camera_and_microphone_run_until_sigterm(long_mp4, tiny_engine, tmp
     env = alsa_microphone_env(tmp_path)  # a real PortAudio microphone: ALSA's file plugin reading a tone
     # The camera is OpenCV on a file, paced at its frame rate like a camera.
     args = ["--camera", str(long_mp4), "--engine", str(tiny_engine)]
-    out, err, last_seq, returncode = run_then_signal(
+    out, err, received, returncode = run_then_signal(
         args, f"camera {long_mp4} + default microphone -> tcp://127.0.0.1:", signal.SIGTERM, env=env
     )
+    last_seq = received[-1].seq
     assert returncode == 0, err
     assert "SIGTERM, stopping" in err
     assert "final (stopped)" in out
     frames = int(out.split("final (stopped):\n")[1].split()[1])
     assert last_seq + 1 <= frames < 250
+
+
+def test_video_delay_pairs_each_frame_with_the_sound_of_its_moment(long_mp4, tiny_engine, tmp_path):
+    """--video-delay 1.5: frames are stamped 1.5 s before they arrived, so each mask's capture time is
+    at least 1.5 s before its publication, and its audio window ends at that capture time (the
+    sound of that moment has arrived, so the window is not cut short at the end of the audio)."""
+    env = alsa_microphone_env(tmp_path)
+    args = ["--camera", str(long_mp4), "--engine", str(tiny_engine), "--video-delay", "1.5"]
+    _out, err, received, returncode = run_then_signal(
+        args, f"camera {long_mp4} (frames 1500 ms late) + default microphone -> tcp://127.0.0.1:", signal.SIGTERM,
+        env=env, masks=25,
+    )
+    assert returncode == 0, err
+    for msg in received:
+        assert msg.t_publish - msg.t_capture >= 1.5
+        assert msg.audio_window[1] == pytest.approx(msg.t_capture, abs=1e-6)
 
 
 def test_show_without_a_display(capsys, monkeypatch, mp4, tiny_engine):
@@ -254,6 +273,7 @@ def test_conflicting_inputs(capsys, mp4):
     assert "give one of them" in one_line_error(capsys, "--input", mp4, "--synthetic")
     assert "drop --camera/--mic" in one_line_error(capsys, "--input", mp4, "--mic", "1")
     assert "a camera always runs at real time" in one_line_error(capsys, "--fast")
+    assert "--video-delay applies to --camera" in one_line_error(capsys, "--input", mp4, "--video-delay", "0.2")
 
 
 def test_unknown_backend_and_encoding_list_the_registries(capsys):

@@ -102,15 +102,22 @@ def media_capture(path_or_url: str | Path, realtime: bool) -> Capture:
     return Capture((source,), frames, audio, lossless=lossless, live_clock=realtime, description=f"{path_or_url} ({pace})")
 
 
-def live_capture(camera: int | str = 0, microphone: int | str | None = None) -> Capture:
-    """A camera (OpenCV: index, file or URL) and a PortAudio microphone (index, name or default)."""
+def live_capture(camera: int | str = 0, microphone: int | str | None = None, video_delay_s: float = 0.0) -> Capture:
+    """A camera (OpenCV: index, file or URL) and a PortAudio microphone (index, name or default).
+
+    video_delay_s: how late the camera's frames arrive (a network camera's encoder, network and
+    decoder); their stamps are moved back by it so they pair with the sound of their moment."""
     from streamavs.capture.camera import CameraSource
     from streamavs.capture.microphone import MicrophoneSource
 
     frames, audio = FrameRing(capacity=4), AudioRing()
-    sources = (CameraSource(camera, frames=frames), MicrophoneSource(microphone, ring=audio))
+    sources = (CameraSource(camera, frames=frames, video_delay_s=video_delay_s), MicrophoneSource(microphone, ring=audio))
     mic = "default microphone" if microphone is None else f"microphone {microphone}"
-    return Capture(sources, frames, audio, lossless=False, live_clock=True, description=f"camera {camera} + {mic}")
+    return Capture(sources, frames, audio, lossless=False, live_clock=True, description=f"camera {camera}{_delay_note(video_delay_s)} + {mic}")
+
+
+def _delay_note(video_delay_s: float) -> str:
+    return f" (frames {video_delay_s * 1000:.0f} ms late)" if video_delay_s else ""
 
 
 def synthetic_capture(

@@ -8,6 +8,13 @@ exponential backoff; a file simply ends (``eof``). A reopen is a reconnect only 
 arrives: a camera that still opens but sends nothing (a V4L2 device that stopped streaming, a
 stream that answers without pictures) uses up the retries and ends the stream with an error
 instead of being reopened forever.
+
+A network camera's frames arrive after its encoder, the network and the decoder (0.1-0.5 s for
+a typical IP camera) while a local microphone's sound arrives within milliseconds, so a frame
+stamped on arrival would be paired with sound from after the moment it shows. ``video_delay_s``
+moves every stamp back by that delay (``streamavs run --video-delay``); it cannot be negative,
+because a frame cannot be paired with sound that has not arrived yet (a microphone later than the
+camera, e.g. a Bluetooth one, would need the frame held back, which this source does not do).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import numpy as np
 from streamavs.buffers import FrameRing, VideoFrame
 from streamavs.capture.base import Source
 from streamavs.clock import now_ns, wall_time
-from streamavs.errors import SourceError
+from streamavs.errors import InputError, SourceError
 
 __all__ = ["CameraSource"]
 
@@ -33,6 +40,9 @@ _FIRST_BACKOFF_S = 0.1  # the wait before the first reopen; it doubles with each
 # GStreamer backends): it waits this environment variable's whole seconds (default 10) for each frame of a
 # camera that stopped streaming, and reads it once per process, on the first wait.
 _V4L2_TIMEOUT_ENV = "OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT"
+# The longest video_delay_s accepted: the audio ring keeps 10 s, and a window of 1 s must still be in it
+# with room for the pairer's wait; no camera worth running is later than this.
+MAX_VIDEO_DELAY_S = 5.0
 
 
 class CameraSource(Source):
@@ -43,6 +53,8 @@ class CameraSource(Source):
     attempts in a row that bring no frame back (it did not open, or opened and sent nothing) end the
     stream with a SourceError. `timeout_s` bounds opening a URL and each read of a URL or a V4L2 camera
     (for V4L2 in whole seconds, process-wide, unless OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT is already set).
+    `video_delay_s` (0 to MAX_VIDEO_DELAY_S): how late frames arrive after the moment they show; every
+    stamp is moved back by it.
     Counters: frames, drops (frame ring), reconnects (reopens after which frames came again),
     reconnect_failures (attempts that did not open, or opened and gave no frame).
     """
@@ -56,13 +68,20 @@ class CameraSource(Source):
         reconnect_attempts: int = 10,
         max_backoff_s: float = 2.0,
         timeout_s: float = 2.0,
+        video_delay_s: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= video_delay_s <= MAX_VIDEO_DELAY_S:  # also refuses NaN
+            raise InputError(
+                f"video delay must be 0 to {MAX_VIDEO_DELAY_S:g} s (how late the camera's frames arrive), got "
+                f"{video_delay_s!r}; measure it by filming a clap and comparing picture and sound, or leave it at 0"
+            )
         self.device: int | str = int(device) if isinstance(device, str) and device.isdigit() else device
         self.frames = frames if frames is not None else FrameRing(capacity=4)
         self.reconnect_attempts = reconnect_attempts
         self.max_backoff_s = max_backoff_s
         self.timeout_s = timeout_s
+        self._delay_ns = int(round(video_delay_s * 1e9))
         # a device node (/dev/video0) is a camera, opened like a camera index; other paths are video files
         self.is_device = isinstance(self.device, str) and self.device.startswith("/dev/")
         self.is_file = isinstance(self.device, str) and "://" not in self.device and not self.is_device
@@ -121,7 +140,7 @@ class CameraSource(Source):
                         return
                     next_ns += period_ns
                 ok = self._cap.grab()
-                t_ns = now_ns()  # stamp at capture, before decoding
+                t_ns = now_ns() - self._delay_ns  # stamp on arrival, before decoding, less the known delay
                 image = self._cap.retrieve()[1] if ok else None
                 if image is None:
                     if self.is_file or self._stop.is_set():

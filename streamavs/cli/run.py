@@ -36,6 +36,7 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
+from streamavs.capture.camera import MAX_VIDEO_DELAY_S
 from streamavs.cli.checks import output_file
 from streamavs.engine.base import BACKEND_CHOICES, DEFAULT_ENGINE, SYNTHETIC_ENGINE
 from streamavs.errors import InputError, StreamAVSError
@@ -61,15 +62,18 @@ def _check_input(input_: Optional[str]) -> None:
         )
 
 
-def _build_capture(input_: Optional[str], camera: Optional[str], mic: Optional[str], synthetic: bool, realtime: Optional[bool]):
+def _build_capture(input_: Optional[str], camera: Optional[str], mic: Optional[str], synthetic: bool,
+                   realtime: Optional[bool], video_delay: float):
     """Choose the capture from the options; raises InputError on conflicting options."""
     from streamavs.capture.builders import live_capture, media_capture, synthetic_capture
 
     if input_ is not None and synthetic:
         raise InputError("--input and --synthetic both name an input; give one of them")
-    if (input_ is not None or synthetic) and (camera is not None or mic is not None):
-        which = "--input" if input_ is not None else "--synthetic"
+    which = "--input" if input_ is not None else "--synthetic" if synthetic else None  # an input with its own clock
+    if which and (camera is not None or mic is not None):
         raise InputError(f"{which} brings its own audio and video; drop --camera/--mic, or drop {which} to use them")
+    if which and video_delay:
+        raise InputError(f"--video-delay applies to --camera; {which} stamps picture and sound from one clock, so drop --video-delay")
     if input_ is not None:
         pace = _is_url(input_) if realtime is None else realtime
         return media_capture(input_, realtime=pace)
@@ -77,7 +81,7 @@ def _build_capture(input_: Optional[str], camera: Optional[str], mic: Optional[s
         return synthetic_capture(realtime=True if realtime is None else realtime)
     if realtime is not None:
         raise InputError("--realtime/--fast apply to --input and --synthetic; a camera always runs at real time")
-    return live_capture(camera if camera is not None else 0, mic)
+    return live_capture(camera if camera is not None else 0, mic, video_delay_s=video_delay)
 
 
 class _Sinks:
@@ -229,6 +233,12 @@ def register(app: typer.Typer) -> None:
             Optional[str], typer.Option(help="Camera index, device (/dev/video0) or stream URL for OpenCV (default 0).")
         ] = None,
         mic: Annotated[Optional[str], typer.Option(help="Microphone index or name (default: the system default).")] = None,
+        video_delay: Annotated[
+            float,
+            typer.Option(help="How late the camera's frames arrive after the moment they show, in seconds (a network "
+                              "camera: 0.1-0.5); they are paired with the sound of that moment.",
+                         min=0.0, max=MAX_VIDEO_DELAY_S, metavar="SECONDS"),
+        ] = 0.0,
         synthetic: Annotated[bool, typer.Option("--synthetic", help="Use the procedural live scene as input.")] = False,
         realtime: Annotated[
             Optional[bool],
@@ -300,7 +310,7 @@ def register(app: typer.Typer) -> None:
             preview_fps = 10.0
         preview = PreviewConfig(fps=preview_fps) if preview_fps is not None else None
         config = PipelineConfig(rate_hz=rate, gate=gate, encoding=encoding, preview=preview)
-        capture = _build_capture(input_, camera, mic, synthetic, realtime)
+        capture = _build_capture(input_, camera, mic, synthetic, realtime, video_delay)
         address = publish or DEFAULT_ADDRESS
         with ExitStack() as stack:
             live = realtime if realtime is not None else not (input_ and not _is_url(input_))
