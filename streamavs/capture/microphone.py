@@ -128,8 +128,8 @@ class MicrophoneSource(Source):
         self.samplerate = rate
         self._resampler = soxr.ResampleStream(rate, self.ring.sample_rate, 1, dtype="float32", quality="HQ")
         # Devices that accept only their native channel count (seen on other host APIs; ALSA
-        # through PortAudio adapts the count itself, so the tests cannot build such a device and
-        # the second try is untested) refuse min(2, n): try all n before giving up.
+        # through PortAudio adapts the count itself unless the device changed after PortAudio
+        # listed it, as in tests/test_microphone_channels.py) refuse min(2, n): try all n before giving up.
         native = int(info["max_input_channels"])
         tries = [int(self.channels)] if self.channels else sorted({min(2, native), native})
         failures = []
