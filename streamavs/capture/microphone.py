@@ -18,7 +18,9 @@ A hand-off queue would add a thread, a second copy and a latency of its own for 
 
 A device that stops delivering while its stream still claims to run (unplugged on
 PulseAudio/PipeWire, suspended, taken by another program) ends the source with a SourceError
-after :data:`STALL_S` without a block. Closing waits at most :data:`STOP_TIMEOUT_S` for PortAudio
+after :data:`STALL_S` without a block; a block whose handling is held up in this process (a
+reader keeping the ring's lock) is not such a device, and the audio the device lost meanwhile
+is an overflow like any other (tests/test_microphone_overflow.py). Closing waits at most :data:`STOP_TIMEOUT_S` for PortAudio
 to stop the stream: on a stuck device ``abort()`` blocks until the device returns, so the stream
 is then abandoned with a warning and closing returns.
 
@@ -112,6 +114,7 @@ class MicrophoneSource(Source):
         self._out_total = 0  # samples written to the ring (ring rate)
         self._finished_early = threading.Event()
         self._last_block_ns = 0  # arrival of the newest block (or the stream start); PortAudio thread writes
+        self._in_callback = False  # a delivered block is being handled (it may wait, e.g. on the ring's lock)
         self._counters.update({"audio_samples": 0, "audio_lost": 0})
 
     # -- caller thread -------------------------------------------------------------------
@@ -184,6 +187,7 @@ class MicrophoneSource(Source):
         self._last_block_ns = t_arrival
         if self._stop.is_set():  # closing (or an abandoned stream that came back): write nothing
             return
+        self._in_callback = True
         try:
             mono = to_mono(indata, channels_last=True)  # (frames,) float32, a new array (PortAudio reuses indata)
             out = self._resampler.resample_chunk(mono)
@@ -206,6 +210,9 @@ class MicrophoneSource(Source):
             self._error = exc
             self._stop.set()
             raise sounddevice.CallbackAbort from exc
+        finally:  # a callback held up in this process is no silent device: count the silence from its end
+            self._last_block_ns = now_ns()
+            self._in_callback = False
 
     # -- watcher thread --------------------------------------------------------------------
     def _run(self) -> None:
@@ -218,7 +225,7 @@ class MicrophoneSource(Source):
                     "another program?); restart, or pick another device with --mic"
                 )
             silent_s = (now_ns() - self._last_block_ns) / 1e9
-            if silent_s > limit_s and self._stream_active():
+            if silent_s > limit_s and not self._in_callback and self._stream_active():
                 raise SourceError(
                     f"input device '{self.device_name}' delivered no audio for {silent_s:.1f} s although its "
                     "stream is running (unplugged, suspended, or taken by another program?); restart, or "
