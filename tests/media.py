@@ -217,6 +217,34 @@ def write_asoundrc(home: Path, infile: Path, rate: int) -> Path:
     return path
 
 
+CLOCKED_ASOUNDRC = """\
+pcm_type.clocked {{ lib "{lib}" }}
+pcm.clocked {{ type clocked }}
+pcm.!default {{
+    type plug
+    slave {{ pcm "clocked"; format S16_LE; rate 48000; channels 2 }}
+}}
+"""
+
+
+def write_clocked_asoundrc(home: Path, ramp_per_s: float = 0.05) -> Path:
+    """Make `home`/.asoundrc's default capture device a microphone WITH a clock (use with
+    :func:`alsa_env`): tests/c/clocked_pcm.c, an ALSA ioplug plugin built here with gcc, 48 kHz on
+    CLOCK_MONOTONIC, a buffer of at most 100 ms that overruns when not read, samples a ramp of
+    `ramp_per_s` full scale per second of capture time (from -0.9). Skips the test without gcc."""
+    import pytest
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("the clocked test microphone is an ALSA plugin built with gcc: apt-get install gcc")
+    src, lib = Path(__file__).parent / "c" / "clocked_pcm.c", Path(home) / "libasound_module_pcm_clocked.so"
+    subprocess.run([gcc, "-O2", "-Wall", "-Werror", "-shared", "-fPIC", f"-DRAMP_PER_S={ramp_per_s!r}", "-o", str(lib),
+                    str(src), "-l:libasound.so.2", "-lm"], check=True)  # fmt: skip
+    rc = Path(home) / ".asoundrc"
+    rc.write_text(CLOCKED_ASOUNDRC.format(lib=lib))
+    return rc
+
+
 def alsa_env(home: Path) -> dict[str, str]:
     """The environment of a process whose PortAudio reads `home`/.asoundrc (:func:`write_asoundrc`):
     HOME set to it, ALSA_CONFIG_PATH unset so that the default alsa.conf loads ~/.asoundrc."""

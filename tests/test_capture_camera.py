@@ -62,8 +62,9 @@ def test_video_delay_moves_every_stamp_back(tmp_path, ffmpeg):
         ages = []
         while (f := cam.frames.take(timeout=2.0)) is not None:
             ages.append(now_ns() - f.t_ns)
+            assert time.time() - f.wall_time >= 2.0  # the published capture time moves too
             assert f.t_ns >= started - 2_000_000_000
-            assert f.wall_time == pytest.approx(wall_time(f.t_ns))  # the published capture time moves too
+            assert f.wall_time == pytest.approx(wall_time(f.t_ns), abs=1e-3)
         cam.check()
     assert len(ages) == 20 and min(ages) >= 2_000_000_000
 

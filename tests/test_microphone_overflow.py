@@ -24,15 +24,13 @@ delivering, so that too is an overflow, not the end of the stream.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
-from media import alsa_env
+from media import alsa_env, write_clocked_asoundrc
 
 from streamavs.capture.microphone import STALL_S
 
@@ -43,27 +41,11 @@ HOLDS_S = (1.0, pytest.param(STALL_S + 0.5, marks=pytest.mark.slow))
 RAMP_PER_S = 0.05  # the device's signal rises this much full scale per second
 
 
-ASOUNDRC = """\
-pcm_type.clocked {{ lib "{lib}" }}
-pcm.clocked {{ type clocked }}
-pcm.!default {{
-    type plug
-    slave {{ pcm "clocked"; format S16_LE; rate 48000; channels 2 }}
-}}
-"""
-
-
 @pytest.fixture(scope="module")
 def clocked_home(tmp_path_factory):
     """A HOME whose .asoundrc makes the default capture device the clocked plugin."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("the clocked test microphone is an ALSA plugin built with gcc: apt-get install gcc")
     home = tmp_path_factory.mktemp("clocked")
-    src, lib = Path(__file__).parent / "c" / "clocked_pcm.c", home / "libasound_module_pcm_clocked.so"
-    subprocess.run([gcc, "-O2", "-Wall", "-Werror", "-shared", "-fPIC", f"-DRAMP_PER_S={RAMP_PER_S!r}", "-o", str(lib),
-                    str(src), "-l:libasound.so.2", "-lm"], check=True)  # fmt: skip
-    (home / ".asoundrc").write_text(ASOUNDRC.format(lib=lib))
+    write_clocked_asoundrc(home, RAMP_PER_S)
     return home
 
 

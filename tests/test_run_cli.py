@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from media import (
-    alsa_microphone_env, free_port, make_mp4_tone, make_unknown_codec, make_video, make_video_only,
+    alsa_env, alsa_microphone_env, free_port, make_mp4_tone, make_unknown_codec, make_video, make_video_only,
+    write_clocked_asoundrc,
 )
 
 from streamavs.cli import main
@@ -209,19 +210,26 @@ def test_live_camera_and_microphone_run_until_sigterm(long_mp4, tiny_engine, tmp
 
 
 def test_video_delay_pairs_each_frame_with_the_sound_of_its_moment(long_mp4, tiny_engine, tmp_path):
-    """--video-delay 1.5: frames are stamped 1.5 s before they arrived, so each mask's capture time is
-    at least 1.5 s before its publication, and its audio window ends at that capture time (the
-    sound of that moment has arrived, so the window is not cut short at the end of the audio)."""
-    env = alsa_microphone_env(tmp_path)
-    args = ["--camera", str(long_mp4), "--engine", str(tiny_engine), "--video-delay", "1.5"]
+    """--video-delay 1: frames are stamped 1 s before they arrived, so each mask's capture time is at
+    least 1 s before its publication, and with a microphone that has a clock (the sound of a moment
+    arrives a block after it) the audio window still ends at the capture time: that sound has
+    arrived. Without the delay the pairer cuts the window back to the audio that has arrived
+    (docs/protocol.md, "Audio window"). Once the window lies after the microphone's first sample,
+    it is audio, not padding."""
+    write_clocked_asoundrc(tmp_path)
+    args = ["--camera", str(long_mp4), "--engine", str(tiny_engine), "--video-delay", "1"]
     _out, err, received, returncode = run_then_signal(
-        args, f"camera {long_mp4} (frames 1500 ms late) + default microphone -> tcp://127.0.0.1:", signal.SIGTERM,
-        env=env, masks=25,
+        args, f"camera {long_mp4} (frames 1000 ms late) + default microphone -> tcp://127.0.0.1:", signal.SIGTERM,
+        env=alsa_env(tmp_path), masks=100,
     )
     assert returncode == 0, err
     for msg in received:
-        assert msg.t_publish - msg.t_capture >= 1.5
+        assert msg.t_publish - msg.t_capture >= 1.0
         assert msg.audio_window[1] == pytest.approx(msg.t_capture, abs=1e-6)
+    # 100 masks of a 25 fps camera span at least 4 s: those 3 s after the first received are past the
+    # delay, their 1 s window and the microphone opening after the camera.
+    late = [m for m in received if m.t_capture - received[0].t_capture >= 3.0]
+    assert len(late) >= 10 and not any(m.audio_padded for m in late), [m.audio_padded for m in late]
 
 
 def test_show_without_a_display(capsys, monkeypatch, mp4, tiny_engine):
@@ -274,6 +282,7 @@ def test_conflicting_inputs(capsys, mp4):
     assert "drop --camera/--mic" in one_line_error(capsys, "--input", mp4, "--mic", "1")
     assert "a camera always runs at real time" in one_line_error(capsys, "--fast")
     assert "--video-delay applies to --camera" in one_line_error(capsys, "--input", mp4, "--video-delay", "0.2")
+    assert "video delay must be 0 to 5 s" in one_line_error(capsys, "--video-delay", "9")
 
 
 def test_unknown_backend_and_encoding_list_the_registries(capsys):

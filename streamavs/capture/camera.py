@@ -40,8 +40,8 @@ _FIRST_BACKOFF_S = 0.1  # the wait before the first reopen; it doubles with each
 # GStreamer backends): it waits this environment variable's whole seconds (default 10) for each frame of a
 # camera that stopped streaming, and reads it once per process, on the first wait.
 _V4L2_TIMEOUT_ENV = "OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT"
-# The longest video_delay_s accepted: the audio ring keeps 10 s, and a window of 1 s must still be in it
-# with room for the pairer's wait; no camera worth running is later than this.
+# The longest video_delay_s accepted (live_capture sizes its audio ring from it); no camera worth running
+# is later than this.
 MAX_VIDEO_DELAY_S = 5.0
 
 

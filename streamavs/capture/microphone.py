@@ -18,9 +18,10 @@ A hand-off queue would add a thread, a second copy and a latency of its own for 
 
 A device that stops delivering while its stream still claims to run (unplugged on
 PulseAudio/PipeWire, suspended, taken by another program) ends the source with a SourceError
-after :data:`STALL_S` without a block; a block whose handling is held up in this process (a
-reader keeping the ring's lock) is not such a device, and the audio the device lost meanwhile
-is an overflow like any other (tests/test_microphone_overflow.py). Closing waits at most :data:`STOP_TIMEOUT_S` for PortAudio
+after :data:`STALL_S` without a block. A block whose handling is held up in this process (a
+reader keeping the ring's lock), or a process that was itself held up (stopped, the GIL held),
+is not such a device: the audio the device lost meanwhile is an overflow like any other
+(tests/test_microphone_overflow.py). Closing waits at most :data:`STOP_TIMEOUT_S` for PortAudio
 to stop the stream: on a stuck device ``abort()`` blocks until the device returns, so the stream
 is then abandoned with a warning and closing returns.
 
@@ -218,14 +219,20 @@ class MicrophoneSource(Source):
     def _run(self) -> None:
         block_s = self.blocksize / self.samplerate if self.samplerate else 0.0
         limit_s = max(STALL_S, STALL_BLOCKS * block_s)
+        awake_ns = resumed_ns = now_ns()
         while not self._stop.wait(0.05):
             if self._finished_early.is_set() and self._error is None:
                 raise SourceError(
                     f"the input stream of '{self.device_name}' stopped (device unplugged or taken by "
                     "another program?); restart, or pick another device with --mic"
                 )
-            silent_s = (now_ns() - self._last_block_ns) / 1e9
-            if silent_s > limit_s and not self._in_callback and self._stream_active():
+            now = now_ns()
+            if now - awake_ns > limit_s / 2 * 1e9:  # this thread was held up too (process stopped, the GIL
+                resumed_ns = now  # held): the silence so far is not the device's, count it from now
+            awake_ns = now
+            busy = self._in_callback  # read before the stamp: the callback writes the stamp, then clears the flag
+            silent_s = (now - max(self._last_block_ns, resumed_ns)) / 1e9
+            if silent_s > limit_s and not busy and self._stream_active():
                 raise SourceError(
                     f"input device '{self.device_name}' delivered no audio for {silent_s:.1f} s although its "
                     "stream is running (unplugged, suspended, or taken by another program?); restart, or "
