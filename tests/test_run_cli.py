@@ -209,6 +209,7 @@ def test_live_camera_and_microphone_run_until_sigterm(long_mp4, tiny_engine, tmp
     assert last_seq + 1 <= frames < 250
 
 
+@pytest.mark.slow  # ~5 s: 4 s of a real-time run
 def test_video_delay_pairs_each_frame_with_the_sound_of_its_moment(long_mp4, tiny_engine, tmp_path):
     """--video-delay 1: frames are stamped 1 s before they arrived, so each mask's capture time is at
     least 1 s before its publication, and with a microphone that has a clock (the sound of a moment
