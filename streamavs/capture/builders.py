@@ -112,13 +112,11 @@ def live_capture(camera: int | str = 0, microphone: int | str | None = None, vid
 
     # the audio ring holds the window of a frame stamped MAX_VIDEO_DELAY_S back, with as much again to spare
     frames, audio = FrameRing(capacity=4), AudioRing(capacity_s=2 * MAX_VIDEO_DELAY_S)
-    sources = (CameraSource(camera, frames=frames, video_delay_s=video_delay_s), MicrophoneSource(microphone, ring=audio))
+    sources = (CameraSource(camera, frames=frames, video_delay_s=video_delay_s),
+               MicrophoneSource(microphone, ring=audio))
     mic = "default microphone" if microphone is None else f"microphone {microphone}"
-    return Capture(sources, frames, audio, lossless=False, live_clock=True, description=f"camera {camera}{_delay_note(video_delay_s)} + {mic}")
-
-
-def _delay_note(video_delay_s: float) -> str:
-    return f" (frames {video_delay_s * 1000:.0f} ms late)" if video_delay_s else ""
+    late = f" (frames {video_delay_s * 1000:.0f} ms late)" if video_delay_s else ""
+    return Capture(sources, frames, audio, lossless=False, live_clock=True, description=f"camera {camera}{late} + {mic}")
 
 
 def synthetic_capture(

@@ -72,7 +72,8 @@ def _build_capture(input_: Optional[str], camera: Optional[str], mic: Optional[s
     if which and (camera is not None or mic is not None):
         raise InputError(f"{which} brings its own audio and video; drop --camera/--mic, or drop {which} to use them")
     if which and video_delay:
-        raise InputError(f"--video-delay applies to --camera; {which} stamps picture and sound from one clock, so drop --video-delay")
+        raise InputError(f"--video-delay applies to --camera; {which} stamps picture and sound from one clock, "
+                         "so drop --video-delay")
     if input_ is not None:
         pace = _is_url(input_) if realtime is None else realtime
         return media_capture(input_, realtime=pace)
