@@ -1,13 +1,12 @@
 """Media files and URLs (anything FFmpeg reads) as a capture source, decoded with PyAV.
 
-Video frames go to a :class:`FrameRing` as RGB uint8, audio is averaged to mono and
-resampled to 16 kHz with one persistent ``soxr.ResampleStream`` (the same resampler as the
-offline front end in :mod:`streamavs.audio`) into an :class:`AudioRing`.
+Video frames go to a :class:`FrameRing` as RGB uint8, turned upright as the file states
+(:mod:`.orientation`); audio is averaged to mono and resampled to 16 kHz with one persistent
+``soxr.ResampleStream`` (the offline front end's, :mod:`streamavs.audio`) into an :class:`AudioRing`.
 
-Timestamps come from the PTS, mapped onto the monotonic clock at start:
-``t_ns = origin_ns + (pts_s - start_s) * 1e9``. realtime=True paces delivery to that clock
-(a file then behaves like a camera + microphone); realtime=False runs as fast as possible
-with the same stamps. lossless=True makes every frame reach the consumer: a frame is handed
+Timestamps come from the PTS, mapped onto the monotonic clock at start: ``t_ns = origin_ns +
+(pts_s - start_s) * 1e9``. realtime=True paces delivery to that clock (a file then behaves like
+a camera + microphone); realtime=False runs as fast as possible with the same stamps. lossless=True makes every frame reach the consumer: a frame is handed
 over only once the audio up to its time has been written, and the source waits while the
 frame ring is full (backpressure) instead of overwriting. Ring sample k is at stream time
 ``zero_s + k / 16000``, where zero_s is the first audio PTS, or the stream start when the
@@ -45,6 +44,7 @@ from streamavs.audio import to_mono
 from streamavs.buffers import AudioRing, FrameRing, VideoFrame
 from streamavs.capture.base import Source
 from streamavs.capture.media_time import PtsTimeline, declared_span
+from streamavs.capture.orientation import upright
 from streamavs.clock import now_ns, wall_time
 from streamavs.errors import InputError, SourceError
 
@@ -264,7 +264,7 @@ class MediaSource(Source):
             t_ns = self._last_t + 1
             self._count("pts_fixes")
         self._last_t = t_ns
-        image = frame.to_ndarray(format="rgb24")  # (H, W, 3) uint8
+        image = upright(frame.to_ndarray(format="rgb24"), frame.rotation)  # (H, W, 3) uint8, as a player shows it
         vf = VideoFrame(image=image, t_ns=t_ns, wall_time=wall_time(t_ns), index=self._index)
         self._index += 1
         self._pace(t_ns)
