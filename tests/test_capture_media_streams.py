@@ -107,3 +107,21 @@ def test_a_still_stretch_of_variable_frame_rate_video_is_real_time(tmp_path, ffm
     t = (np.array([p.frame.t_ns for p in pairs]) - pairs[0].frame.t_ns) / 1e9
     assert len(pairs) == 2 * FPS and counters["pts_jumps"] == 0
     assert t[FPS] == pytest.approx(3.0, abs=0.02)
+
+
+def test_a_spliced_stream_has_no_stated_audio_end_to_cut_its_audio_at(tmp_path, ffmpeg):
+    """MPEG-TS states no duration: FFmpeg estimates one from the timestamps, which here cover the
+    first part only (the second part's restart, and a new audio rate). Taken as the header's word,
+    it filled the second part with silence and dropped its real audio; the end of the file is the
+    only sign there, so every window after the first second is audio."""
+    parts = []
+    for i, (hz, rate) in enumerate(((440, 44100), (880, 48000))):
+        parts.append(tmp_path / f"p{i}.ts")
+        _ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=15", "-f", "lavfi", "-i", f"sine=f={hz}:sample_rate={rate}",
+                "-t", "3", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "mpegts", str(parts[-1]))  # fmt: skip
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    pairs, counters = stream_pairs(joined)
+    assert len(pairs) == 2 * 3 * 15 and counters["pts_jumps"] == 1
+    assert counters["audio_filled"] == counters["audio_dropped"] == 0, counters
+    assert [p.frame.index for p in pairs[15:] if p.missed] == []

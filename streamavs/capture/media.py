@@ -163,7 +163,7 @@ class MediaSource(Source):
         self.fps = float(rate) if rate else None
         if self._astream is not None:
             self.audio_rate = int(self._astream.codec_context.sample_rate or self._astream.rate or 0) or None
-            self.audio_span = declared_span(self._astream)
+            self.audio_span = declared_span(self._astream, self._container.format.name)
 
     # -- capture thread ------------------------------------------------------------------
     def _run(self) -> None:

@@ -13,14 +13,21 @@ from typing import Any
 __all__ = ["declared_span", "PtsTimeline", "MAX_PTS_JUMP_S"]
 
 MAX_PTS_JUMP_S = 1.0  # video PTS moving further than this (back, or ahead of the audio) is a discontinuity
+# Containers whose header states a track's duration (FFmpeg's demuxer names). For others FFmpeg estimates
+# one from the timestamps or the bit rate, which a spliced MPEG-TS (timestamps that restart) gets wrong.
+_STATED_DURATION_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm"})
 
 
-def declared_span(stream: Any) -> tuple[float | None, float | None]:
+def declared_span(stream: Any, container_format: str) -> tuple[float | None, float | None]:
     """(start, end) of an audio track in stream seconds as its container header states them
     (None where it says nothing): MP4 gives start and duration, Matroska a DURATION tag
-    ("H:MM:SS.nnnnnnnnn") holding the track's end time."""
+    ("H:MM:SS.nnnnnnnnn") holding the track's end time. `container_format`: FFmpeg's name of the
+    demuxer (``container.format.name``, e.g. "mov,mp4,m4a,3gp,3g2,mj2"); in other containers the
+    end is taken as unknown, because FFmpeg's duration there is an estimate."""
     tb = stream.time_base
     start = float(stream.start_time * tb) if stream.start_time is not None and tb else None
+    if _STATED_DURATION_FORMATS.isdisjoint(container_format.split(",")):
+        return start, None
     if stream.duration is not None and tb:
         return start, (start or 0.0) + float(stream.duration * tb)
     tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
