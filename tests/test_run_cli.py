@@ -177,6 +177,16 @@ def test_a_run_that_reaches_its_frame_limit_says_so(capsys, mp4, tiny_engine):
     assert "final (--frames 5 reached)" in out and "frames 5  published 5" in out
 
 
+@pytest.mark.parametrize("prefix", ["file://", "file:"])
+def test_a_file_url_is_read_as_the_file_it_names(capsys, mp4, tiny_engine, prefix):
+    """file:///path and file:path name a local file: read as one (fast, every frame), not refused as
+    missing and not treated as a live stream."""
+    code, out, err = run_cli(capsys, "--input", f"{prefix}{mp4}", "--engine", tiny_engine, "--frames", "3",
+                             "--publish", f"tcp://127.0.0.1:{free_port()}")
+    assert code == 0, err
+    assert f"{mp4} (as fast as possible, every frame) ->" in err and "frames 3  published 3" in out
+
+
 @pytest.fixture(scope="module")
 def long_mp4(media) -> Path:
     """10 s of the same picture and tone: a real-time run of it is still going when a test signals it."""
