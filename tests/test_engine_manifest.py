@@ -16,6 +16,7 @@ import pytest
 
 from streamavs.audio import LogMelParams
 from streamavs.engine import FORMAT_VERSION, load_engine, read_manifest
+from streamavs.engine.base import resolve_engine
 from streamavs.engine.manifest import (
     FrameSpec, Manifest, TemporalSpec, TensorSpec, Thresholds, write_manifest,
 )
@@ -266,6 +267,45 @@ def test_discovery_by_name_in_cwd_engines(engine_dir, tmp_path_factory, monkeypa
     monkeypatch.chdir(work)
     with load_engine("tiny", threads=1) as engine:
         assert engine.manifest.model_file == "tiny.onnx"
+
+
+def test_a_path_is_never_looked_up_by_name(engine_dir, tmp_path_factory, monkeypatch):
+    """A path with a folder part names a file: without its .json it finds the manifest there, and a
+    missing one is an error, never the engine of the same name in ./engines (or the shipped one)."""
+    work = tmp_path_factory.mktemp("work")
+    shutil.copytree(engine_dir, work / "engines")
+    monkeypatch.chdir(work)
+    assert resolve_engine(engine_dir / "tiny") == engine_dir / "tiny.json"
+    assert resolve_engine("tiny.json") == work / "engines" / "tiny.json"  # a bare file name is a name
+    with pytest.raises(EngineError, match=r"no engine file '.*elsewhere/tiny' \(nor tiny.json beside it\); check the path"):
+        resolve_engine(work / "elsewhere" / "tiny")
+    with pytest.raises(EngineError, match=r"no engine file 'streamavs-real-lite/x'"):
+        resolve_engine("streamavs-real-lite/x")
+    (work / "empty").mkdir()
+    with pytest.raises(EngineError, match=r"empty is a folder with no engine manifests in it"):
+        resolve_engine(work / "empty")  # not the engines of the default folders
+    with pytest.raises(EngineError, match=r"engines is a folder; name an engine in it: \['tiny'\]$"):
+        resolve_engine(work / "engines")
+
+
+def test_a_name_for_two_different_engines_is_refused_listing_both(engine_dir, tmp_path_factory, monkeypatch):
+    work = tmp_path_factory.mktemp("work")
+    shutil.copytree(engine_dir, work / "engines")
+    monkeypatch.chdir(work)
+    shipped = resolve_engine("streamavs-synthetic-lite")
+    shutil.copy(shipped, work / "engines" / shipped.name)  # the same manifest twice: one engine
+    assert resolve_engine("streamavs-synthetic-lite").read_bytes() == shipped.read_bytes()
+    _edit(work / "engines" / shipped.name, lambda d: d.update(thresholds={**d["thresholds"], "mask": 0.55}))
+    with pytest.raises(EngineError, match=r"engine name 'streamavs-synthetic-lite' names different engines in \[.*\]; "
+                                          r"pass the path of the one to run"):
+        resolve_engine("streamavs-synthetic-lite")
+
+
+@pytest.mark.parametrize("threads", [0, -1, 10**5])
+def test_a_thread_count_outside_1_to_4_per_core_is_refused(engine_dir, threads):
+    with pytest.raises(EngineError, match=r"threads must be a whole number from 1 to \d+ \(4 per core of this machine\), "
+                                          rf"got {threads}; leave it out for the default"):
+        load_engine(engine_dir / "tiny.json", threads=threads)
 
 
 def test_cli_engines_lists_and_describes(engine_dir, capsys):

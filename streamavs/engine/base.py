@@ -224,8 +224,11 @@ def resolve_engine(name_or_path: str | Path) -> Path:
     """The manifest (or .pt checkpoint) meant by a name or path.
 
     Accepts a manifest ``x.json``, a model file whose manifest lies beside it (``x.onnx``,
-    ``x.ep``), a PyTorch checkpoint ``x.pt`` (run by the torch backend, no manifest needed), or
-    an engine name found in :func:`engine_dirs`.
+    ``x.ep``), a PyTorch checkpoint ``x.pt`` (run by the torch backend, no manifest needed), a path
+    without its ``.json``, or an engine name (``NAME`` or ``NAME.json``) found in :func:`engine_dirs`.
+    A path with a folder part names a file and is never looked up by name: a missing one is an
+    error, not the shipped engine of the same name. A name found in two folders with different
+    manifests is an error that lists both.
     """
     path = Path(name_or_path)
     if path.is_file():
@@ -236,10 +239,24 @@ def resolve_engine(name_or_path: str | Path) -> Path:
             return manifest
         raise EngineError(f"{path} has no manifest {manifest.name} beside it; export engines with `streamavs export`")
     if path.is_dir():
-        raise EngineError(f"{path} is a folder; name an engine in it: {[p.stem for p in find_engines([path])]}")
+        inside = [p.stem for p in find_engines([path]) if p.parent.resolve() == path.resolve()]
+        raise EngineError(f"{path} is a folder; name an engine in it: {inside}" if inside else
+                          f"{path} is a folder with no engine manifests in it; pass an engine's .json")
+    if len(Path(str(name_or_path)).parts) > 1 or "/" in str(name_or_path):  # a path: never a lookup by name
+        if not path.suffix and path.with_suffix(".json").is_file():
+            return path.with_suffix(".json")
+        raise EngineError(f"no engine file {str(name_or_path)!r} (nor {path.with_suffix('.json').name} beside it); "
+                          "check the path, or give a shipped engine by its bare name (streamavs engines lists them)")
+    name = path.stem if path.suffix in (".json", *MODEL_SUFFIXES.values()) else path.name
+    found: dict[Path, Path] = {}
     for d in engine_dirs():
-        if (d / f"{path.name}.json").is_file():
-            return d / f"{path.name}.json"
+        if (d / f"{name}.json").is_file():
+            found.setdefault((d / f"{name}.json").resolve(), d / f"{name}.json")
+    if len({p.read_bytes() for p in found.values()}) > 1:  # copies of one manifest are the same engine
+        raise EngineError(f"engine name {name!r} names different engines in {[str(p) for p in found.values()]}; "
+                          "pass the path of the one to run")
+    if found:
+        return next(iter(found.values()))
     known = [p.stem for p in find_engines()]
     raise EngineError(
         f"no engine {str(name_or_path)!r}: not a file, and not among the engines found ({known or 'none'}) in "
