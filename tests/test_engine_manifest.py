@@ -301,6 +301,20 @@ def test_a_name_for_two_different_engines_is_refused_listing_both(engine_dir, tm
         resolve_engine("streamavs-synthetic-lite")
 
 
+def test_a_misspelt_threshold_key_is_refused_not_ignored(engine_dir):
+    _edit(engine_dir / "tiny.json", lambda d: d.update(thresholds={"mask": 0.6, "hysterisis": 0.2}))
+    with pytest.raises(ManifestMismatch, match=r"unknown thresholds \['hysterisis'\] in the manifest; the keys are "
+                                               r"\['mask', 'gate', 'hysteresis', 'hysteresis_reset'\]: correct the key"):
+        read_manifest(engine_dir / "tiny.json")
+
+
+@pytest.mark.parametrize("model_file", ["../tiny.onnx", "/tmp/tiny.onnx", "sub/tiny.onnx", ""])
+def test_a_model_file_outside_the_manifest_folder_is_refused(engine_dir, model_file):
+    _edit(engine_dir / "tiny.json", lambda d: d.update(model_file=model_file))
+    with pytest.raises(EngineError, match=r"must be a file name in the manifest's own folder"):
+        read_manifest(engine_dir / "tiny.json")
+
+
 @pytest.mark.parametrize("threads", [0, -1, 10**5])
 def test_a_thread_count_outside_1_to_4_per_core_is_refused(engine_dir, threads):
     with pytest.raises(EngineError, match=r"threads must be a whole number from 1 to \d+ \(4 per core of this machine\), "

@@ -216,6 +216,9 @@ class Manifest:
             raise EngineError(
                 f"{source} is not a valid engine manifest ({type(exc).__name__}: {exc}); re-export the engine"
             ) from exc
+        if Path(manifest.model_file).name != manifest.model_file or manifest.model_file in ("", ".", ".."):
+            raise EngineError(f"{source}: model_file {manifest.model_file!r} must be a file name in the manifest's own "
+                              "folder (an engine is its manifest and model file side by side); move the file there")
         backends = PRECISIONS.get(manifest.precision)
         if backends is None:
             raise ManifestMismatch(

@@ -64,5 +64,11 @@ class Thresholds:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Thresholds":
-        """Missing thresholds take the defaults above."""
-        return cls(**{f.name: float(data[f.name]) for f in dataclasses.fields(cls) if f.name in data})
+        """Missing thresholds take the defaults above; an unknown key (a misspelt one would otherwise
+        leave its threshold at the default without a word) is refused."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise InputError(f"unknown thresholds {unknown} in the manifest; the keys are {known}: correct the key, "
+                             "or re-export the engine with streamavs export --mask-threshold/--hysteresis")
+        return cls(**{name: float(data[name]) for name in known if name in data})
