@@ -8,7 +8,6 @@ returns its path. The audio is a known signal: silence until `onset_s`, then a s
 from __future__ import annotations
 
 import os
-
 import shutil
 import subprocess
 from pathlib import Path

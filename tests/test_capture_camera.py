@@ -151,3 +151,12 @@ def test_a_camera_that_reopens_but_sends_no_frame_ends_with_the_reconnect_error(
             assert counters["frames"] > 0 and counters["reconnects"] == 0 and counters["reconnect_failures"] == 3
         finally:
             cam.close()
+
+
+def test_a_file_url_is_the_file_it_names(tmp_path, ffmpeg):
+    """--camera file:///path is a video file (checked to exist, played at its rate), not a network stream."""
+    path = make_video(tmp_path / "cam.mp4", seconds=0.5, fps=20, audio_rate=None)
+    cam = CameraSource(f"file://{path}")
+    assert cam.device == str(path) and cam.is_file
+    with pytest.raises(SourceError, match=r"video file '.*missing.mp4' does not exist"):
+        CameraSource(f"file://{tmp_path}/missing.mp4").start()

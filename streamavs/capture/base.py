@@ -13,7 +13,17 @@ from typing import Any
 
 from streamavs.errors import SourceError, StreamAVSError
 
-__all__ = ["Source"]
+__all__ = ["Source", "local_path"]
+
+
+def local_path(path_or_url: str) -> str:
+    """`path_or_url` as given, or the path a file: URL names (file:///tmp/a.mp4, file:a.mp4): a local
+    file is read as a file (no URL timeouts, every frame), not as a live stream."""
+    if not path_or_url.startswith("file:"):
+        return path_or_url
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(path_or_url).path)
 
 
 class Source:

@@ -107,11 +107,10 @@ def live_capture(camera: int | str = 0, microphone: int | str | None = None, vid
 
     video_delay_s: how late the camera's frames arrive (a network camera's encoder, network and
     decoder); their stamps are moved back by it so they pair with the sound of their moment."""
-    from streamavs.capture.camera import MAX_VIDEO_DELAY_S, CameraSource
+    from streamavs.capture.camera import CameraSource
     from streamavs.capture.microphone import MicrophoneSource
 
-    # the audio ring holds the window of a frame stamped MAX_VIDEO_DELAY_S back, with as much again to spare
-    frames, audio = FrameRing(capacity=4), AudioRing(capacity_s=2 * MAX_VIDEO_DELAY_S)
+    frames, audio = FrameRing(capacity=4), AudioRing()  # 10 s: the window of a frame stamped MAX_VIDEO_DELAY_S back
     sources = (CameraSource(camera, frames=frames, video_delay_s=video_delay_s),
                MicrophoneSource(microphone, ring=audio))
     mic = "default microphone" if microphone is None else f"microphone {microphone}"

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from streamavs.buffers import FrameRing, VideoFrame
-from streamavs.capture.base import Source
+from streamavs.capture.base import Source, local_path
 from streamavs.clock import now_ns, wall_time
 from streamavs.errors import InputError, SourceError
 
@@ -40,8 +40,8 @@ _FIRST_BACKOFF_S = 0.1  # the wait before the first reopen; it doubles with each
 # GStreamer backends): it waits this environment variable's whole seconds (default 10) for each frame of a
 # camera that stopped streaming, and reads it once per process, on the first wait.
 _V4L2_TIMEOUT_ENV = "OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT"
-# The longest video_delay_s accepted (live_capture sizes its audio ring from it); no camera worth running
-# is later than this.
+# The longest video_delay_s accepted: half of AudioRing's default 10 s, so a frame's 1 s window stamped that far
+# back is still held with room to spare; no camera worth running is later than this.
 MAX_VIDEO_DELAY_S = 5.0
 
 
@@ -76,6 +76,7 @@ class CameraSource(Source):
                 f"video delay must be 0 to {MAX_VIDEO_DELAY_S:g} s (how late the camera's frames arrive), got "
                 f"{video_delay_s!r}; measure it by filming a clap and comparing picture and sound, or leave it at 0"
             )
+        device = local_path(device) if isinstance(device, str) else device
         self.device: int | str = int(device) if isinstance(device, str) and device.isdigit() else device
         self.frames = frames if frames is not None else FrameRing(capacity=4)
         self.reconnect_attempts = reconnect_attempts
@@ -101,7 +102,6 @@ class CameraSource(Source):
         import cv2
 
         if isinstance(self.device, int) or self.is_device:
-            os.environ.setdefault(_V4L2_TIMEOUT_ENV, str(max(1, math.ceil(self.timeout_s))))
             cap = cv2.VideoCapture(self.device)  # the platform's camera backend (V4L2 on Linux)
         else:
             ms = int(self.timeout_s * 1000)
@@ -117,6 +117,8 @@ class CameraSource(Source):
             raise SourceError(f"video file '{self.device}' does not exist; check the path, or {_NO_CAMERA_ADVICE}")
         if self.is_device and not Path(str(self.device)).exists():
             raise SourceError(f"camera device '{self.device}' does not exist (ls /dev/video*); {_NO_CAMERA_ADVICE}")
+        if isinstance(self.device, int) or self.is_device:  # read by OpenCV once per process, on its first wait
+            os.environ.setdefault(_V4L2_TIMEOUT_ENV, str(max(1, math.ceil(self.timeout_s))))
         self._cap = self._try_open()
         if self._cap is None:
             what = f"camera {self.device}" if isinstance(self.device, int) or self.is_device else f"'{self.device}'"

@@ -42,7 +42,7 @@ import numpy as np
 
 from streamavs.audio import to_mono
 from streamavs.buffers import AudioRing, FrameRing, VideoFrame
-from streamavs.capture.base import Source
+from streamavs.capture.base import Source, local_path
 from streamavs.capture.media_time import PtsTimeline, declared_span
 from streamavs.capture.orientation import upright
 from streamavs.clock import now_ns, wall_time
@@ -81,7 +81,7 @@ class MediaSource(Source):
                 f"URL timeouts must be > 0 seconds, got open_timeout_s={open_timeout_s!r} and read_timeout_s="
                 f"{read_timeout_s!r}; leave them out for {URL_OPEN_TIMEOUT_S:g} s and {URL_READ_TIMEOUT_S:g} s"
             )
-        self.path = str(path_or_url)
+        self.path = local_path(str(path_or_url))
         self.is_url = "://" in self.path  # a URL stalls and loses packets; a file does neither
         self.open_timeout_s = float(open_timeout_s)  # URLs only: files are never interrupted
         self.read_timeout_s = float(read_timeout_s)

@@ -52,16 +52,6 @@ def _is_url(text: str) -> bool:
     return "://" in text
 
 
-def _local_path(input_: Optional[str]) -> Optional[str]:
-    """--input as given, or the path a file: URL names (file:///tmp/a.mp4, file:a.mp4): a local file
-    is read as a file (fast, every frame), not as a live stream."""
-    if input_ is None or not input_.startswith("file:"):
-        return input_
-    from urllib.parse import unquote, urlsplit
-
-    return unquote(urlsplit(input_).path)
-
-
 def _check_input(input_: Optional[str]) -> None:
     """--input names a file or a URL; a folder is refused here, before anything starts."""
     if input_ is not None and not _is_url(input_) and Path(input_).is_dir():
@@ -306,7 +296,10 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"unknown --backend {backend!r}; choose one of {list(BACKEND_CHOICES)}")
         if encoding not in ENCODINGS:
             raise InputError(f"unknown --encoding {encoding!r}; choose one of {list(ENCODINGS)}")
-        input_ = _local_path(input_)
+        if input_ is not None:
+            from streamavs.capture.base import local_path
+
+            input_ = local_path(input_)
         _check_input(input_)
         if view is not None:
             _check_view_port(view)

@@ -242,7 +242,7 @@ def resolve_engine(name_or_path: str | Path) -> Path:
         inside = [p.stem for p in find_engines([path]) if p.parent.resolve() == path.resolve()]
         raise EngineError(f"{path} is a folder; name an engine in it: {inside}" if inside else
                           f"{path} is a folder with no engine manifests in it; pass an engine's .json")
-    if len(Path(str(name_or_path)).parts) > 1 or "/" in str(name_or_path):  # a path: never a lookup by name
+    if len(path.parts) > 1 or "/" in str(name_or_path):  # a path: never a lookup by name
         if not path.suffix and path.with_suffix(".json").is_file():
             return path.with_suffix(".json")
         raise EngineError(f"no engine file {str(name_or_path)!r} (nor {path.with_suffix('.json').name} beside it); "

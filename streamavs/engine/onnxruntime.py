@@ -31,7 +31,7 @@ from streamavs.engine.manifest import Manifest, check_model_file
 from streamavs.engine.model_io import check_model_io, onnx_dtype
 from streamavs.errors import EngineError, MissingDependency
 
-__all__ = ["OnnxRuntimeEngine", "PROVIDER_ALIASES", "SessionSettings", "GRAPH_OPTIMIZATION", "default_threads", "max_threads",
+__all__ = ["OnnxRuntimeEngine", "PROVIDER_ALIASES", "SessionSettings", "GRAPH_OPTIMIZATION", "default_threads",
            "session_options"]
 
 PROVIDER_ALIASES = {
@@ -47,7 +47,7 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 1) - 1)
 
 
-def max_threads() -> int:
+def _max_threads() -> int:
     """The most threads a session may take: 4 per core (ONNX Runtime starts every one of them, and
     far more than the cores only costs switching; 100000 exhausted the machine while loading)."""
     return 4 * (os.cpu_count() or 1)
@@ -89,10 +89,11 @@ def session_options(settings: SessionSettings | None = None):
         raise EngineError(f"graph_optimization must be one of {list(GRAPH_OPTIMIZATION)}, got {s.graph_optimization!r}")
     if s.execution_mode not in ("sequential", "parallel"):
         raise EngineError(f"execution_mode must be 'sequential' or 'parallel', got {s.execution_mode!r}")
+    most = _max_threads()
     for key in ("threads", "inter_op_threads"):
         n = getattr(s, key)
-        if n is not None and not (isinstance(n, int) and 1 <= n <= max_threads()):
-            raise EngineError(f"{key} must be a whole number from 1 to {max_threads()} (4 per core of this machine), "
+        if n is not None and not (isinstance(n, int) and 1 <= n <= most):
+            raise EngineError(f"{key} must be a whole number from 1 to {most} (4 per core of this machine), "
                               f"got {n!r}; leave it out for the default, {default_threads()}")
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(s.threads) if s.threads is not None else default_threads()
