@@ -234,6 +234,20 @@ class TemporalStage(nn.Module):
             self.refine[0].weight[:, d:2 * d] /= 1.0 - u0  # the refinement reads [current, past, change] (_attend)
         return u0
 
+    def fixed_gate_state(self, u: float) -> dict[str, torch.Tensor]:
+        """The state of an ungated stage (``uncertainty = False``) whose mask logits are this gated
+        stage's with ``u`` fixed at one value everywhere: the inverse of :meth:`start_from_ablation`.
+        The refinement's weights on the attended past are multiplied by ``1 - u`` and the Dirichlet
+        head is dropped, so ``u = 0`` lets the past in ungated, with the same weights."""
+        if self.alpha_head is None:
+            raise ConfigError("fixed_gate_state needs a stage with the uncertainty path (uncertainty = true)")
+        if not 0.0 <= u <= 1.0:
+            raise ConfigError(f"a fixed gate u must lie in [0, 1] (the range of the Dirichlet uncertainty), got {u}")
+        d = self.config.dim
+        state = {k: v.detach().clone() for k, v in self.state_dict().items() if not k.startswith(_GATE_PREFIXES)}
+        state["refine.0.weight"][:, d:2 * d] *= 1.0 - u  # the refinement reads [current, past, change] (_attend)
+        return state
+
     # -- the two entry points -------------------------------------------------------------
     def step(self, fused: torch.Tensor, frame_logits: torch.Tensor, sounding_logit: torch.Tensor,
              cache: torch.Tensor) -> tuple[TemporalOutput, torch.Tensor]:
