@@ -24,6 +24,8 @@ __all__ = [
     "make_video_only",
     "make_raw_tone",
     "make_partial_audio",
+    "make_piped_video",
+    "truncate",
     "count_video_frames",
 ]
 
@@ -160,6 +162,28 @@ def make_partial_audio(
           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
           "-c:a", "aac", "-ar", "44100", "-ac", "2", str(path)])  # fmt: skip
     return Path(path)
+
+
+def make_piped_video(path: Path, seconds: float = 3.0, vcodec: str = "libx264", acodec: str = "aac") -> Path:
+    """A testsrc video with a 440 Hz tone (44.1 kHz stereo), 25 fps, written to a pipe as a live
+    recorder writes it: Matroska that the muxer cannot go back into, so its header states no length
+    (no Segment Duration, no DURATION tags). With codecs whose bit rate is known (mpeg4 + mp2), FFmpeg
+    then estimates a duration from the bit rate and the file size (8 s for 3 s of mpeg4 + mp2)."""
+    args = ["-f", "lavfi", "-i", f"testsrc=size=160x120:rate=25:duration={seconds}", "-f", "lavfi", "-i",
+            f"sine=frequency=440:sample_rate=44100:duration={seconds}", "-c:v", vcodec, "-pix_fmt", "yuv420p",
+            "-c:a", acodec, "-ac", "2", "-f", "matroska", "-"]  # fmt: skip
+    with open(path, "wb") as out:
+        subprocess.run([ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True, stdout=out)
+    return Path(path)
+
+
+def truncate(path: Path, fraction: float) -> Path:
+    """A copy of `path` holding only its first `fraction` of bytes (a download or copy cut off
+    part-way, as ``head -c``), written beside it as cut_NAME."""
+    data = Path(path).read_bytes()
+    cut = Path(path).with_name(f"cut_{Path(path).name}")
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    return cut
 
 
 def make_raw_tone(

@@ -24,12 +24,12 @@ for a time already filled (a wrong header) is dropped and counted (``audio_dropp
 
 URLs that stall: opening fails when connecting and reading the header, or then probing the
 streams, takes longer than ``open_timeout_s``; decoding fails when one read gets no data for
-``read_timeout_s`` (FFmpeg's interrupt callback, set by PyAV's ``timeout``). A failure
-part-way through (a stall, a truncated file) still hands over every frame decoded before it:
-the audio ring is finished first, so frames waiting for their audio go with silence. From a
-URL, a packet that fails to decode (damaged in transit; MPEG-TS hands over the cut packet when
-a read stalls) is skipped and counted (``decode_errors``) unless one stream fails
-``_MAX_DECODE_ERRORS`` times in a row; from a file it is an error.
+``read_timeout_s`` (FFmpeg's interrupt callback, set by PyAV's ``timeout``). A failure part-way
+(a stall, a truncated file) or an end before the end the header states (a cut Matroska file), both
+told by :mod:`.media_end`, still hands over every frame decoded before its error: the audio ring is
+finished first, so frames waiting for their audio go with silence. From a URL, a packet that fails to
+decode (damaged in transit; MPEG-TS hands over the cut packet when a read stalls) is skipped and counted
+(``decode_errors``) unless one stream fails ``_MAX_DECODE_ERRORS`` times in a row; from a file it is an error.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ import numpy as np
 from streamavs.audio import to_mono
 from streamavs.buffers import AudioRing, FrameRing, VideoFrame
 from streamavs.capture.base import Source, local_path
-from streamavs.capture.media_time import PtsTimeline, declared_span
+from streamavs.capture.media_end import MediaEnd
+from streamavs.capture.media_time import PtsTimeline, declared_end, declared_span
 from streamavs.capture.orientation import upright
 from streamavs.clock import now_ns, wall_time
 from streamavs.errors import InputError, SourceError
@@ -93,9 +94,11 @@ class MediaSource(Source):
         self.fps: float | None = None  # nominal frame rate of the video stream
         self.audio_rate: int | None = None  # sample rate of the audio stream (Hz)
         self.audio_span: tuple[float | None, float | None] = (None, None)  # header's (start, end) of the audio, s
+        self.declared_end: float | None = None  # header's end of the streams read, s (Matroska/WebM)
         self._container: Any = None
         self._vstream: Any = None
         self._astream: Any = None
+        self._streams: list[Any] = []  # the video stream, then the audio stream if any
         self._counters.update(
             {"audio_samples": 0, "audio_filled": 0, "audio_dropped": 0, "pts_fixes": 0, "pts_jumps": 0,
              "decode_errors": 0}
@@ -164,6 +167,8 @@ class MediaSource(Source):
         if self._astream is not None:
             self.audio_rate = int(self._astream.codec_context.sample_rate or self._astream.rate or 0) or None
             self.audio_span = declared_span(self._astream, self._container.format.name)
+        self._streams = [s for s in (self._vstream, self._astream) if s is not None]
+        self.declared_end = declared_end(self._streams, c.format.name, None if self.is_url else path)
 
     # -- capture thread ------------------------------------------------------------------
     def _run(self) -> None:
@@ -187,11 +192,12 @@ class MediaSource(Source):
         self._soxr: Any = None
         self._soxr_rate = 0
         self._failed_in_row: dict[int, int] = {}  # stream index -> packets in a row that failed to decode
-        streams = [s for s in (self._vstream, self._astream) if s is not None]
+        end = MediaEnd(self.path, self.is_url, self.read_timeout_s, self.declared_end)
         try:
-            for packet in c.demux(*streams):
+            for packet in c.demux(*self._streams):
                 if self._stop.is_set():
                     return
+                end.note(packet)
                 for frame in self._decode(packet):
                     if isinstance(frame, av.VideoFrame):
                         self._on_video(frame)
@@ -203,21 +209,14 @@ class MediaSource(Source):
             if self._stop.is_set():
                 return  # closed while a read was blocked: not a failure
             self._finish_stream()  # the frames decoded before the failure still reach the consumer
-            if isinstance(exc, av.error.ExitError) and self.is_url:  # a read got no data in time
-                raise SourceError(
-                    f"'{self.path}' stopped sending: no data for {self.read_timeout_s:g} s after {self._index} "
-                    "frames; the stream stalled: check the network and the server (ffprobe "
-                    f"'{self.path}'); the frames before it were processed"
-                ) from exc
-            raise SourceError(
-                f"decoding '{self.path}' failed after {self._index} frames ({exc}); the file may be "
-                "truncated or use a codec this FFmpeg cannot decode: re-encode it with ffmpeg"
-            ) from exc
+            raise end.failed(exc, self._index) from exc
         except Exception:
             if not self._stop.is_set():
                 self._finish_stream()  # whatever failed, the frames decoded before it still go out
             raise
         self._finish_stream()
+        if (early := end.ended_early(self._index)) is not None:  # e.g. a cut Matroska file: after its frames
+            raise early
 
     def _decode(self, packet: Any) -> list:
         """The packet's frames; a URL's packet that fails to decode is skipped and counted (see the module doc)."""

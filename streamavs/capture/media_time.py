@@ -1,6 +1,7 @@
 """When things happen in a media stream: what its header declares, and its video on one timeline.
 
 - :func:`declared_span`: where an audio track starts and ends, as the container header states it.
+- :func:`declared_end`: where a Matroska/WebM input ends, as its header states it.
 - :class:`PtsTimeline`: video PTS on one continuous timeline across discontinuities (an encoder
   restart, a spliced live feed: MPEG-TS timestamps restart or leap), as the audio, whose samples
   are taken to be contiguous, continues.
@@ -10,12 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["declared_span", "PtsTimeline", "MAX_PTS_JUMP_S"]
+from streamavs.capture.matroska import segment_duration_s
+
+__all__ = ["declared_span", "declared_end", "PtsTimeline", "MAX_PTS_JUMP_S"]
 
 MAX_PTS_JUMP_S = 1.0  # video PTS moving further than this (back, or ahead of the audio) is a discontinuity
 # Containers whose header states a track's duration (FFmpeg's demuxer names). For others FFmpeg estimates
 # one from the timestamps or the bit rate, which a spliced MPEG-TS (timestamps that restart) gets wrong.
 _STATED_DURATION_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm"})
+# Matroska states a track's end in its DURATION tag only: a stream duration there is FFmpeg's estimate
+# from the bit rate (a live recording, whose header states no length).
+_MATROSKA_FORMATS = frozenset({"matroska", "webm"})
 
 
 def declared_span(stream: Any, container_format: str) -> tuple[float | None, float | None]:
@@ -26,9 +32,10 @@ def declared_span(stream: Any, container_format: str) -> tuple[float | None, flo
     end is taken as unknown, because FFmpeg's duration there is an estimate."""
     tb = stream.time_base
     start = float(stream.start_time * tb) if stream.start_time is not None and tb else None
-    if _STATED_DURATION_FORMATS.isdisjoint(container_format.split(",")):
+    names = container_format.split(",")
+    if _STATED_DURATION_FORMATS.isdisjoint(names):
         return start, None
-    if stream.duration is not None and tb:
+    if stream.duration is not None and tb and _MATROSKA_FORMATS.isdisjoint(names):
         return start, (start or 0.0) + float(stream.duration * tb)
     tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
     try:
@@ -36,6 +43,19 @@ def declared_span(stream: Any, container_format: str) -> tuple[float | None, flo
         return start, int(h) * 3600 + int(m) * 60 + float(sec)
     except ValueError:
         return start, None
+
+
+def declared_end(streams: list[Any], container_format: str, path: str | None) -> float | None:
+    """Stream seconds at which a Matroska/WebM input's `streams` end, as its header states: the last
+    of their DURATION tags, or where a track has none the Segment Duration read from the file at
+    `path` (None for a URL). None where the header states nothing (a live recording) and for other
+    containers: MPEG-TS states no length; a cut MP4's index points past its end, so it mostly fails to decode."""
+    if _MATROSKA_FORMATS.isdisjoint(container_format.split(",")):
+        return None
+    ends = [declared_span(stream, container_format)[1] for stream in streams]
+    if ends and None not in ends:
+        return max(ends)
+    return segment_duration_s(path) if path is not None else None
 
 
 class PtsTimeline:
