@@ -1,4 +1,8 @@
-"""`streamavs engines [NAME_OR_PATH]`: list the engines found, or describe one."""
+"""`streamavs engines [NAME_OR_PATH]`: list the engines found, or describe one.
+
+Both show an engine by its file name, the name --engine takes (streamavs.engine.base.resolve_engine
+says why it is not the manifest's ``name`` field), and add the manifest's name where it differs.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,11 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, Any]]) -> None:
 
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _also_named(manifest, path: Path) -> str:
+    """" (manifest name 'x')" when the manifest's name is not its file name, the handle --engine takes; else ""."""
+    return "" if manifest.name == path.stem else f" (manifest name {manifest.name!r})"
 
 
 def _model_check(manifest, model_file: Path) -> str:
@@ -80,7 +89,7 @@ def _list(paths: list[Path]) -> None:
         typer.echo(f"no engines found in {searched or ['the shipped folder', './engines']}; "
                    "export one with `streamavs export CHECKPOINT --backend onnx`")
         return
-    typer.echo(f"{'name':<24} {'backend':<9} {'prec':<5} {'frame':<9} {'T':>2} {'size':>10}  {'check':<15}  manifest")
+    typer.echo(f"{'engine':<24} {'backend':<9} {'prec':<5} {'frame':<9} {'T':>2} {'size':>10}  {'check':<15}  manifest")
     bad = []
     for path in found:
         try:
@@ -94,8 +103,8 @@ def _list(paths: list[Path]) -> None:
         check = _model_check(m, model_file)
         if check != "ok":
             bad.append(str(path))
-        typer.echo(f"{m.name:<24} {m.backend:<9} {m.precision:<5} {frame:<9} {window:>2} {_size_mb(model_file):>10}  "
-                   f"{check:<15}  {path}")
+        typer.echo(f"{path.stem:<24} {m.backend:<9} {m.precision:<5} {frame:<9} {window:>2} {_size_mb(model_file):>10}  "
+                   f"{check:<15}  {path}{_also_named(m, path)}")
     if bad:
         typer.echo(f"{len(bad)} engine(s) failed the model file check; `streamavs engines {bad[0]}` says why", err=True)
 
@@ -145,7 +154,7 @@ def _describe(target: str, as_json: bool) -> None:
     else:
         sha = f"sha256 {file_sha256(model_file)[:16]}... but the manifest says {m.sha256[:16]}...: CORRUPTED or modified"
     lines = [
-        f"engine       {m.name}",
+        f"engine       {path.stem}{_also_named(m, path)}",
         f"manifest     {path} (format_version {m.format_version}, created {m.created})",
         f"model file   {model_file} ({_size_mb(model_file)}, {sha})",
         f"backend      {m.backend}, {m.precision}",
@@ -202,7 +211,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the whole manifest as JSON.")] = False,
     ) -> None:
-        """List the engines found (shipped folder, ./engines, --path), or describe one: manifest, size, metrics."""
+        """List the engines found (shipped folder, ./engines, --path) by the name --engine takes, or describe one."""
         if name_or_path is None:
             _list(list(path or []))
         else:

@@ -229,6 +229,12 @@ def resolve_engine(name_or_path: str | Path) -> Path:
     A path with a folder part names a file and is never looked up by name: a missing one is an
     error, not the shipped engine of the same name. A name found in two folders with different
     manifests is an error that lists both.
+
+    An engine's name is its manifest's file name (stem), the first column of `streamavs engines`,
+    not the manifest's ``name`` field: a folder cannot hold two files of one name, while any number
+    of manifests may carry one ``name`` (a copy, a renamed export), so only the file name picks one
+    engine without a second lookup rule. A manifest ``name`` given instead is refused with the file
+    name to pass.
     """
     path = Path(name_or_path)
     if path.is_file():
@@ -257,11 +263,29 @@ def resolve_engine(name_or_path: str | Path) -> Path:
                           "pass the path of the one to run")
     if found:
         return next(iter(found.values()))
+    named = [p for p in find_engines() if p.stem != name and _manifest_name(p) == name]
+    if named:
+        raise EngineError(
+            f"no engine file named {name!r}: it is the manifest name of {', '.join(str(p) for p in named)}; --engine "
+            f"takes an engine's file name (the first column of `streamavs engines`): pass "
+            f"{' or '.join(repr(p.stem) for p in named)}"
+        )
     known = [p.stem for p in find_engines()]
     raise EngineError(
         f"no engine {str(name_or_path)!r}: not a file, and not among the engines found ({known or 'none'}) in "
         f"{[str(d) for d in engine_dirs()] or 'the shipped folder or ./engines'}; pass a path to a .json/.onnx/.ep/.pt file"
     )
+
+
+def _manifest_name(path: Path) -> str | None:
+    """The ``name`` field of the manifest at `path` (None when it cannot be read)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return data.get("name") if isinstance(data, dict) else None
 
 
 def _backend_class(backend: str, fmt: str) -> type[Engine]:

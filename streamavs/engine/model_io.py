@@ -5,6 +5,8 @@ back what it describes (mask and uncertainty at the frame size, sounding, the ne
 file that takes or gives anything else would fail on the first frame with a backend's own error,
 or, worse, give the runtime arrays it misreads; :func:`check_model_io` refuses it when the engine
 loads, naming the tensor, what the manifest says, what the model file has, and the fix.
+:func:`check_model_precision` does the same for the manifest's precision (an INT8 manifest over
+an FP32 model file, or the reverse, would run at the wrong speed and accuracy without a word).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from streamavs.engine.manifest import Manifest, check_model_inputs
 from streamavs.errors import ManifestMismatch
 
-__all__ = ["check_model_io", "onnx_dtype"]
+__all__ = ["check_model_io", "check_model_precision", "onnx_dtype"]
 
 _ONNX_DTYPES = {"float": "float32", "double": "float64"}  # ONNX element type names that differ from numpy's
 
@@ -66,3 +68,26 @@ def check_model_io(manifest: Manifest, inputs: Mapping[str, tuple[Sequence, str]
                     f"engine {name!r}: manifest says {kind} {spec.name} {list(spec.shape)} {spec.dtype} but model file "
                     f"{model_file} has {list(shape)} {dtype}; re-export the engine"
                 )
+
+
+def check_model_precision(manifest: Manifest, quantization_ops: Sequence[str], model_file: str) -> None:
+    """The manifest's precision agrees with the model file: int8 when the graph holds quantization
+    operators (`quantization_ops`, read from the file: QuantizeLinear, DequantizeLinear, ...), fp32
+    when it holds none. Raises ManifestMismatch.
+
+    Only the quantization is checked: it is what `streamavs export --int8` adds to a graph, and it
+    is visible in the operator types alone. An ONNX engine is never fp16 (manifest.PRECISIONS), and
+    a float graph's weight types are not read.
+    """
+    name, precision = manifest.name, manifest.precision
+    fix = "the manifest was written for another model file: restore the engine's files or re-export it"
+    if precision == "int8" and not quantization_ops:
+        raise ManifestMismatch(
+            f"engine {name!r}: manifest says precision int8 but model file {model_file} holds no quantization "
+            f"operators (QuantizeLinear, DequantizeLinear, ...): it is a float (fp32) model; {fix}"
+        )
+    if precision != "int8" and quantization_ops:
+        raise ManifestMismatch(
+            f"engine {name!r}: manifest says precision {precision} but model file {model_file} is quantized (it holds "
+            f"{', '.join(quantization_ops)} operators: an int8 model); {fix}"
+        )

@@ -12,13 +12,15 @@ bench/results/session-sweep-2026-11-30.json, FP32 and INT8 real-object engines, 
 basic or extended optimisation is 1.2-4x slower (no NCHWc layout for the float convolutions),
 parallel execution ~2x slower, arena and memory pattern off within +-4% (noise).
 The model bytes are read once: hashed against the manifest, then handed to the session, so the
-file that was checked is the file that runs.
+file that was checked is the file that runs. A file the session refuses is explained by what ONNX
+Runtime reports (:func:`load_error`); a loaded one is checked against its manifest's tensors and
+precision (:mod:`~streamavs.engine.model_io`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,11 +30,13 @@ import numpy as np
 from streamavs.audio import LogMelParams
 from streamavs.engine.base import Engine
 from streamavs.engine.manifest import Manifest, check_model_file
-from streamavs.engine.model_io import check_model_io, onnx_dtype
+from streamavs.engine.model_io import check_model_io, check_model_precision, onnx_dtype
+from streamavs.engine.onnx_graph import read_onnx_summary
+from streamavs.engine.thread_count import check_threads, default_threads
 from streamavs.errors import EngineError, MissingDependency
 
 __all__ = ["OnnxRuntimeEngine", "PROVIDER_ALIASES", "SessionSettings", "GRAPH_OPTIMIZATION", "default_threads",
-           "session_options"]
+           "load_error", "session_options"]
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -40,17 +44,6 @@ PROVIDER_ALIASES = {
     "tensorrt": "TensorrtExecutionProvider",
     "trt": "TensorrtExecutionProvider",
 }
-
-
-def default_threads() -> int:
-    """Intra-op threads by default: all cores but one (at least 1)."""
-    return max(1, (os.cpu_count() or 1) - 1)
-
-
-def _max_threads() -> int:
-    """The most threads a session may take: 4 per core (ONNX Runtime starts every one of them, and
-    far more than the cores only costs switching; 100000 exhausted the machine while loading)."""
-    return 4 * (os.cpu_count() or 1)
 
 
 # SessionSettings.graph_optimization -> onnxruntime.GraphOptimizationLevel member
@@ -89,15 +82,11 @@ def session_options(settings: SessionSettings | None = None):
         raise EngineError(f"graph_optimization must be one of {list(GRAPH_OPTIMIZATION)}, got {s.graph_optimization!r}")
     if s.execution_mode not in ("sequential", "parallel"):
         raise EngineError(f"execution_mode must be 'sequential' or 'parallel', got {s.execution_mode!r}")
-    most = _max_threads()
-    for key in ("threads", "inter_op_threads"):
-        n = getattr(s, key)
-        if n is not None and not (isinstance(n, int) and 1 <= n <= most):
-            raise EngineError(f"{key} must be a whole number from 1 to {most} (4 per core of this machine), "
-                              f"got {n!r}; leave it out for the default, {default_threads()}")
+    threads = check_threads(s.threads)
+    inter_op_threads = check_threads(s.inter_op_threads, "inter_op_threads")
     so = ort.SessionOptions()
-    so.intra_op_num_threads = int(s.threads) if s.threads is not None else default_threads()
-    so.inter_op_num_threads = int(s.inter_op_threads)
+    so.intra_op_num_threads = threads if threads is not None else default_threads()
+    so.inter_op_num_threads = inter_op_threads
     so.execution_mode = ort.ExecutionMode.ORT_PARALLEL if s.execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[s.graph_optimization])
     so.enable_cpu_mem_arena = bool(s.memory_arena)
@@ -151,22 +140,21 @@ class OnnxRuntimeEngine(Engine):
         data = check_model_file(manifest, self.model_path)  # the bytes checked are the bytes that run
 
         settings = settings or SessionSettings()
-        if threads is not None:
-            settings = dataclasses.replace(settings, threads=int(threads))
+        if threads is not None:  # checked here, never truncated by int(): 2.5 is refused, not run as 2
+            settings = dataclasses.replace(settings, threads=check_threads(threads))
         if inter_op_threads is not None:
-            settings = dataclasses.replace(settings, inter_op_threads=int(inter_op_threads))
+            inter_op_threads = check_threads(inter_op_threads, "inter_op_threads")
+            settings = dataclasses.replace(settings, inter_op_threads=inter_op_threads)
         self.settings = settings
         so = session_options(settings)
         self.providers = self._resolve_providers(ort, providers)
         try:
             self._session = ort.InferenceSession(data, sess_options=so, providers=self.providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
-            raise EngineError(
-                f"ONNX Runtime cannot load engine {manifest.name!r} from {self.model_path.name}: {exc}; "
-                "re-export the engine with this onnxruntime version"
-            ) from exc
+            raise load_error(manifest, self.model_path.name, data, exc, ort.__version__) from exc
         check_model_io(manifest, {i.name: (i.shape, onnx_dtype(i.type)) for i in self._session.get_inputs()},
                        {o.name: (o.shape, onnx_dtype(o.type)) for o in self._session.get_outputs()}, self.model_path.name)
+        check_model_precision(manifest, read_onnx_summary(data).quantization_ops, self.model_path.name)
         self._input_names = [t.name for t in manifest.inputs]
         self._output_names = [t.name for t in manifest.outputs]
 
@@ -204,3 +192,48 @@ class OnnxRuntimeEngine(Engine):
 
     def _release(self) -> None:
         self._session = None
+
+
+def load_error(manifest: Manifest, model_file: str, data: bytes, exc: Exception, version: str) -> EngineError:
+    """Why ONNX Runtime `version` refused `data`, the bytes of `model_file` that matched the manifest's sha256.
+
+    ONNX Runtime reports a file it cannot parse as INVALID_PROTOBUF, and an empty one as "No graph
+    was found in the protobuf": the file is damaged, and no onnxruntime version runs it. A model it
+    parses but refuses (an IR version or opset newer than it knows, an operator it lacks) is a
+    model for another onnxruntime version, or a bad export.
+    """
+    name, reported = manifest.name, _ort_message(exc)
+    if type(exc).__name__ == "InvalidProtobuf" or "No graph was found" in reported:
+        return EngineError(
+            f"engine {name!r}: model file {model_file} is not a readable ONNX model (ONNX Runtime: {reported}); "
+            "its sha256 matches its manifest, so the file was damaged before the manifest was written, or both "
+            "were replaced: re-export the engine from its checkpoint, or restore both files from where the engine "
+            "came from"
+        )
+    try:
+        holds = read_onnx_summary(data).describe()
+    except ValueError:  # ONNX Runtime read more of it than this reader does: say what it said
+        holds = "an ONNX model"
+    exported = manifest.versions.get("onnxruntime")
+    if exported == version:  # another onnxruntime is no fix: the export is
+        fix = (f"the engine records this onnxruntime version ({version}), so the export wrote a model it cannot run: "
+               "re-export the engine")
+    elif exported:
+        fix = (f"the engine was exported with onnxruntime {exported}: run it with that version (pip install "
+               f"onnxruntime=={exported}) or re-export the engine with this one ({version})")
+    else:
+        fix = f"its manifest records no onnxruntime version: re-export the engine with this one ({version})"
+    return EngineError(f"engine {name!r}: ONNX Runtime {version} parses model file {model_file} ({holds}) but "
+                       f"cannot load it: {reported}; {fix}")
+
+
+# "[ONNXRuntimeError] : 1 : FAIL : /onnxruntime_src/.../model.cc:256 onnxruntime::Model::Model(...) Unsupported ..."
+_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : ")
+_ORT_SOURCE = re.compile(r"(?<=: )/\S+:\d+ [^()]*\(.*?\) ")  # the C++ source location and function signature
+
+
+def _ort_message(exc: Exception) -> str:
+    """ONNX Runtime's error on one line without its C++ source location, e.g. "FAIL : Unsupported model IR
+    version: 99, max supported IR version: 10"."""
+    text = " ".join(str(exc).split())
+    return _ORT_SOURCE.sub("", _ORT_PREFIX.sub("", text), count=1)

@@ -27,6 +27,7 @@ import numpy as np
 from streamavs.audio import LogMelParams
 from streamavs.engine.base import Engine
 from streamavs.engine.manifest import Manifest, check_model_file, check_model_inputs
+from streamavs.engine.thread_count import check_threads
 from streamavs.errors import EngineError, require
 
 __all__ = ["TensorRTEngine", "CastingStreaming", "compile_tensorrt", "save_tensorrt"]
@@ -95,7 +96,8 @@ def save_tensorrt(compiled, path: str | Path, inputs: Sequence[Any]) -> Path:
 class TensorRTEngine(Engine):
     """A ``.ep`` engine (torch-tensorrt ExportedProgram) run on a CUDA device.
 
-    threads is accepted for a uniform load_engine(...) call and ignored (the GPU does the work).
+    threads is accepted for a uniform load_engine(...) call, checked as every backend checks it, and
+    ignored (the GPU does the work).
     """
 
     backend = "tensorrt"
@@ -110,7 +112,7 @@ class TensorRTEngine(Engine):
         audio_params: LogMelParams | None = None,
         frame_size: tuple[int, int] | None = None,
     ) -> None:
-        del threads
+        check_threads(threads)
         torch, _ = _require_trt("the TensorRT engine backend")
         super().__init__(manifest, Path(model_path), audio_params=audio_params, frame_size=frame_size)
         check_model_file(manifest, self.model_path)

@@ -18,6 +18,7 @@ from streamavs.audio import LogMelParams
 from streamavs.engine.base import Engine
 from streamavs.engine.describe import streaming_manifest
 from streamavs.engine.manifest import Manifest, check_model_file, file_sha256
+from streamavs.engine.thread_count import check_threads
 from streamavs.errors import EngineError, require
 
 __all__ = ["TorchEngine"]
@@ -26,7 +27,8 @@ __all__ = ["TorchEngine"]
 class TorchEngine(Engine):
     """Eager PyTorch on the CPU (or `device`), numpy in/out, under ``torch.inference_mode``.
 
-    threads: if given, calls ``torch.set_num_threads`` (process-wide: torch has no per-model setting).
+    threads: if given, calls ``torch.set_num_threads`` (process-wide: torch has no per-model setting);
+        a whole number from 1 to 4 per core (:func:`~streamavs.engine.thread_count.check_threads`).
     """
 
     backend = "torch"
@@ -42,6 +44,7 @@ class TorchEngine(Engine):
         audio_params: LogMelParams | None = None,
         frame_size: tuple[int, int] | None = None,
     ) -> None:
+        threads = check_threads(threads)  # before anything: set_num_threads would change every model in the process
         torch = require("torch", "train", "the PyTorch engine backend")
         super().__init__(manifest, model_path, audio_params=audio_params, frame_size=frame_size)
         if model is None:
@@ -60,7 +63,7 @@ class TorchEngine(Engine):
                 f"takes {list(actual)}; re-export the engine"
             )
         if threads is not None:
-            torch.set_num_threads(int(threads))
+            torch.set_num_threads(threads)
         self._torch = torch
         self._device = torch.device(device)
         self.model = model.eval().to(self._device)
