@@ -1,5 +1,8 @@
 """Ring buffers between the capture threads and the engine (the pairer is in :mod:`streamavs.pairing`).
 
+:class:`AudioRing` is defined here; :class:`VideoFrame` and :class:`FrameRing` in
+:mod:`streamavs.frame_ring`, re-exported from this module.
+
 ``camera -> FrameRing``, ``microphone -> AudioRing``; :class:`~streamavs.pairing.Pairer` takes the newest frame
 F(t) and the 1 s audio window that ends at it, or up to one audio block before it (see
 :class:`~streamavs.pairing.Pairer` for the policy). Everything is stamped with the one monotonic clock
@@ -28,12 +31,12 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 from streamavs.errors import InputError
+from streamavs.frame_ring import FrameRing, VideoFrame
 
 __all__ = ["VideoFrame", "Coverage", "AudioRing", "FrameRing", "MAX_LOST_FILL_S"]
 
@@ -42,20 +45,6 @@ __all__ = ["VideoFrame", "Coverage", "AudioRing", "FrameRing", "MAX_LOST_FILL_S"
 # estimate means a stopped process or a broken clock fit, not an overflow, and the re-anchored
 # fit places the new audio in time anyway.
 MAX_LOST_FILL_S = 5.0
-
-
-@dataclass(frozen=True)
-class VideoFrame:
-    """One video frame as captured.
-
-    image: (H, W, 3) uint8 RGB. t_ns: capture time on the monotonic clock (ns; files: from
-    PTS). wall_time: the same instant in Unix seconds. index: frame number from the source (0, 1, ...).
-    """
-
-    image: np.ndarray
-    t_ns: int
-    wall_time: float
-    index: int
 
 
 class Coverage(NamedTuple):
@@ -295,101 +284,3 @@ class AudioRing:
 def _check_count(where: str, name: str, n: object) -> None:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise InputError(f"{where} needs a sample count {name} >= 0, got {n!r}")
-
-
-class FrameRing:
-    """Newest-frame store for video frames (preallocated slots, oldest overwritten).
-
-    Frames must arrive with increasing timestamps. A frame that is overwritten or skipped
-    before anyone took it counts as a drop. `push(..., block=True)` instead waits for space
-    (backpressure for files processed without loss); a live camera never blocks.
-    """
-
-    def __init__(self, capacity: int = 4) -> None:
-        if not isinstance(capacity, int) or capacity < 1:
-            raise InputError(f"FrameRing capacity must be a positive integer, got {capacity!r}")
-        self.capacity = capacity
-        self._slots: collections.deque[VideoFrame] = collections.deque()
-        self._cond = threading.Condition(threading.Lock())
-        self._last_t: int | None = None
-        self._pushed = 0
-        self._drops = 0
-        self._finished = False
-
-    def push(self, frame: VideoFrame, block: bool = False, timeout: float | None = None) -> bool:
-        """Store `frame`; returns False only if `block` and no space came within `timeout` s.
-
-        Raises InputError when the timestamp does not increase (streaming contract).
-        """
-        with self._cond:
-            if self._last_t is not None and frame.t_ns <= self._last_t:
-                raise InputError(
-                    f"frame {frame.index} has timestamp {frame.t_ns} ns, not after the previous frame's "
-                    f"{self._last_t} ns; frame timestamps must increase strictly (stamp frames with "
-                    "time.monotonic_ns() or monotonic PTS)"
-                )
-            if block:
-                if not self._cond.wait_for(lambda: len(self._slots) < self.capacity, timeout):
-                    return False
-            elif len(self._slots) == self.capacity:
-                self._slots.popleft()
-                self._drops += 1
-            self._slots.append(frame)
-            self._last_t = frame.t_ns
-            self._pushed += 1
-            self._cond.notify_all()
-            return True
-
-    def latest(self) -> VideoFrame | None:
-        """The newest stored frame without taking it (None if empty)."""
-        with self._cond:
-            return self._slots[-1] if self._slots else None
-
-    def take(self, timeout: float | None = None, newest: bool = True) -> VideoFrame | None:
-        """Wait up to `timeout` s for a frame and remove it; None on timeout or when finished and empty.
-
-        newest=True takes the newest frame and drops (counts) the older ones; newest=False
-        takes the oldest (lossless, first in first out).
-        """
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._slots or self._finished, timeout):
-                return None
-            if not self._slots:
-                return None
-            if newest:
-                frame = self._slots.pop()
-                self._drops += len(self._slots)
-                self._slots.clear()
-            else:
-                frame = self._slots.popleft()
-            self._cond.notify_all()
-            return frame
-
-    def finish(self) -> None:
-        """Mark the end of the stream: `take` returns None once the stored frames are taken."""
-        with self._cond:
-            self._finished = True
-            self._cond.notify_all()
-
-    @property
-    def finished(self) -> bool:
-        """True after :meth:`finish`."""
-        with self._cond:
-            return self._finished
-
-    @property
-    def drops(self) -> int:
-        """Frames overwritten or skipped before being taken."""
-        with self._cond:
-            return self._drops
-
-    @property
-    def pushed(self) -> int:
-        """Frames pushed so far."""
-        with self._cond:
-            return self._pushed
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._slots)
-

@@ -9,12 +9,16 @@ A :class:`Capture` bundles the running sources with the :class:`FrameRing` and
 * ``live_clock``: frame stamps are real capture instants on the monotonic clock (camera,
   microphone, real-time playback); for as-fast-as-possible playback they come from PTS, so the
   "capture" stage cannot be measured against them.
+* ``audio_delay_s``: how much later the sound arrives than the frames of the same moment (a
+  Bluetooth microphone); the pairer holds frames back that long (``Pairer(hold_s=...)``) and the
+  frame ring has room for them.
 
 The builders construct the sources but start nothing; :meth:`Pipeline.start` starts them.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,14 @@ from streamavs.buffers import AudioRing, FrameRing
 from streamavs.capture.base import Source
 from streamavs.errors import StreamAVSError
 
-__all__ = ["Capture", "media_capture", "live_capture", "synthetic_capture"]
+__all__ = ["Capture", "media_capture", "live_capture", "synthetic_capture", "FRAME_SLOTS", "HELD_FPS"]
+
+# Frames a ring keeps besides those held for late sound: a live pairer takes the newest, a lossless
+# one makes the source wait for space, so a few are enough to ride out one slow engine step.
+FRAME_SLOTS = 4
+# The fastest camera a ring holding frames for a late microphone is sized for: audio_delay_s of frames
+# at this rate, so that none is overwritten before its sound arrives.
+HELD_FPS = 60
 
 
 @dataclass
@@ -37,6 +48,7 @@ class Capture:
     live_clock: bool
     description: str
     fps: float | None = None  # nominal frame rate, when the source knows it (after start)
+    audio_delay_s: float = 0.0  # the pairer's hold: how much later the sound arrives than the frames
 
     def start(self) -> None:
         """Start every source (opens devices/files in this thread: failures raise here)."""
@@ -95,27 +107,36 @@ def media_capture(path_or_url: str | Path, realtime: bool) -> Capture:
     """A file or URL decoded with PyAV. realtime=False: as fast as possible and lossless."""
     from streamavs.capture.media import MediaSource
 
-    frames, audio = FrameRing(capacity=4), AudioRing()
+    frames, audio = FrameRing(capacity=FRAME_SLOTS), AudioRing()
     lossless = not realtime
     source = MediaSource(path_or_url, realtime=realtime, lossless=lossless, frames=frames, audio=audio)
     pace = "real time" if realtime else "as fast as possible, every frame"
     return Capture((source,), frames, audio, lossless=lossless, live_clock=realtime, description=f"{path_or_url} ({pace})")
 
 
-def live_capture(camera: int | str = 0, microphone: int | str | None = None, video_delay_s: float = 0.0) -> Capture:
+def live_capture(
+    camera: int | str = 0, microphone: int | str | None = None, video_delay_s: float = 0.0, audio_delay_s: float = 0.0
+) -> Capture:
     """A camera (OpenCV: index, file or URL) and a PortAudio microphone (index, name or default).
 
     video_delay_s: how late the camera's frames arrive (a network camera's encoder, network and
-    decoder); their stamps are moved back by it so they pair with the sound of their moment."""
+    decoder); their stamps are moved back by it so they pair with the sound of their moment.
+    audio_delay_s: how late the microphone's sound arrives (Bluetooth); its stamps are moved back
+    by it, and the pairer holds the frames back until their sound has arrived, so each frame's
+    latency includes it. Only their difference matters: the CLI takes one of them.
+    """
     from streamavs.capture.camera import CameraSource
     from streamavs.capture.microphone import MicrophoneSource
 
-    frames, audio = FrameRing(capacity=4), AudioRing()  # 10 s: the window of a frame stamped MAX_VIDEO_DELAY_S back
-    sources = (CameraSource(camera, frames=frames, video_delay_s=video_delay_s),
-               MicrophoneSource(microphone, ring=audio))
+    audio = AudioRing()  # 10 s: the window of a frame stamped MAX_VIDEO_DELAY_S back
+    mic_source = MicrophoneSource(microphone, ring=audio, audio_delay_s=audio_delay_s)  # checks the delay first
+    frames = FrameRing(capacity=FRAME_SLOTS + math.ceil(audio_delay_s * HELD_FPS))
+    sources = (CameraSource(camera, frames=frames, video_delay_s=video_delay_s), mic_source)
     mic = "default microphone" if microphone is None else f"microphone {microphone}"
     late = f" (frames {video_delay_s * 1000:.0f} ms late)" if video_delay_s else ""
-    return Capture(sources, frames, audio, lossless=False, live_clock=True, description=f"camera {camera}{late} + {mic}")
+    mic_late = f" (sound {audio_delay_s * 1000:.0f} ms late)" if audio_delay_s else ""
+    return Capture(sources, frames, audio, lossless=False, live_clock=True,
+                   description=f"camera {camera}{late} + {mic}{mic_late}", audio_delay_s=audio_delay_s)
 
 
 def synthetic_capture(
@@ -127,7 +148,7 @@ def synthetic_capture(
     """
     from streamavs.capture.synthetic_live import SyntheticLiveSource
 
-    frames, audio = FrameRing(capacity=4), AudioRing()
+    frames, audio = FrameRing(capacity=FRAME_SLOTS), AudioRing()
     lossless = not realtime
     source = SyntheticLiveSource(
         config=config, seed=seed, fps=fps, realtime=realtime, lossless=lossless, clips=clips,

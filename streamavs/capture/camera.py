@@ -13,8 +13,9 @@ A network camera's frames arrive after its encoder, the network and the decoder 
 a typical IP camera) while a local microphone's sound arrives within milliseconds, so a frame
 stamped on arrival would be paired with sound from after the moment it shows. ``video_delay_s``
 moves every stamp back by that delay (``streamavs run --video-delay``); it cannot be negative,
-because a frame cannot be paired with sound that has not arrived yet (a microphone later than the
-camera, e.g. a Bluetooth one, would need the frame held back, which this source does not do).
+because a frame cannot be paired with sound that has not arrived yet: a microphone later than the
+camera (a Bluetooth one) is corrected on the microphone's side (``MicrophoneSource(audio_delay_s=...)``,
+``streamavs run --audio-delay``), and the pairer holds the frames back until their sound is there.
 """
 
 from __future__ import annotations

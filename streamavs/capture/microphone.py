@@ -4,6 +4,13 @@ The PortAudio callback stamps each block on arrival (``time.monotonic_ns``; Port
 ADC times are unreliable on several host APIs), averages the channels, resamples to 16 kHz
 with one persistent ``soxr.ResampleStream`` and writes the result into the ring.
 
+A microphone whose sound arrives later than the camera's frames (a Bluetooth headset: its codec
+and radio add 0.1-0.3 s) would have each block stamped that much after the moment it holds;
+``audio_delay_s`` moves every stamp back by that delay (``streamavs run --audio-delay``), as
+CameraSource's ``video_delay_s`` does for frames, so the ring maps each sample to its true
+capture time, and the pairer holds frames back until their sound has arrived
+(``Pairer(hold_s=...)``).
+
 A block is what PortAudio hands one callback: ``blocksize`` frames, or with the default
 ``blocksize=0`` the host API's period (10-20 ms on most systems). The ring measures it
 (:attr:`AudioRing.block`) and the pairer pairs a frame at once when the audio reaches within
@@ -44,13 +51,18 @@ from streamavs.audio import to_mono
 from streamavs.buffers import AudioRing
 from streamavs.capture.base import Source
 from streamavs.clock import now_ns
-from streamavs.errors import MissingDependency, SourceError
+from streamavs.errors import InputError, MissingDependency, SourceError
 
-__all__ = ["MicrophoneSource", "import_sounddevice", "input_devices", "STALL_S", "STOP_TIMEOUT_S"]
+__all__ = ["MicrophoneSource", "import_sounddevice", "input_devices", "MAX_AUDIO_DELAY_S", "STALL_S", "STOP_TIMEOUT_S"]
 
 STALL_S = 2.0  # no block for this long while the stream is active: the device stopped delivering
 STALL_BLOCKS = 4  # with a large fixed blocksize, the limit is at least this many blocks
 STOP_TIMEOUT_S = 1.0  # closing waits this long for PortAudio to stop the stream, then abandons it
+# The longest audio_delay_s accepted. Bluetooth audio (SBC/AAC/aptX, the radio and the headset's buffer)
+# arrives 0.1-0.3 s late, rarely up to 0.5 s; more than 1 s is a wrong measurement, not a microphone.
+# The pairer holds that much of the camera's frames back (live_capture sizes its ring for it), so the
+# bound also keeps that hold, and the added latency, small.
+MAX_AUDIO_DELAY_S = 1.0
 _log = logging.getLogger("streamavs.capture.microphone")
 
 
@@ -86,6 +98,8 @@ class MicrophoneSource(Source):
 
     samplerate defaults to the device's default rate; channels to min(2, its channels), and if the
     device refuses that count, to all of its channels (the callback mixes them to mono anyway).
+    `audio_delay_s` (0 to MAX_AUDIO_DELAY_S): how late the device's sound arrives after the moment
+    it was captured; every stamp is moved back by it.
     Counters: frames (callbacks), audio_samples (16 kHz samples written), overflows, audio_lost
     (16 kHz zeros written in place of the audio the overflows lost).
     """
@@ -100,14 +114,21 @@ class MicrophoneSource(Source):
         channels: int | None = None,
         blocksize: int = 0,
         dtype: str = "int16",
+        audio_delay_s: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= audio_delay_s <= MAX_AUDIO_DELAY_S:  # also refuses NaN
+            raise InputError(
+                f"audio delay must be 0 to {MAX_AUDIO_DELAY_S:g} s (how late the microphone's sound arrives), got "
+                f"{audio_delay_s!r}; measure it by filming a clap and comparing picture and sound, or leave it at 0"
+            )
         self.device = int(device) if isinstance(device, str) and device.isdigit() else device
         self.ring = ring if ring is not None else AudioRing()
         self.samplerate = samplerate
         self.channels = channels
         self.blocksize = blocksize
         self.dtype = dtype
+        self._delay_ns = int(round(audio_delay_s * 1e9))
         self.device_name = ""
         self._stream: Any = None
         self._resampler: Any = None
@@ -194,9 +215,9 @@ class MicrophoneSource(Source):
             out = self._resampler.resample_chunk(mono)
             self._in_total += frames
             # soxr holds back a few samples; the newest output sample is that much older
-            # than the block end.
+            # than the block end, which itself was captured audio_delay_s before it arrived.
             held = self._in_total * self.ring.sample_rate / self.samplerate - (self._out_total + out.size)
-            t_end = t_arrival - int(held * 1e9 / self.ring.sample_rate)
+            t_end = t_arrival - int(held * 1e9 / self.ring.sample_rate) - self._delay_ns
             if status.input_overflow:  # input was lost before this block: zeros for it, then the block
                 self._count("overflows")
                 self._count("audio_lost", self.ring.mark_overflow(out.size, t_end))

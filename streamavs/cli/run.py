@@ -62,7 +62,7 @@ def _check_input(input_: Optional[str]) -> None:
 
 
 def _build_capture(input_: Optional[str], camera: Optional[str], mic: Optional[str], synthetic: bool,
-                   realtime: Optional[bool], video_delay: float):
+                   realtime: Optional[bool], video_delay: float, audio_delay: float = 0.0):
     """Choose the capture from the options; raises InputError on conflicting options."""
     from streamavs.capture.builders import live_capture, media_capture, synthetic_capture
 
@@ -71,9 +71,14 @@ def _build_capture(input_: Optional[str], camera: Optional[str], mic: Optional[s
     which = "--input" if input_ is not None else "--synthetic" if synthetic else None  # an input with its own clock
     if which and (camera is not None or mic is not None):
         raise InputError(f"{which} brings its own audio and video; drop --camera/--mic, or drop {which} to use them")
-    if which and video_delay:
-        raise InputError(f"--video-delay applies to --camera; {which} stamps picture and sound from one clock, "
-                         "so drop --video-delay")
+    for option, delay in (("--video-delay", video_delay), ("--audio-delay", audio_delay)):
+        if which and delay:
+            raise InputError(f"{option} applies to --camera; {which} stamps picture and sound from one clock, "
+                             f"so drop {option}")
+    if video_delay and audio_delay:
+        raise InputError(f"--video-delay {video_delay:g} and --audio-delay {audio_delay:g} both given; only their "
+                         "difference matters (how much later the sound arrives than the picture): pass the "
+                         f"difference as one of them, e.g. {_one_delay(video_delay - audio_delay)}")
     if input_ is not None:
         pace = _is_url(input_) if realtime is None else realtime
         return media_capture(input_, realtime=pace)
@@ -81,7 +86,16 @@ def _build_capture(input_: Optional[str], camera: Optional[str], mic: Optional[s
         return synthetic_capture(realtime=True if realtime is None else realtime)
     if realtime is not None:
         raise InputError("--realtime/--fast apply to --input and --synthetic; a camera always runs at real time")
-    return live_capture(camera if camera is not None else 0, mic, video_delay_s=video_delay)
+    return live_capture(camera if camera is not None else 0, mic, video_delay_s=video_delay, audio_delay_s=audio_delay)
+
+
+def _one_delay(frames_later_s: float) -> str:
+    """The one option that says how much later the frames arrive than the sound (negative: the sound is later)."""
+    if frames_later_s == 0:
+        return "neither (they cancel)"
+    if frames_later_s > 0:
+        return f"--video-delay {frames_later_s:g}"
+    return f"--audio-delay {-frames_later_s:g}"
 
 
 class _Sinks:
@@ -239,6 +253,12 @@ def register(app: typer.Typer) -> None:
                               "camera: 0.1-0.5; at most 5); they are paired with the sound of that moment.",
                          metavar="SECONDS"),
         ] = 0.0,
+        audio_delay: Annotated[
+            float,
+            typer.Option(help="How late the microphone's sound arrives after the moment it was captured, in seconds "
+                              "(Bluetooth: 0.1-0.3; at most 1); frames are held back until their sound has "
+                              "arrived, so latency includes it.", metavar="SECONDS"),
+        ] = 0.0,
         synthetic: Annotated[bool, typer.Option("--synthetic", help="Use the procedural live scene as input.")] = False,
         realtime: Annotated[
             Optional[bool],
@@ -314,7 +334,7 @@ def register(app: typer.Typer) -> None:
             preview_fps = 10.0
         preview = PreviewConfig(fps=preview_fps) if preview_fps is not None else None
         config = PipelineConfig(rate_hz=rate, gate=gate, encoding=encoding, preview=preview)
-        capture = _build_capture(input_, camera, mic, synthetic, realtime, video_delay)
+        capture = _build_capture(input_, camera, mic, synthetic, realtime, video_delay, audio_delay)
         address = publish or DEFAULT_ADDRESS
         with ExitStack() as stack:
             live = realtime if realtime is not None else not (input_ and not _is_url(input_))

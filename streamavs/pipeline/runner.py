@@ -120,7 +120,7 @@ class Pipeline:
         self._logmel = LogMel(audio_spec.params)
         self._pairer = Pairer(
             capture.frames, capture.audio, window_s=audio_spec.window_s,
-            max_wait_s=config.max_audio_wait_s, lossless=capture.lossless,
+            max_wait_s=config.max_audio_wait_s, lossless=capture.lossless, hold_s=capture.audio_delay_s,
         )  # fmt: skip
         self._cache = engine.initial_cache()
         self._last_t_ns: int | None = None  # the last processed frame's stamp
