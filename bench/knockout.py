@@ -43,6 +43,7 @@ def knock_out_gate(checkpoint: str | Path, out: str | Path, u: float, recorded: 
     file (default: as given; pass one without a machine's layout); `u_from` says where `u` came
     from. Raises InputError for a missing file or a `u` outside [0, 1], ConfigError for a
     checkpoint without a gated stage."""
+    from streamavs.engine.manifest import file_sha256
     from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
     from streamavs.model.temporal import TemporalConfig, TemporalStage
 
@@ -56,22 +57,26 @@ def knock_out_gate(checkpoint: str | Path, out: str | Path, u: float, recorded: 
     kept = {k: v for k, v in extra.items() if k not in ("temporal_config", "temporal_state_dict")}
     out = Path(out)
     save_streaming_checkpoint(out, StreamingSegmenter(model.segmenter, stage).eval(), {
-        **kept, "knockout": {"stage": recorded or str(checkpoint), "u": float(u), "u_from": u_from,
-                             "what": "the gate fixed at u and folded into the refinement (TemporalStage.fixed_gate_state)"}})
+        **kept, "knockout": {"stage": recorded or str(checkpoint), "stage_sha256": file_sha256(checkpoint), "u": float(u),
+                             "u_from": u_from,
+                             "what": "the gate fixed at u and folded into the refinement (TemporalStage.fixed_gate_state); "
+                                     "the other keys (train_config, metrics, provenance) are the gated stage's"}})
     return out
 
 
 def mean_uncertainty(checkpoint: str | Path, data: str, clips: int = MEAN_CLIPS,
-                     seed_offset: int = MEAN_SEED_OFFSET, image_size: int = 224) -> float:
+                     seed_offset: int = MEAN_SEED_OFFSET, image_size: int | None = None) -> float:
     """The stage's u averaged over every pixel of every frame of `clips` validation clips of `data`
-    (the temporal ablation's construction), streamed as the runtime streams them."""
+    (the temporal ablation's construction, at the model's frame size unless `image_size` is given),
+    streamed as the runtime streams them."""
     from streamavs.bench.temporal_ablation import run_clip, warm_up
     from streamavs.datasets.streaming import streaming_test_split
 
     model, _ = _gated(checkpoint)
     warm_up(model)
     total, count = 0.0, 0
-    for clip in streaming_test_split(clips, seed_offset=seed_offset, image_size=image_size, data=data, split="val"):
+    size = image_size or model.image_size
+    for clip in streaming_test_split(clips, seed_offset=seed_offset, image_size=size, data=data, split="val"):
         u = run_clip(model, clip)["uncertainty"]  # (T, H, W)
         total, count = total + float(u.sum(dtype="float64")), count + u.size
     return total / count
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         set_threads(args.threads)
         u = mean_uncertainty(args.checkpoint, args.data)
         u_from = f"mean over {MEAN_CLIPS} {args.data} validation clips from index {MEAN_SEED_OFFSET}"
-    out = knock_out_gate(args.checkpoint, args.out, u, recorded=Path(args.checkpoint).name, u_from=u_from)
+    out = knock_out_gate(args.checkpoint, args.out, u, u_from=u_from)
     print(f"wrote {out}: the stage of {args.checkpoint} with its gate fixed at u = {u:.4f} ({u_from})")
     return 0
 

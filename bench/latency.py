@@ -40,6 +40,7 @@ import numpy as np
 
 from streamavs.bench.latency_engines import BACKENDS
 from streamavs.bench.report import command_line, machine_info, make_report, stats_ms, write_json
+from streamavs.engine.thread_count import default_threads
 from streamavs.errors import InputError
 
 __all__ = ["LatencyConfig", "STAGES", "measure_row", "run_latency", "for_json", "gap_events", "main_command"]
@@ -282,7 +283,7 @@ def run_latency(
     cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
     # One thread count for every CPU backend, so the rows compare like with like (ONNX Runtime's
     # default leaves a core to the capture threads; PyTorch's default of all cores oversubscribes).
-    threads = config.threads or _default_threads()
+    threads = config.threads or default_threads()
     rows: list[dict[str, Any]] = []
     for spec in config.models:
         model = resolve_model(spec, cache_dir)
@@ -310,14 +311,6 @@ def run_latency(
                 "encoding": config.encoding, "engine_threads": threads, "subscriber": "thread of the same process"},
         rows=rows,
     )  # fmt: skip
-
-
-def _default_threads() -> int:
-    """Engine threads when --threads is not given: all cores this process may use but one."""
-    import os
-
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, usable - 1)
 
 
 def _relative_speed(rows: list[dict[str, Any]]) -> None:

@@ -16,7 +16,11 @@ import numpy as np
 
 from streamavs.errors import InputError
 
-__all__ = ["VideoFrame", "FrameRing"]
+__all__ = ["VideoFrame", "FrameRing", "FRAME_SLOTS"]
+
+# Frames a ring keeps by default: a live pairer takes the newest, a lossless one makes the source wait for
+# space, so a few are enough to ride out one slow engine step.
+FRAME_SLOTS = 4
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,6 @@ class VideoFrame:
     index: int
 
 
-
 class FrameRing:
     """Newest-frame store for video frames (preallocated slots, oldest overwritten).
 
@@ -43,7 +46,7 @@ class FrameRing:
     camera never blocks.
     """
 
-    def __init__(self, capacity: int = 4) -> None:
+    def __init__(self, capacity: int = FRAME_SLOTS) -> None:
         if not isinstance(capacity, int) or capacity < 1:
             raise InputError(f"FrameRing capacity must be a positive integer, got {capacity!r}")
         self.capacity = capacity

@@ -156,4 +156,3 @@ class Pairer:
             if frame is not None:
                 return frame, self.max_wait_s
         return self.frames.take(0, newest=False), held_wait_s
-

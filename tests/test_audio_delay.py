@@ -155,8 +155,12 @@ def test_a_held_pairer_pairs_every_frame_on_the_real_clock_with_audio_that_arriv
     late_pushed = [t for t in pushed if lo <= t <= hi]
     late = [p for p in pairs if lo <= p.frame.t_ns <= hi]
     assert len(late_pushed) >= 15, "the run was too short to judge"
-    # One pair per D would be 40 ms / D = 13% of the frames; a busy machine drops some frames, not most.
-    assert len(late) >= 0.5 * len(late_pushed), (len(late), len(late_pushed))
+    # Paired at the camera's rate: one pair per D would put D = 0.3 s between paired frames; a writer
+    # held up on a busy machine and catching up in a burst drops a few frames, which moves the median
+    # gap from 40 ms to at most ~80 ms.
+    assert len(late) >= 5, len(late)
+    gaps = sorted(b.frame.t_ns - a.frame.t_ns for a, b in zip(late, late[1:]))
+    assert gaps[len(gaps) // 2] <= D * 1e9 / 2, gaps
     for p in late:
         assert p.padded == 0, (p.frame.index, p.padded)
         assert 0 <= p.frame.t_ns - p.window_ns[1] <= BLOCK * 10**9 // SR + 1, p.frame.t_ns - p.window_ns[1]
@@ -209,5 +213,7 @@ def test_the_microphone_stamps_its_samples_audio_delay_s_before_they_arrived(tmp
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         assert r["head"] >= SR
         ahead[delay] = r["ahead"] / SR
-    assert -0.05 <= ahead[0.0] <= 0.1, ahead
-    assert 0.45 <= ahead[0.5] <= 0.6, ahead
+    # Each reading is off by up to a block, and more where a callback was held up on a busy machine; the
+    # shift between them is the delay (without the stamp line it is ~0).
+    assert -0.05 <= ahead[0.0] <= 0.25, ahead
+    assert 0.3 <= ahead[0.5] - ahead[0.0] <= 0.7, ahead

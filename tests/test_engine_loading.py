@@ -169,8 +169,8 @@ def test_each_shipped_engine_is_read_as_its_manifest_says(name):
 # -- 4. a thread count is a whole number --------------------------------------------------------------
 @pytest.mark.parametrize("threads", [2.5, 1.0, True, "2"])
 def test_a_thread_count_that_is_not_a_whole_number_is_refused(threads):
-    with pytest.raises(EngineError, match=r"^threads must be a whole number from 1 to \d+ \(4 per core of this "
-                                          rf"machine\), got {threads!r}; leave it out for the default, \d+$"):
+    with pytest.raises(EngineError, match=r"^threads must be a whole number from 1 to \d+ \(4 per core this "
+                                          rf"process may use\), got {threads!r}; leave it out for the default, \d+$"):
         load_engine(SYNTHETIC, threads=threads)
 
 
@@ -206,3 +206,23 @@ def test_the_tensorrt_engine_checks_the_thread_count_it_ignores(tmp_path):
     manifest = _copy_engine(SYNTHETIC, tmp_path, backend="tensorrt")
     with pytest.raises(EngineError, match=r"^threads must be a whole number from 1 to \d+ .*got 2.5"):
         load_engine(manifest, threads=2.5)
+
+
+def test_a_session_failure_that_is_not_the_model_names_the_providers_not_the_export():
+    """A provider that does not start (CUDA out of memory, as ONNX Runtime words it) is not a fault of
+    the model file: no re-export or onnxruntime-version advice, the providers asked for instead."""
+    import onnxruntime as ort
+
+    from streamavs.engine import read_manifest, resolve_engine
+    from streamavs.engine.onnxruntime import load_error
+
+    path = resolve_engine(SYNTHETIC)
+    manifest = read_manifest(path)
+    data = (path.parent / manifest.model_file).read_bytes()
+    cuda = RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Exception during initialization: "
+                        "CUDA failure 2: out of memory ; GPU=0")
+    message = str(load_error(manifest, manifest.model_file, data, cuda, ort.__version__, ["CUDAExecutionProvider"]))
+    assert "could not create a session" in message and "CUDAExecutionProvider" in message and "providers=['cpu']" in message
+    assert "re-export" not in message and "pip install" not in message
+    ir = RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Unsupported model IR version: 99, max supported IR version: 10")
+    assert "re-export" in str(load_error(manifest, manifest.model_file, data, ir, ort.__version__, ["CPUExecutionProvider"]))

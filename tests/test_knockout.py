@@ -48,12 +48,14 @@ def _with_constant_gate(stage, u: float):
 def test_the_knocked_out_stage_is_the_gated_one_with_u_fixed(tmp_path, u):
     from streamavs.model.streaming import load_streaming
     from streamavs.bench.knockout import knock_out_gate
+    from streamavs.engine.manifest import file_sha256
 
     seg, gated = _gated_checkpoint(tmp_path / "full.pt")
     knock_out_gate(tmp_path / "full.pt", tmp_path / "ko.pt", u, recorded="full.pt")
     model, extra = load_streaming(tmp_path / "ko.pt")
     assert not model.temporal.config.uncertainty and model.temporal.alpha_head is None
     assert extra["knockout"]["u"] == u and extra["knockout"]["stage"] == "full.pt" and extra["provenance"] == "test"
+    assert extra["knockout"]["stage_sha256"] == file_sha256(tmp_path / "full.pt")
     inputs = _inputs(seg.fused_channels)
     with torch.no_grad():
         before = gated.forward_clip(*inputs)
@@ -95,6 +97,6 @@ def test_the_mean_gate_is_the_average_u_of_streamed_validation_clips(tmp_path):
     from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
 
     seg, gated = _gated_checkpoint(tmp_path / "full.pt")
-    assert 0.0 < mean_uncertainty(tmp_path / "full.pt", "synthetic", clips=1, image_size=64) < 1.0
+    assert 0.0 < mean_uncertainty(tmp_path / "full.pt", "synthetic", clips=1) < 1.0  # at the model's 64 x 64
     save_streaming_checkpoint(tmp_path / "flat.pt", StreamingSegmenter(seg, _with_constant_gate(gated, 0.4)), {})
     assert mean_uncertainty(tmp_path / "flat.pt", "synthetic", clips=2, image_size=64) == pytest.approx(0.4, rel=1e-5)

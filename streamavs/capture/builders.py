@@ -23,15 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamavs.buffers import AudioRing, FrameRing
+from streamavs.buffers import AudioRing
+from streamavs.frame_ring import FRAME_SLOTS, FrameRing
 from streamavs.capture.base import Source
 from streamavs.errors import StreamAVSError
 
 __all__ = ["Capture", "media_capture", "live_capture", "synthetic_capture", "FRAME_SLOTS", "HELD_FPS"]
 
-# Frames a ring keeps besides those held for late sound: a live pairer takes the newest, a lossless
-# one makes the source wait for space, so a few are enough to ride out one slow engine step.
-FRAME_SLOTS = 4
 # The fastest camera a ring holding frames for a late microphone is sized for: audio_delay_s of frames
 # at this rate, so that none is overwritten before its sound arrives.
 HELD_FPS = 60

@@ -50,7 +50,7 @@ class OnnxSummary:
 
     def describe(self) -> str:
         """e.g. "ONNX IR version 10, opset 18" (the ai.onnx operator set; ONNX Runtime's error names any other)."""
-        return f"ONNX IR version {self.ir_version}, opset {self.opsets.get('', 'none')}"
+        return f"ONNX IR version {self.ir_version}, opset {self.opsets.get('') or self.opsets.get('ai.onnx', 'none')}"
 
 
 def read_onnx_summary(data: bytes) -> OnnxSummary:

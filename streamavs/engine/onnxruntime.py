@@ -86,7 +86,7 @@ def session_options(settings: SessionSettings | None = None):
     inter_op_threads = check_threads(s.inter_op_threads, "inter_op_threads")
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads if threads is not None else default_threads()
-    so.inter_op_num_threads = inter_op_threads
+    so.inter_op_num_threads = inter_op_threads or 1  # None: one, as SessionSettings' default
     so.execution_mode = ort.ExecutionMode.ORT_PARALLEL if s.execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[s.graph_optimization])
     so.enable_cpu_mem_arena = bool(s.memory_arena)
@@ -151,10 +151,15 @@ class OnnxRuntimeEngine(Engine):
         try:
             self._session = ort.InferenceSession(data, sess_options=so, providers=self.providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
-            raise load_error(manifest, self.model_path.name, data, exc, ort.__version__) from exc
+            raise load_error(manifest, self.model_path.name, data, exc, ort.__version__, self.providers) from exc
         check_model_io(manifest, {i.name: (i.shape, onnx_dtype(i.type)) for i in self._session.get_inputs()},
                        {o.name: (o.shape, onnx_dtype(o.type)) for o in self._session.get_outputs()}, self.model_path.name)
-        check_model_precision(manifest, read_onnx_summary(data).quantization_ops, self.model_path.name)
+        try:
+            quantization_ops = read_onnx_summary(data).quantization_ops
+        except ValueError as exc:  # ONNX Runtime parsed it; this reader did not: say so rather than guess
+            raise EngineError(f"engine {manifest.name!r}: model file {self.model_path.name} loaded, but its graph could "
+                              f"not be read to check its precision ({exc}); re-export the engine") from exc
+        check_model_precision(manifest, quantization_ops, self.model_path.name)
         self._input_names = [t.name for t in manifest.inputs]
         self._output_names = [t.name for t in manifest.outputs]
 
@@ -194,13 +199,16 @@ class OnnxRuntimeEngine(Engine):
         self._session = None
 
 
-def load_error(manifest: Manifest, model_file: str, data: bytes, exc: Exception, version: str) -> EngineError:
+def load_error(manifest: Manifest, model_file: str, data: bytes, exc: Exception, version: str,
+               providers: Sequence[Any] = ()) -> EngineError:
     """Why ONNX Runtime `version` refused `data`, the bytes of `model_file` that matched the manifest's sha256.
 
     ONNX Runtime reports a file it cannot parse as INVALID_PROTOBUF, and an empty one as "No graph
     was found in the protobuf": the file is damaged, and no onnxruntime version runs it. A model it
-    parses but refuses (an IR version or opset newer than it knows, an operator it lacks) is a
-    model for another onnxruntime version, or a bad export.
+    parses but refuses (an IR version or opset newer than it knows, an operator it lacks: what
+    :data:`_MODEL_FAULT` matches) is a model for another onnxruntime version, or a bad export; any
+    other failure (a provider that did not start, its options, memory) is reported with the
+    `providers` asked for.
     """
     name, reported = manifest.name, _ort_message(exc)
     if type(exc).__name__ == "InvalidProtobuf" or "No graph was found" in reported:
@@ -210,6 +218,10 @@ def load_error(manifest: Manifest, model_file: str, data: bytes, exc: Exception,
             "were replaced: re-export the engine from its checkpoint, or restore both files from where the engine "
             "came from"
         )
+    if not _MODEL_FAULT.search(reported):  # a provider that did not start, options, memory: not the file
+        return EngineError(f"engine {name!r}: ONNX Runtime {version} could not create a session for model file "
+                           f"{model_file} with providers {providers}: {reported}; check the providers and their "
+                           "options, or run on the CPU (providers=['cpu'])")
     try:
         holds = read_onnx_summary(data).describe()
     except ValueError:  # ONNX Runtime read more of it than this reader does: say what it said
@@ -227,6 +239,10 @@ def load_error(manifest: Manifest, model_file: str, data: bytes, exc: Exception,
                        f"cannot load it: {reported}; {fix}")
 
 
+# ONNX Runtime's words for a model it parsed but cannot run: its IR version, an opset, an operator or kernel
+# it lacks, a graph it finds invalid.
+_MODEL_FAULT = re.compile(r"IR version|opset|Could not find an implementation|NOT_IMPLEMENTED|INVALID_GRAPH|"
+                          r"No Op registered|not a registered function", re.IGNORECASE)
 # "[ONNXRuntimeError] : 1 : FAIL : /onnxruntime_src/.../model.cc:256 onnxruntime::Model::Model(...) Unsupported ..."
 _ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : ")
 _ORT_SOURCE = re.compile(r"(?<=: )/\S+:\d+ [^()]*\(.*?\) ")  # the C++ source location and function signature

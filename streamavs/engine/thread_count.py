@@ -13,18 +13,23 @@ import os
 
 from streamavs.errors import EngineError
 
-__all__ = ["check_threads", "default_threads", "max_threads"]
+__all__ = ["check_threads", "default_threads", "max_threads", "usable_cores"]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's or taskset's cpuset), at least 1."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def default_threads() -> int:
-    """Intra-op threads by default: all cores but one (at least 1), leaving a core for the capture threads."""
-    return max(1, (os.cpu_count() or 1) - 1)
+    """Intra-op threads by default: all usable cores but one (at least 1), leaving a core for the capture threads."""
+    return max(1, usable_cores() - 1)
 
 
 def max_threads() -> int:
-    """The most threads an engine may take: 4 per core (ONNX Runtime starts every one of them, and
-    far more than the cores only costs switching; 100000 exhausted the machine while loading)."""
-    return 4 * (os.cpu_count() or 1)
+    """The most threads an engine may take: 4 per usable core (ONNX Runtime starts every one of them,
+    and far more than the cores only costs switching; 100000 exhausted the machine while loading)."""
+    return 4 * usable_cores()
 
 
 def check_threads(value: object, key: str = "threads") -> int | None:
@@ -39,6 +44,6 @@ def check_threads(value: object, key: str = "threads") -> int | None:
     except TypeError:
         number = None
     if number is None or not 1 <= number <= most:
-        raise EngineError(f"{key} must be a whole number from 1 to {most} (4 per core of this machine), "
+        raise EngineError(f"{key} must be a whole number from 1 to {most} (4 per core this process may use), "
                           f"got {value!r}; leave it out for the default, {default_threads()}")
     return number
