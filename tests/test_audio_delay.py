@@ -200,6 +200,7 @@ STAMPS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # ~3 s: two subprocesses of 1 s of real-time audio each
 def test_the_microphone_stamps_its_samples_audio_delay_s_before_they_arrived(tmp_path):
     """On the clocked ALSA device (real time, 48 kHz): with audio_delay_s = D the ring's clock fit
     says the newest sample was captured D before now, i.e. "now" lies D * 16000 samples ahead of

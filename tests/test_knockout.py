@@ -7,6 +7,7 @@ weights, a bias giving that u), so a wrong scale or a wrong slice of the refinem
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -44,18 +45,27 @@ def _with_constant_gate(stage, u: float):
     return stage
 
 
-@pytest.mark.parametrize("u", [1e-7, 0.3, 0.76])
-def test_the_knocked_out_stage_is_the_gated_one_with_u_fixed(tmp_path, u):
-    from streamavs.model.streaming import load_streaming
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """(path, segmenter, gated stage) of one gated checkpoint, shared by the tests (building it costs seconds)."""
+    path = tmp_path_factory.mktemp("knockout") / "full.pt"
+    seg, gated = _gated_checkpoint(path)
+    return path, seg, gated
+
+
+@pytest.mark.parametrize("u", [1e-7, 0.3])
+def test_the_knocked_out_stage_is_the_gated_one_with_u_fixed(full, tmp_path, u):
     from streamavs.bench.knockout import knock_out_gate
     from streamavs.engine.manifest import file_sha256
+    from streamavs.model.streaming import load_streaming
 
-    seg, gated = _gated_checkpoint(tmp_path / "full.pt")
-    knock_out_gate(tmp_path / "full.pt", tmp_path / "ko.pt", u, recorded="full.pt")
+    path, seg, gated = full
+    gated = copy.deepcopy(gated)  # _with_constant_gate edits it
+    knock_out_gate(path, tmp_path / "ko.pt", u, recorded="full.pt")
     model, extra = load_streaming(tmp_path / "ko.pt")
     assert not model.temporal.config.uncertainty and model.temporal.alpha_head is None
     assert extra["knockout"]["u"] == u and extra["knockout"]["stage"] == "full.pt" and extra["provenance"] == "test"
-    assert extra["knockout"]["stage_sha256"] == file_sha256(tmp_path / "full.pt")
+    assert extra["knockout"]["stage_sha256"] == file_sha256(path)
     inputs = _inputs(seg.fused_channels)
     with torch.no_grad():
         before = gated.forward_clip(*inputs)
@@ -68,35 +78,36 @@ def test_the_knocked_out_stage_is_the_gated_one_with_u_fixed(tmp_path, u):
         assert torch.equal(model.segmenter.state_dict()[key], seg.state_dict()[key])
 
 
-def test_what_cannot_be_knocked_out_is_refused_with_the_fix(tmp_path):
+def test_what_cannot_be_knocked_out_is_refused_with_the_fix(full, tmp_path):
     from streamavs.errors import ConfigError, InputError
     from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
     from streamavs.bench.knockout import knock_out_gate, main
 
-    seg, _ = _gated_checkpoint(tmp_path / "full.pt")
+    path, seg, _ = full
     for bad in (-0.1, 1.5, float("nan"), True):
         with pytest.raises(InputError, match=r"--u must be a number in \[0, 1\]"):
-            knock_out_gate(tmp_path / "full.pt", tmp_path / "ko.pt", bad)
+            knock_out_gate(path, tmp_path / "ko.pt", bad)
     with pytest.raises(InputError, match="no such file"):
         knock_out_gate(tmp_path / "missing.pt", tmp_path / "ko.pt", 0.0)
     save_streaming_checkpoint(tmp_path / "seg.pt", StreamingSegmenter(seg, None), {})
     with pytest.raises(ConfigError, match="holds no temporal stage"):
         knock_out_gate(tmp_path / "seg.pt", tmp_path / "ko.pt", 0.0)
-    knock_out_gate(tmp_path / "full.pt", tmp_path / "ko.pt", 0.0)
+    knock_out_gate(path, tmp_path / "ko.pt", 0.0)
     with pytest.raises(ConfigError, match="an ungated stage"):
         knock_out_gate(tmp_path / "ko.pt", tmp_path / "ko2.pt", 0.0)
     assert not (tmp_path / "ko2.pt").exists()
     with pytest.raises(ConfigError, match="an ungated stage"):
         main([str(tmp_path / "ko.pt"), "--out", str(tmp_path / "ko2.pt")])
     with pytest.raises(InputError, match="needs --data"):
-        main([str(tmp_path / "full.pt"), "--u", "mean", "--out", str(tmp_path / "ko2.pt")])
+        main([str(path), "--u", "mean", "--out", str(tmp_path / "ko2.pt")])
 
 
-def test_the_mean_gate_is_the_average_u_of_streamed_validation_clips(tmp_path):
+def test_the_mean_gate_is_the_average_u_of_streamed_validation_clips(full, tmp_path):
     from streamavs.bench.knockout import mean_uncertainty
     from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
 
-    seg, gated = _gated_checkpoint(tmp_path / "full.pt")
-    assert 0.0 < mean_uncertainty(tmp_path / "full.pt", "synthetic", clips=1) < 1.0  # at the model's 64 x 64
+    path, seg, gated = full
+    gated = copy.deepcopy(gated)
+    assert 0.0 < mean_uncertainty(path, "synthetic", clips=1) < 1.0  # at the model's 64 x 64
     save_streaming_checkpoint(tmp_path / "flat.pt", StreamingSegmenter(seg, _with_constant_gate(gated, 0.4)), {})
     assert mean_uncertainty(tmp_path / "flat.pt", "synthetic", clips=2, image_size=64) == pytest.approx(0.4, rel=1e-5)

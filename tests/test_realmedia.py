@@ -139,6 +139,7 @@ def _best_ncc(piece: np.ndarray, rec: np.ndarray) -> float:
     return float(np.max(corr / (np.sqrt(np.maximum(energy, 1e-12)) * np.linalg.norm(piece))))
 
 
+@pytest.mark.slow  # moved from the default step (2026-12-01, seventh session) to keep it under 5 minutes
 def test_a_source_sounds_with_its_own_recording(real_media):
     """Training scenes: the sounding object's track is its own stamp recording, placed as events (not stretched)."""
     bank = RealBank("train", real_media, augment=False)

@@ -165,6 +165,7 @@ def test_preview_worker_hands_over_the_downscaled_jpeg():
     assert np.abs(rgb[:, 90:].astype(int) - (255, 40, 40)).max() < 12 and rgb[:, :70].max() < 12
 
 
+@pytest.mark.slow  # moved from the default step (2026-12-01, seventh session) to keep it under 5 minutes
 def test_run_with_preview_fps_publishes_frames_that_pair_with_their_masks(tmp_path, ffmpeg):
     """A real `streamavs run --preview-fps 5` on a 3 s, 25 fps file as fast as possible."""
     clip = make_video(tmp_path / "clip.mp4", seconds=3.0, fps=25, size="320x240")
