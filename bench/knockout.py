@@ -57,10 +57,10 @@ def knock_out_gate(checkpoint: str | Path, out: str | Path, u: float, recorded: 
     kept = {k: v for k, v in extra.items() if k not in ("temporal_config", "temporal_state_dict")}
     out = Path(out)
     save_streaming_checkpoint(out, StreamingSegmenter(model.segmenter, stage).eval(), {
-        **kept, "knockout": {"stage": recorded or str(checkpoint), "stage_sha256": file_sha256(checkpoint), "u": float(u),
-                             "u_from": u_from,
-                             "what": "the gate fixed at u and folded into the refinement (TemporalStage.fixed_gate_state); "
-                                     "the other keys (train_config, metrics, provenance) are the gated stage's"}})
+        **kept, "knockout": {
+            "stage": recorded or str(checkpoint), "stage_sha256": file_sha256(checkpoint), "u": float(u), "u_from": u_from,
+            "what": "the gate fixed at u and folded into the refinement (TemporalStage.fixed_gate_state); the other "
+                    "keys (train_config, metrics, provenance) are the gated stage's"}})
     return out
 
 

@@ -94,6 +94,9 @@ class Pairer:
                 f"Pairer needs window_s > 0, max_wait_s >= 0 and a finite hold_s >= 0 (seconds), got "
                 f"{window_s!r}, {max_wait_s!r}, {hold_s!r}"
             )
+        if hold_s and lossless:
+            raise InputError("Pairer hold_s holds live frames back for late sound; a lossless source (a file) stamps "
+                             "picture and sound from one clock: pass hold_s=0")
         self.frames = frames
         self.audio = audio
         self.window_samples = int(round(window_s * audio.sample_rate))
@@ -138,9 +141,6 @@ class Pairer:
 
     def _take_held(self, timeout: float | None) -> tuple[VideoFrame | None, float]:
         """hold_s > 0: the frame to pair (see the class docstring) and how long it may wait for its audio."""
-        held_wait_s = self.hold_s + self.max_wait_s
-        if self.lossless:  # every frame in order, each waiting as long as its sound may take
-            return self.frames.take(timeout, newest=False), held_wait_s
         newest = self.frames.latest(timeout)
         if newest is None:
             return None, 0.0
@@ -155,4 +155,4 @@ class Pairer:
             frame = self.frames.take_at_or_before(reach_ns, 0)
             if frame is not None:
                 return frame, self.max_wait_s
-        return self.frames.take(0, newest=False), held_wait_s
+        return self.frames.take(0, newest=False), self.hold_s + self.max_wait_s

@@ -23,10 +23,11 @@ from blocking import InThread
 from media import alsa_env, write_clocked_asoundrc
 
 from streamavs.buffers import AudioRing, FrameRing, VideoFrame
-from streamavs.capture.builders import FRAME_SLOTS, HELD_FPS
+from streamavs.capture.builders import HELD_FPS
 from streamavs.capture.microphone import MAX_AUDIO_DELAY_S, MicrophoneSource
 from streamavs.clock import now_ns
 from streamavs.errors import InputError
+from streamavs.frame_ring import FRAME_SLOTS
 from streamavs.pairing import Pairer
 
 SR = 16000
@@ -171,6 +172,8 @@ def test_a_held_pairer_pairs_every_frame_on_the_real_clock_with_audio_that_arriv
 def test_a_pairer_refuses_a_negative_hold():
     with pytest.raises(InputError, match="hold_s >= 0"):
         Pairer(FrameRing(), AudioRing(), hold_s=-0.1)
+    with pytest.raises(InputError, match="a lossless source .* pass hold_s=0"):  # files stamp both from one clock
+        Pairer(FrameRing(), AudioRing(), hold_s=0.3, lossless=True)
 
 
 # ------------------------------------------------------------------------------ microphone

@@ -28,7 +28,7 @@ from streamavs.frame_ring import FRAME_SLOTS, FrameRing
 from streamavs.capture.base import Source
 from streamavs.errors import StreamAVSError
 
-__all__ = ["Capture", "media_capture", "live_capture", "synthetic_capture", "FRAME_SLOTS", "HELD_FPS"]
+__all__ = ["Capture", "media_capture", "live_capture", "synthetic_capture", "HELD_FPS"]
 
 # The fastest camera a ring holding frames for a late microphone is sized for: audio_delay_s of frames
 # at this rate, so that none is overwritten before its sound arrives.

@@ -6,9 +6,9 @@ Video frames go to a :class:`FrameRing` as RGB uint8, turned upright as the file
 
 Timestamps come from the PTS, mapped onto the monotonic clock at start: ``t_ns = origin_ns +
 (pts_s - start_s) * 1e9``. realtime=True paces delivery to that clock (a file then behaves like
-a camera + microphone); realtime=False runs as fast as possible with the same stamps. lossless=True makes every frame reach the consumer: a frame is handed
-over only once the audio up to its time has been written, and the source waits while the
-frame ring is full (backpressure) instead of overwriting. Ring sample k is at stream time
+a camera + microphone); realtime=False runs as fast as possible with the same stamps.
+lossless=True makes every frame reach the consumer: a frame is handed over only once the audio up
+to its time has been written, and the source waits while the frame ring is full instead of overwriting. Ring sample k is at stream time
 ``zero_s + k / 16000``, where zero_s is the first audio PTS, or the stream start when the
 audio starts late; audio packets after the first are taken to be contiguous, and video PTS that
 restart or leap (spliced MPEG-TS) are closed up to match (``pts_jumps``; :mod:`.media_time`).

@@ -175,17 +175,12 @@ def find_engines(paths: Iterable[str | Path] = ()) -> list[Path]:
 
     A JSON file counts when it holds an object with ``format_version`` and ``model_file``.
     """
-    import json
-
     found: list[Path] = []
     for d in [*map(Path, paths), *engine_dirs()]:
         candidates = [d] if d.is_file() else sorted(d.glob("*.json")) if d.is_dir() else []
         for p in candidates:
-            try:
-                data = json.loads(p.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError):
-                continue
-            if isinstance(data, dict) and "format_version" in data and "model_file" in data:
+            data = _json_object(p)
+            if data is not None and "format_version" in data and "model_file" in data:
                 if p.resolve() not in [f.resolve() for f in found]:
                     found.append(p)
     return found
@@ -279,13 +274,19 @@ def resolve_engine(name_or_path: str | Path) -> Path:
 
 def _manifest_name(path: Path) -> str | None:
     """The ``name`` field of the manifest at `path` (None when it cannot be read)."""
+    data = _json_object(path)
+    return data.get("name") if data is not None else None
+
+
+def _json_object(path: Path) -> dict | None:
+    """The JSON object in the file at `path`, or None when it is unreadable, not JSON or not an object."""
     import json
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
-    return data.get("name") if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
 
 
 def _backend_class(backend: str, fmt: str) -> type[Engine]:
