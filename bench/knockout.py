@@ -51,7 +51,7 @@ def knock_out_gate(checkpoint: str | Path, out: str | Path, u: float, recorded: 
         raise InputError(f"--u must be a number in [0, 1] (the gate's fixed uncertainty; 0 lets the past in ungated) "
                          f"or 'mean', got {u!r}")
     model, extra = _gated(checkpoint)
-    config = TemporalConfig.from_dict({**model.temporal.config.to_dict(), "uncertainty": False, "offset_gain": None})
+    config = TemporalConfig.from_dict({**model.temporal.config.to_dict(), "uncertainty": False})
     stage = TemporalStage(config)
     stage.load_state_dict(model.temporal.fixed_gate_state(float(u)))
     kept = {k: v for k, v in extra.items() if k not in ("temporal_config", "temporal_state_dict")}

@@ -18,10 +18,11 @@ from streamavs.datasets.streaming import StreamClip
 from streamavs.engine.hysteresis import hysteresis_clip
 from streamavs.engine.thresholds import DEFAULT_RESET, check_band, check_threshold_value
 from streamavs.errors import InputError
-from streamavs.metrics import ClipRows, RobustMeter
+from streamavs.metrics import ClipRows, RobustMeter, frame_metrics
 
 __all__ = ["OperatingPoint", "operating_points", "SELECTION_RULES", "select_operating_point", "parse_threshold",
-           "parse_band", "parse_thresholds", "parse_bands", "parse_point", "curve_table"]
+           "parse_band", "parse_thresholds", "parse_bands", "parse_point", "curve_table",
+           "silenced_table"]
 
 
 class OperatingPoint:
@@ -33,6 +34,7 @@ class OperatingPoint:
         self.rows, self.robust = ClipRows(threshold), RobustMeter(threshold)
         self.temporal = self.rows.temporal  # the TemporalMeter the rows keep
         self._fg = self._gt = self._pixels = 0
+        self._silenced: dict[str, list] = {}  # audio played -> [FPR sum, frames] over the just-silenced frames
 
     def update(self, prob: np.ndarray, clip: StreamClip, sounding: np.ndarray | None = None) -> None:
         """Add one streamed clip: `prob` (T, H, W) in [0, 1], `sounding` (T,) the streamed sounding
@@ -46,6 +48,11 @@ class OperatingPoint:
         for cond in sorted(set(clip.eval_condition)):
             sel = conds == cond
             self.robust.update(cond, prob[sel], clip.gt_eval[sel])
+        if clip.silenced.any():
+            fpr = frame_metrics(prob[clip.silenced], clip.gt[clip.silenced], self.threshold)["fpr"]
+            for audio, value in zip(np.asarray(clip.audio)[clip.silenced], fpr):
+                row = self._silenced.setdefault(str(audio), [0.0, 0])
+                row[0], row[1] = row[0] + float(value), row[1] + 1
         self._fg += int((prob > self.threshold).sum())
         self._gt += int(clip.gt.sum())
         self._pixels += prob.size
@@ -54,6 +61,14 @@ class OperatingPoint:
         """Each clip's :data:`~streamavs.metrics.CLIP_COLUMNS` at this point (:class:`ClipRows`), for
         :func:`~streamavs.metrics.paired_bootstrap`."""
         return self.rows.per_clip()
+
+    def silenced_by_audio(self) -> dict[str, dict[str, float]]:
+        """FPR just after silence split by the audio played in the just-silenced second:
+        ``{audio: {"fpr_silenced", "frames"}}`` ("positive": the clip's own sound, its source now quiet;
+        "silence", "noise", "offscreen": the negatives). The frame-weighted mean of the parts is the
+        temporal meter's ``fpr_silenced``."""
+        return {audio: {"fpr_silenced": total / frames, "frames": frames}
+                for audio, (total, frames) in sorted(self._silenced.items())}
 
     def area(self) -> dict[str, float]:
         """Share of all pixels predicted foreground, and the share that is (``gt``)."""
@@ -183,4 +198,18 @@ def curve_table(report: dict, rows: tuple[tuple[str, str], ...]) -> list[str]:
             f"mask threshold {chosen['threshold']:g}, hysteresis band {chosen['band']:g}"
         rule = _RULE_TEXT.get(report.get("selection_rule", "flicker"), report.get("selection_rule"))
         lines.append(f"selected on validation, {dict(rows)[key]}: {text} ({rule})")
+    return lines
+
+
+def silenced_table(report: dict, row_labels) -> list[str]:
+    """Text lines: FPR just after silence by the audio played then, per row of `row_labels` ((result
+    key, label) pairs) in the report; frames in brackets."""
+    rows = [(label, report["results"][key].get("silenced_by_audio")) for key, label in row_labels if key in report["results"]]
+    audios = sorted({a for _, parts in rows if parts for a in parts})
+    if not audios:
+        return []
+    lines = ["\nFPR just after silence by the audio played then (positive: the source went quiet under its own sound):"]
+    for label, parts in rows:
+        cells = [f"{a} {fmt_cell(parts[a]['fpr_silenced'], 5)} ({parts[a]['frames']})" for a in audios if parts and a in parts]
+        lines.append(f"  {label:28s} " + "  ".join(cells))
     return lines

@@ -25,6 +25,8 @@ manifest's for an engine):
   (``margin_auroc``, :func:`~streamavs.metrics.threshold_margin`: what an uncertainty must beat
   to tell more than the mask already does); expected calibration error of the mask probability
   on the same two sets (frame-only's is "before the stage", the full stage's "after").
+- FPR just after silence split by the audio played in that second (``silenced_by_audio``:
+  the source went quiet under its own sound, silence, noise, off-screen sound).
 - :class:`~streamavs.metrics.RobustMeter`: per audio condition and G-mIoU / G-F / G-FPR. A
   positive-audio second in which no source sounds (the object went quiet) counts as
   "silence" with the sources' visible mask as ``gt_eval``; negative seconds use the sounding
@@ -51,7 +53,7 @@ from streamavs.audio import LogMelParams
 from streamavs.bench.report import command_line, default_out, fmt_cell, make_report, run_script, write_json
 from streamavs.datasets.streaming import NEGATIVES, STREAM_SPLITS, StreamClip, scene_config, streaming_test_split
 from streamavs.bench.operating_curve import (SELECTION_RULES, OperatingPoint, curve_table, operating_points, parse_bands,
-                                             parse_point, parse_thresholds, select_operating_point)
+                                             parse_point, parse_thresholds, select_operating_point, silenced_table)
 from streamavs.bench.paired import paired_comparisons, paired_table
 from streamavs.bench.uncertainty_table import uncertainty_table
 from streamavs.bench.temporal_targets import TARGET_ERROR_AUROC, TARGET_G_MIOU_DROP, compare, compare_uncertainty
@@ -145,7 +147,7 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
     through the checkpoint's model and score it.
 
     Returns ``{"checkpoint", "use_temporal", "temporal_config" (or None), "temporal":
-    TemporalMeter.result(), "robust": RobustMeter.table(), "state_silent":
+    TemporalMeter.result(), "silenced_by_audio": OperatingPoint.silenced_by_audio(), "robust": RobustMeter.table(), "state_silent":
     SegmentationMeter.result() of the quiet-source seconds, "counts": {"frames", "audio":
     {condition: seconds}, "eval": {condition: seconds}}, "ms_per_frame": {"mean", "p50"},
     "mean_sounding": {"sounding_gt", "empty_gt"}, "uncertainty": {"transition" | "all":
@@ -252,6 +254,7 @@ def _score(run, stream: dict, main: tuple[float, float, float], sweep: tuple[flo
     return _finite({
         **about,
         "temporal": point.temporal.result(),
+        "silenced_by_audio": point.silenced_by_audio(),
         "uncertainty": {k: _uncertainty(errors[k].result(), margins[k].result(), calibration[k].result()) for k in errors},
         "robust": point.robust.table(),
         "state_silent": quiet.result(),
@@ -291,6 +294,7 @@ def format_table(report: dict) -> str:
                      f"{fmt_cell(t['flicker'], 4):>8s} {fmt_cell(r['robust']['positive']['miou'], 2):>8s} "
                      f"{fmt_cell(g['g_miou'], 2):>8s} {fmt_cell(g['g_f'], 2):>7s} {fmt_cell(g['g_fpr'], 4):>7s} "
                      f"{fmt_cell(r['ms_per_frame']['mean'], 1):>8s}")
+    lines += silenced_table(report, _ROWS)
     lines += uncertainty_table(report, _ROWS)
     lines += curve_table(report, _ROWS)
     lines += paired_table(report)

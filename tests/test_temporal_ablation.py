@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,7 +53,8 @@ def test_evaluate_streaming_keys_and_ranges(checkpoints):
     full = evaluate_streaming(checkpoints["full"], True, 2, **SPLIT)
     assert frame_only["temporal_config"] is None and full["temporal_config"]["window"] == 3
     for r in (frame_only, full):
-        assert set(r) >= {"temporal", "robust", "state_silent", "counts", "ms_per_frame", "mean_sounding", "uncertainty"}
+        assert set(r) >= {"temporal", "silenced_by_audio", "robust", "state_silent", "counts", "ms_per_frame",
+                          "mean_sounding", "uncertainty"}
         for part in ("transition", "all"):
             u = r["uncertainty"][part]
             assert 0.0 <= u["ece"] <= 1.0 and 0.0 <= u["error_rate"] <= 1.0
@@ -311,3 +313,27 @@ def test_figure_is_written(checkpoints, tmp_path):
     assert "started" in info["state"] and "stopped" in info["state"] and info["clip_index"] == clip.index
     assert len(info["sounding_full"]) == 4 and all(0.0 <= s <= 1.0 for s in info["sounding_full"])
     assert not math.isnan(info["sounding_frame_only"][0])
+
+
+def test_fpr_just_after_silence_is_split_by_the_audio_played_then():
+    """Each part is the mean over its frames of the share of pixels above the threshold (GT empty
+    there), and the parts, weighted by frames, give the temporal meter's fpr_silenced."""
+    from streamavs.bench.operating_curve import OperatingPoint
+    from streamavs.datasets.streaming import streaming_test_split
+
+    point, expected = OperatingPoint(0.6), {}
+    rng = np.random.default_rng(0)
+    for clip in streaming_test_split(6, image_size=64, seconds=6, negative_second_share=0.5):
+        prob = rng.random(clip.gt.shape).astype(np.float32) ** 3  # a different share of pixels above 0.6 per frame
+        point.update(prob, clip)
+        for t in np.flatnonzero(clip.silenced):
+            expected.setdefault(clip.audio[t], []).append(float((prob[t] > 0.6).mean()))
+    parts = point.silenced_by_audio()
+    assert len(parts) >= 2, "the clips drawn should silence under at least two kinds of audio"
+    assert {a: p["frames"] for a, p in parts.items()} == {a: len(v) for a, v in expected.items()}
+    for audio, values in expected.items():
+        assert parts[audio]["fpr_silenced"] == pytest.approx(np.mean(values), abs=1e-9)
+    temporal = point.temporal.result()
+    assert sum(p["frames"] for p in parts.values()) == temporal["n_silenced"]
+    weighted = sum(p["fpr_silenced"] * p["frames"] for p in parts.values()) / temporal["n_silenced"]
+    assert weighted == pytest.approx(temporal["fpr_silenced"], abs=1e-12)

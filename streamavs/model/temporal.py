@@ -148,16 +148,8 @@ class TemporalConfig:
     heads: int = 4
     uncertainty: bool = True  # False: the context enters the correction ungated (the ablation)
     version: int = 3  # 3: residual on the frame's logits; the uncertainty gates the temporal context
-    offset_gain: float | None = None  # None: the gate as trained; a number >= 0: the offset rule (module docstring)
 
     def __post_init__(self) -> None:
-        if self.offset_gain is not None:
-            if not self.uncertainty:
-                raise ConfigError("offset_gain needs the uncertainty path (uncertainty = true): the rule scales u")
-            if isinstance(self.offset_gain, bool) or not isinstance(self.offset_gain, (int, float)) \
-                    or not 0.0 <= self.offset_gain < math.inf:
-                raise ConfigError(f"offset_gain must be a finite number >= 0 (mask logits taken off at an offset "
-                                  f"per unit of u) or absent, got {self.offset_gain!r}")
         if self.window < 1:
             raise ConfigError(f"temporal window must be >= 1 frame, got {self.window}")
         if self.dim % self.heads:
@@ -258,9 +250,6 @@ class TemporalStage(nn.Module):
             raise ConfigError("fixed_gate_state needs a stage with the uncertainty path (uncertainty = true)")
         if not 0.0 <= u <= 1.0:
             raise ConfigError(f"a fixed gate u must lie in [0, 1] (the range of the Dirichlet uncertainty), got {u}")
-        if u and self.config.offset_gain is not None:
-            raise ConfigError(f"with the offset rule (offset_gain {self.config.offset_gain}) only u = 0 folds into an "
-                              f"ungated stage: the rule's terms vanish with u; got u = {u}")
         d = self.config.dim
         state = {k: v.detach().clone() for k, v in self.state_dict().items() if not k.startswith(_GATE_PREFIXES)}
         state["refine.0.weight"][:, d:2 * d] *= 1.0 - u  # the refinement reads [current, past, change] (_attend)
@@ -331,13 +320,7 @@ class TemporalStage(nn.Module):
         evidence = self.evidence(torch.cat([current, mixed, change], dim=1))  # (B, d, h, w)
         alpha = F.softplus(self.alpha_head(evidence)) + 1.0  # (B, 2, h, w)
         u = dirichlet_uncertainty(alpha)  # (B, 1, h, w)
-        gate = u
-        if self.config.offset_gain is not None:  # the offset rule: where the sound just fell, u switches off
-            fall = torch.relu(torch.sigmoid(past_mean[:, 1:]) - torch.sigmoid(raw[:, -1, 1:2])) * has_past  # (B, 1, h, w)
-            gate = u * (1.0 - fall)
-        x = self.refine(torch.cat([current, (1.0 - gate) * mixed, change], dim=1))  # the past enters where u is low
+        x = self.refine(torch.cat([current, (1.0 - u) * mixed, change], dim=1))  # the past enters where u is low
         # (this input order, current / past / change, is what start_from_ablation rescales)
         logits = frame_logits + self.delta_head(x)
-        if self.config.offset_gain is not None:
-            logits = logits - self.config.offset_gain * u * fall
         return TemporalOutput(logits, torch.sigmoid(logits), u, alpha)
