@@ -142,3 +142,52 @@ def test_config_errors_name_the_problem():
         TemporalConfig(in_channels=4, dim=10, heads=4)
     with pytest.raises(ConfigError, match="unknown temporal config keys"):
         TemporalConfig.from_dict({"in_channels": 4, "depth": 2})
+
+
+def _audio_stage(seed: int = 0) -> TemporalStage:
+    from streamavs.model.temporal import AUDIO_CODE  # noqa: F401 (the cache layout below counts on it)
+
+    torch.manual_seed(seed)
+    stage = TemporalStage(TemporalConfig(in_channels=12, window=4, dim=16, heads=4, audio_dim=10)).eval()
+    _randomise_delta(stage)
+    return stage
+
+
+def test_the_audio_change_stage_streams_as_its_batch_form_and_caches_the_code():
+    from streamavs.model.temporal import AUDIO_CODE
+
+    stage = _audio_stage()
+    fused, logits, sounding = _inputs(2, 7, 12, 5, 6)
+    audio = torch.randn(2, 7, 10)
+    with torch.no_grad():
+        batch = stage.forward_clip(fused, logits, sounding, audio)
+        cache = torch.zeros(2, *stage.config.cache_shape(5, 6))
+        assert cache.shape == (2, 3, 16 + 3 + AUDIO_CODE, 5, 6)
+        for i in range(7):
+            out, cache = stage.step(fused[:, i], logits[:, i], sounding[:, i], cache, audio[:, i])
+            assert (out.mask_logits - batch.mask_logits[:, i]).abs().max() <= 1e-5, f"frame {i}"
+    code = cache[:, -1, 16 + 2:16 + 2 + AUDIO_CODE]  # the newest slot's code: unit length at every pixel
+    assert torch.allclose(code.norm(dim=1), torch.ones(2, 5, 6), atol=1e-5)
+    with pytest.raises(ConfigError, match="audio embedding"):
+        stage.forward_clip(fused, logits, sounding)
+
+
+def test_the_audio_change_is_zero_when_the_sound_stays_and_read_when_it_moves():
+    """The refinement and the evidence read the change (1 - cosine of the current code and the past's
+    mean) as their last input channel: zeroing their weights on it changes nothing while the audio
+    embedding stays the same, and changes the mask once it moves."""
+    stage = _audio_stage()
+    blind = _audio_stage()
+    with torch.no_grad():
+        blind.refine[0].weight[:, -1] = 0.0
+        blind.evidence[0].weight[:, -1] = 0.0
+    fused, logits, sounding = _inputs(1, 6, 12, 5, 6)
+    steady = torch.randn(1, 1, 10).expand(1, 6, 10).clone()
+    moved = steady.clone()
+    moved[:, 4:] = torch.randn(1, 2, 10)
+    with torch.no_grad():
+        a, b = stage.forward_clip(fused, logits, sounding, steady), blind.forward_clip(fused, logits, sounding, steady)
+        assert (a.mask_logits - b.mask_logits).abs().max() <= 1e-5
+        c, d = stage.forward_clip(fused, logits, sounding, moved), blind.forward_clip(fused, logits, sounding, moved)
+    assert torch.allclose(c.mask_logits[:, :4], a.mask_logits[:, :4], atol=1e-6)  # causal: the past is unchanged
+    assert (c.mask_logits[:, 4] - d.mask_logits[:, 4]).abs().max() > 1e-3

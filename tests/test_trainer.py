@@ -107,8 +107,9 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert not any(k.startswith("module.") for k in ckpt["state_dict"])  # saved unwrapped
 
 
-@pytest.mark.parametrize(("keep", "resolution"), [("best_score", "fused"), ("no_worse", "full"), ("last", "fused")])
-def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path, keep, resolution):
+@pytest.mark.parametrize(("keep", "resolution", "audio_change"),
+                         [("best_score", "fused", False), ("no_worse", "full", False), ("last", "fused", True)])
+def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path, keep, resolution, audio_change):
     from streamavs.model.streaming import load_streaming
     from streamavs.training.temporal_trainer import replaces_kept, train_temporal
     from streamavs.training.trainer import train
@@ -119,11 +120,12 @@ def test_temporal_stage_trains_on_a_frozen_segmenter(tmp_path, keep, resolution)
         "model.init_checkpoint": str(seg_run / "last.pt"),
         "data.image_size": 64, "data.train_clips": 4, "data.val_clips": 2,
         "optim.epochs": 2, "optim.batch_size": 2, "temporal.clip_seconds": 3, "temporal.keep": keep,
-        "temporal.resolution": resolution,
+        "temporal.resolution": resolution, "temporal.audio_change": audio_change,
     })
     train_temporal(cfg, tmp_path / "temporal", progress=False)
     model, extra = load_streaming(tmp_path / "temporal" / "temporal.pt")
     assert model.temporal is not None and model.temporal.config.window == 5
+    assert model.temporal.config.audio_dim == (model.segmenter.config.audio_dim if audio_change else 0)
     assert [h["epoch"] for h in extra["temporal_history"]] == [0, 1, 2]  # epoch 0: the identity (frame-only)
     history = extra["temporal_history"]
     kept = history[0]

@@ -276,6 +276,9 @@ class TemporalSection:
     # start the stage from this temporal checkpoint's stage (trained on the same segmenter); an ungated one may
     # start a gated stage, which then starts as exactly that stage (training/stage_init.py)
     init_stage: str | None = None
+    # also read how far the sound moved from the past (1 - cosine of a learned code of the audio embedding):
+    # off-screen sound after an object's own sound barely moves the sounding probability (bench/README.md, R13)
+    audio_change: bool = False
 
     def __post_init__(self) -> None:
         _positive(self, "temporal", "window", "dim", "heads", "clip_seconds")

@@ -160,7 +160,8 @@ def cache_features(segmenter, clips, batch_clips: int = 4, progress: bool = True
     """Run the frozen segmenter over every clip once: the stage's inputs and 1/4-res targets.
 
     Returns {"fused": (N, L, C, h, w) float16, "frame_logits": (N, L, 1, h, w) float32 (the mask
-    head on the full-precision map), "sounding_logit": (N, L), "target": (N, L, 1, h, w)}, and
+    head on the full-precision map), "sounding_logit": (N, L), "audio": (N, L, D_a) the audio
+    embedding, "target": (N, L, 1, h, w)}, and
     with `full_targets` also "target_full": (N, L, 1, H, W) bool, the masks at the frame's size.
     The segmenter runs on `device` (where it is); the cache is kept in CPU memory."""
     from tqdm import tqdm
@@ -168,7 +169,7 @@ def cache_features(segmenter, clips, batch_clips: int = 4, progress: bool = True
     from streamavs.training.data import collate
 
     segmenter.eval()
-    fused, logits, sounding, targets, full = [], [], [], [], []
+    fused, logits, sounding, audio, targets, full = [], [], [], [], [], []
     for start in tqdm(range(0, len(clips), batch_clips), desc="caching features", disable=not progress, unit="batch"):
         batch = collate([clips[i] for i in range(start, min(start + batch_clips, len(clips)))])
         b, length = batch["frame"].shape[:2]
@@ -177,12 +178,13 @@ def cache_features(segmenter, clips, batch_clips: int = 4, progress: bool = True
         fused.append(out.fused.reshape(b, length, *out.fused.shape[1:]).half().cpu())  # (B, L, C, h, w)
         logits.append(segmenter.mask_head(out.fused).reshape(b, length, 1, h, w).cpu())
         sounding.append(out.sounding_logit.reshape(b, length).cpu())
+        audio.append(out.audio.reshape(b, length, -1).cpu())
         small = F.interpolate(batch["mask"].flatten(0, 1), size=(h, w), mode="area")  # (B*L, 1, h, w)
         targets.append((small > 0.5).float().reshape(b, length, 1, h, w))
         if full_targets:
             full.append(batch["mask"] > 0.5)  # (B, L, 1, H, W)
     cache = {"fused": torch.cat(fused), "frame_logits": torch.cat(logits), "sounding_logit": torch.cat(sounding),
-             "target": torch.cat(targets)}
+             "audio": torch.cat(audio), "target": torch.cat(targets)}
     if full_targets:
         cache["target_full"] = torch.cat(full)
     return cache
@@ -212,7 +214,7 @@ def _run_stage(stage: TemporalStage, cache: dict[str, torch.Tensor], idx) -> Tem
     """The stage over cached clips `idx`, on the stage's device."""
     device = stage.delta_head.weight.device
     return stage.forward_clip(cache["fused"][idx].to(device).float(), cache["frame_logits"][idx].to(device),
-                              cache["sounding_logit"][idx].to(device))
+                              cache["sounding_logit"][idx].to(device), cache["audio"][idx].to(device))
 
 
 def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto", progress: bool = True) -> dict:
@@ -243,7 +245,8 @@ def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto
         p.requires_grad_(False)
     segmenter.to(dev)
     stage = TemporalStage(TemporalConfig(in_channels=segmenter.fused_channels, window=section.window,
-                                         dim=section.dim, heads=section.heads, uncertainty=section.uncertainty))
+                                         dim=section.dim, heads=section.heads, uncertainty=section.uncertainty,
+                                         audio_dim=segmenter.config.audio_dim if section.audio_change else 0))
     started = (warm_start(stage, section.init_stage, segmenter, _recorded_path(section.init_stage))
                if section.init_stage else {})  # before the long caching
     stage.to(dev)

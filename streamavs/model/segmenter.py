@@ -39,12 +39,14 @@ class AVSOutput(NamedTuple):
     sounding_logit: (B,) ``scale * similarity + bias``; sigmoid -> probability that the audio
         belongs to something visible.
     fused: (B, C_f, H/4, W/4) the decoder's last map, before the mask head (temporal stage input).
+    audio: (B, D_a) the audio embedding (a temporal stage with ``audio_dim`` reads how far it moved).
     """
 
     mask_logits: torch.Tensor
     similarity: torch.Tensor
     sounding_logit: torch.Tensor
     fused: torch.Tensor
+    audio: torch.Tensor | None = None
 
 
 class SimilarityHead(nn.Module):
@@ -153,4 +155,4 @@ class AVSSegmenter(nn.Module):
         fused = self.decoder(fused_stages)  # (B, C_f, H/4, W/4)
         mask_logits = to_frame(self.mask_head(fused), frame.shape[-2:])  # (B, 1, H, W)
         similarity, sounding_logit = self.similarity_head(audio, feats[-1])
-        return AVSOutput(mask_logits, similarity, sounding_logit, fused)
+        return AVSOutput(mask_logits, similarity, sounding_logit, fused, audio)

@@ -64,7 +64,7 @@ class StreamingSegmenter(nn.Module):
             prob = torch.sigmoid(out.mask_logits)
             return prob, torch.zeros_like(prob), sounding, feature_cache
         frame_logits = self.segmenter.mask_head(out.fused)  # (1, 1, h, w): the frame-only logit before upsampling
-        t_out, new_cache = self.temporal.step(out.fused, frame_logits, out.sounding_logit, feature_cache)
+        t_out, new_cache = self.temporal.step(out.fused, frame_logits, out.sounding_logit, feature_cache, out.audio)
         size = (x.shape[2], x.shape[3])
         prob = torch.sigmoid(to_frame(t_out.mask_logits, size))
         unc = to_frame(t_out.uncertainty, size)

@@ -136,6 +136,7 @@ _MASKED = -1.0e4  # additive attention bias for invalid cache slots (finite: exp
 _GATE_PREFIXES = ("evidence.", "alpha_head.")  # the parameters only the gated stage has
 RAW_CHANNELS = 3  # per cached slot after the projected features: frame logit, sounding logit, valid
 _CHANGE_CHANNELS = 4  # current minus past mean, and its magnitude, for the frame and sounding logits
+AUDIO_CODE = 8  # with audio_dim > 0: channels of the audio code each slot keeps (before valid)
 
 
 @dataclass(frozen=True)
@@ -148,10 +149,14 @@ class TemporalConfig:
     heads: int = 4
     uncertainty: bool = True  # False: the context enters the correction ungated (the ablation)
     version: int = 3  # 3: residual on the frame's logits; the uncertainty gates the temporal context
+    audio_dim: int = 0  # > 0: the segmenter's audio embedding width; the stage also sees how far the sound moved
 
     def __post_init__(self) -> None:
         if self.window < 1:
             raise ConfigError(f"temporal window must be >= 1 frame, got {self.window}")
+        if self.audio_dim < 0:
+            raise ConfigError(f"temporal audio_dim must be 0 (no audio change input) or the segmenter's audio "
+                              f"embedding width, got {self.audio_dim}")
         if self.dim % self.heads:
             raise ConfigError(f"temporal dim {self.dim} must be divisible by heads {self.heads}")
         if self.version != 3:
@@ -176,8 +181,18 @@ class TemporalConfig:
         return cls(**data)
 
     def cache_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
-        """Per-stream cache shape (T-1, dim + 3, h, w) for a fused map of h x w."""
-        return (self.window - 1, self.dim + RAW_CHANNELS, height, width)
+        """Per-stream cache shape (T-1, dim + 3 [+ AUDIO_CODE], h, w) for a fused map of h x w."""
+        return (self.window - 1, self.dim + self.raw_channels, height, width)
+
+    @property
+    def raw_channels(self) -> int:
+        """Channels per cached slot after the projected features."""
+        return RAW_CHANNELS + (AUDIO_CODE if self.audio_dim else 0)
+
+    @property
+    def change_channels(self) -> int:
+        """Channels of the change the refinement and the evidence read beside current and past."""
+        return _CHANGE_CHANNELS + (1 if self.audio_dim else 0)
 
 
 class TemporalOutput(NamedTuple):
@@ -210,15 +225,16 @@ class TemporalStage(nn.Module):
         self.key = nn.Conv2d(d, d, 1)
         self.value = nn.Conv2d(d, d, 1)
         self.out = nn.Conv2d(d, d, 1)
-        self.refine = nn.Sequential(nn.Conv2d(2 * d + _CHANGE_CHANNELS, d, 3, padding=1), nn.ReLU())
+        self.refine = nn.Sequential(nn.Conv2d(2 * d + config.change_channels, d, 3, padding=1), nn.ReLU())
         self.delta_head = nn.Conv2d(d, 1, 1)
         nn.init.zeros_(self.delta_head.weight)  # identity at step 0: the frame-only model
         nn.init.zeros_(self.delta_head.bias)
         if config.uncertainty:  # the evidence read from the same inputs, before the gate
-            self.evidence = nn.Sequential(nn.Conv2d(2 * d + _CHANGE_CHANNELS, d, 3, padding=1), nn.ReLU())
+            self.evidence = nn.Sequential(nn.Conv2d(2 * d + config.change_channels, d, 3, padding=1), nn.ReLU())
             self.alpha_head = nn.Conv2d(d, 2, 1)
         else:
             self.evidence, self.alpha_head = None, None
+        self.audio_code = nn.Linear(config.audio_dim, AUDIO_CODE) if config.audio_dim else None
 
     def start_from_ablation(self, state: dict[str, torch.Tensor], evidence: float) -> float:
         """Load the `state` of an ungated stage of the same shape into this gated one, so that its mask
@@ -257,26 +273,29 @@ class TemporalStage(nn.Module):
 
     # -- the two entry points -------------------------------------------------------------
     def step(self, fused: torch.Tensor, frame_logits: torch.Tensor, sounding_logit: torch.Tensor,
-             cache: torch.Tensor) -> tuple[TemporalOutput, torch.Tensor]:
+             cache: torch.Tensor, audio: torch.Tensor | None = None) -> tuple[TemporalOutput, torch.Tensor]:
         """One streaming step.
 
         fused: (B, C, h, w); frame_logits: (B, 1, h, w); sounding_logit: (B,);
-        cache: (B, T-1, dim + 3, h, w), zeros at stream start. Returns this frame's outputs and
+        cache: (B, T-1, dim + raw_channels, h, w), zeros at stream start; audio: (B, D_a), the
+        segmenter's audio embedding (only with ``audio_dim``). Returns this frame's outputs and
         the new cache (oldest slot dropped, this frame appended as valid).
         """
-        entry = self._entry(fused, frame_logits, sounding_logit).unsqueeze(1)  # (B, 1, dim+3, h, w)
+        entry = self._entry(fused, frame_logits, sounding_logit, audio).unsqueeze(1)  # (B, 1, dim+raw, h, w)
         window = torch.cat([cache, entry], dim=1)  # (B, T, dim+3, h, w)
         return self._attend(window), window[:, 1:]
 
     def forward_clip(self, fused: torch.Tensor, frame_logits: torch.Tensor,
-                     sounding_logit: torch.Tensor) -> TemporalOutput:
+                     sounding_logit: torch.Tensor, audio: torch.Tensor | None = None) -> TemporalOutput:
         """Batch form over whole clips with a causal band mask.
 
-        fused: (B, L, C, h, w); frame_logits: (B, L, 1, h, w); sounding_logit: (B, L).
+        fused: (B, L, C, h, w); frame_logits: (B, L, 1, h, w); sounding_logit: (B, L); audio:
+        (B, L, D_a) (only with ``audio_dim``).
         Returns outputs stacked over time: tensors of shape (B, L, ...)."""
         b, length, c, h, w = fused.shape
+        flat_audio = None if audio is None else audio.reshape(b * length, -1)
         entries = self._entry(fused.reshape(b * length, c, h, w), frame_logits.reshape(b * length, 1, h, w),
-                              sounding_logit.reshape(b * length)).reshape(b, length, -1, h, w)  # (B, L, dim+3, h, w)
+                              sounding_logit.reshape(b * length), flat_audio).reshape(b, length, -1, h, w)
         t = self.config.window
         padded = torch.cat([entries.new_zeros(b, t - 1, *entries.shape[2:]), entries], dim=1)  # (B, T-1+L, dim+3, h, w)
         outs = [self._attend(padded[:, i:i + t]) for i in range(length)]  # window of frame i: padded[i : i+T]
@@ -284,19 +303,28 @@ class TemporalStage(nn.Module):
         return TemporalOutput(*(stack([o[k] for o in outs]) for k in range(4)))
 
     # -- shared core ----------------------------------------------------------------------
-    def _entry(self, fused: torch.Tensor, frame_logits: torch.Tensor, sounding_logit: torch.Tensor) -> torch.Tensor:
-        """One cache slot per frame: (N, dim + 3, h, w) = projected features, frame logit, sounding logit, valid."""
+    def _entry(self, fused: torch.Tensor, frame_logits: torch.Tensor, sounding_logit: torch.Tensor,
+               audio: torch.Tensor | None) -> torch.Tensor:
+        """One cache slot per frame: (N, dim + raw_channels, h, w) = projected features, frame logit,
+        sounding logit, [the unit audio code, AUDIO_CODE channels, with audio_dim], valid."""
         n, _, h, w = fused.shape
         snd = sounding_logit.reshape(n, 1, 1, 1).expand(n, 1, h, w)  # (N, 1, h, w)
         feat = self.proj(torch.cat([fused, frame_logits, snd], dim=1))  # (N, dim, h, w)
-        return torch.cat([feat, frame_logits, snd, fused.new_ones(n, 1, h, w)], dim=1)
+        parts = [feat, frame_logits, snd]
+        if self.audio_code is not None:
+            if audio is None:
+                raise ConfigError("this temporal stage reads the audio change (audio_dim > 0): pass the segmenter's "
+                                  "audio embedding")
+            code = F.normalize(self.audio_code(audio), dim=1)  # (N, AUDIO_CODE), unit length
+            parts.append(code.reshape(n, AUDIO_CODE, 1, 1).expand(n, AUDIO_CODE, h, w))
+        return torch.cat([*parts, fused.new_ones(n, 1, h, w)], dim=1)
 
     def _attend(self, window: torch.Tensor) -> TemporalOutput:
-        """window: (B, T, dim + 3, h, w) oldest first, the current frame last."""
+        """window: (B, T, dim + raw_channels, h, w) oldest first, the current frame last."""
         b, t, _, h, w = window.shape
         d = self.config.dim
         heads, hd = self.config.heads, d // self.config.heads
-        feats, raw, valid = window[:, :, :d], window[:, :, d:d + 2], window[:, :, d + 2:]  # (B, T, d|2|1, h, w)
+        feats, raw, valid = window[:, :, :d], window[:, :, d:d + 2], window[:, :, -1:]  # (B, T, d|2|1, h, w)
         current, frame_logits = feats[:, -1], raw[:, -1, :1]  # (B, d, h, w), (B, 1, h, w)
         flat = feats.reshape(b * t, d, h, w)
         q = self.query(current).reshape(b, heads, hd, 1, h * w)  # (B, nh, hd, 1, P)
@@ -313,6 +341,11 @@ class TemporalStage(nn.Module):
         has_past = (past_n > 0).to(raw.dtype)  # (B, 1, h, w)
         change = (raw[:, -1] - past_mean) * has_past  # (B, 2, h, w)
         change = torch.cat([change, change.abs()], dim=1)  # (B, 4, h, w)
+        if self.audio_code is not None:  # how far the sound moved: 1 - cosine of the current code and the past's mean
+            codes = window[:, :, d + 2:d + 2 + AUDIO_CODE]  # (B, T, AUDIO_CODE, h, w), unit length (0 in padding)
+            past_code = (codes[:, :-1] * past_valid).sum(dim=1) / past_n.clamp(min=1.0)  # (B, AUDIO_CODE, h, w)
+            moved = 1.0 - F.cosine_similarity(codes[:, -1], past_code, dim=1, eps=1e-6).unsqueeze(1)  # (B, 1, h, w)
+            change = torch.cat([change, moved * has_past], dim=1)  # (B, 5, h, w)
         if self.alpha_head is None:
             x = self.refine(torch.cat([current, mixed, change], dim=1))  # (B, d, h, w)
             logits = frame_logits + self.delta_head(x)  # the delta head is zero at initialisation
