@@ -21,7 +21,8 @@ from streamavs.engine.manifest import file_sha256  # noqa: E402
 TOL = 1e-3
 
 
-def _checkpoint(path: Path, name: str, size: int, window: int | None, dim: int = 16, **overrides) -> Path:
+def _checkpoint(path: Path, name: str, size: int, window: int | None, dim: int = 16, audio_change: bool = False,
+                **overrides) -> Path:
     from streamavs.model.registry import create_model
     from streamavs.model.streaming import StreamingSegmenter, save_streaming_checkpoint
     from streamavs.model.temporal import TemporalConfig, TemporalStage
@@ -30,7 +31,8 @@ def _checkpoint(path: Path, name: str, size: int, window: int | None, dim: int =
     seg = create_model(name, image_size=size, **overrides)
     temporal = None
     if window is not None:
-        temporal = TemporalStage(TemporalConfig(in_channels=seg.fused_channels, window=window, dim=dim, heads=4))
+        temporal = TemporalStage(TemporalConfig(in_channels=seg.fused_channels, window=window, dim=dim, heads=4,
+                                                audio_dim=seg.config.audio_dim if audio_change else 0))
         with torch.no_grad():  # random init leaves alpha ~ softplus(0) + 1: push it around so uncertainty varies
             temporal.alpha_head.bias.normal_(0, 2.0)
             temporal.delta_head.weight.normal_(0, 0.5)  # zero at init (the identity): let history change the output
@@ -179,6 +181,20 @@ def test_avs_lite_224_with_temporal_exports_within_tolerance(tmp_path):
     assert all(diffs[k] <= TOL for k in ("mask_prob", "uncertainty", "sounding")), diffs
     assert result.manifest.cache_shape == (1, 4, 32 + 3, 56, 56)
     print(f"avs_lite 224 export + 20-frame parity: {time.perf_counter() - t0:.1f} s, diffs {diffs}")
+
+
+@pytest.mark.slow  # an export
+def test_a_stage_with_the_audio_change_exports_within_tolerance(tmp_path):
+    """[temporal] audio_change: the audio code in the cache and its cosine change run in ONNX Runtime as
+    in torch over 20 frames whose sound changes (the parity clips), the cache carried."""
+    from streamavs.model.temporal import AUDIO_CODE
+    from streamavs.training.export import export_engine
+
+    ckpt = _checkpoint(tmp_path / "ac.pt", "avs_lite", 64, window=3, audio_change=True, backbone_pretrained=False)
+    result = export_engine(ckpt, "onnx", tmp_path / "engines", n_check=20, threads=1)
+    assert all(v <= TOL for v in result.max_abs_diff.values()), result.max_abs_diff
+    assert result.manifest.cache_shape == (1, 2, 16 + 3 + AUDIO_CODE, 16, 16)
+    assert result.manifest.model["temporal_config"]["audio_dim"] > 0
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@
   layout; the conversion to float and the normalisation happen inside, so every backend and
   the trainer see identical preprocessing).
 - log_mel: (1, 1, 96, 64) float32, the VGGish example of the audio that ends at the frame.
-- feature_cache: (1, T-1, d+1, h, w) float32, all zeros at stream start (every slot invalid;
+- feature_cache: (1, T-1, dim + raw channels, h, w) float32, all zeros at stream start (every slot invalid;
   see streamavs.model.temporal). Engines without a temporal stage take and return a
   (1, 1, 1, 1, 1) placeholder so that every engine has the same signature.
 - mask_prob, uncertainty: (1, 1, H, W) float32 in [0, 1]; sounding: (1,) float32, the

@@ -101,11 +101,20 @@ frame and sounding logits beside its projected features, and the current frame s
 of both against the mean of its valid past (a source that starts sounding shows as a jump of
 the sounding logit) through the same features that produce the gate.
 
+Audio change (``audio_dim > 0``; ``[temporal] audio_change``, under trial: bench/README.md R14)
+---------------------------------------------------------------------------------------------
+Off-screen sound after an object's own sound is where the gated stage loses to its knockout just
+after silence, and there the sounding probability hardly falls (R13). With ``audio_dim`` the
+stage also takes the segmenter's audio embedding: each slot keeps a unit code of it (a learned
+projection to ``AUDIO_CODE`` channels, broadcast over the map), and the change gains one channel,
+1 - cosine of the current code and the mean of the valid past's codes (0 at stream start).
+
 Streaming form
 --------------
 A pure function ``(inputs, cache) -> (outputs, new_cache)``. The cache holds, for the previous
 ``T-1`` frames (oldest first), ``dim`` projected channels, then the frame logit, the sounding
-logit and a *valid* flag (1 for a real frame, 0 for padding): ``(T-1, dim + 3, h, w)``. At
+logit, the audio code (only with ``audio_dim``) and a *valid* flag (1 for a real frame, 0 for
+padding): ``(T-1, dim + 3, h, w)``, or ``dim + 3 + AUDIO_CODE`` channels with the audio change. At
 stream start the cache is all zeros, so every slot is invalid and masked out of the attention:
 the first frame attends only to itself, exactly as in the batch form where frame t attends to
 frames ``max(0, t-T+1) .. t`` (a causal band mask). Running frame by frame with the cache
