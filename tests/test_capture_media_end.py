@@ -2,8 +2,9 @@
 (an interrupted download or copy, as ``head -c``).
 
 A Matroska/WebM file cut off part-way hands over every frame decoded before the cut, then says the
-file may be truncated, as a truncated MP4 does. A complete file (one whose audio ends before its
-video too) and a live recording, whose header states no length, end without a word.
+file may be truncated, as a truncated MP4 does, also one cut exactly between two packets (FFmpeg
+then ends it as if it were complete). A complete file (one whose audio ends before its video too)
+and a live recording, whose header states no length, end without a word.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import av
 import pytest
-from media import count_video_frames, make_partial_audio, make_piped_video, make_video, truncate
+from media import _run, count_video_frames, make_partial_audio, make_piped_video, make_video, truncate
 
 from streamavs.capture.media import MediaSource
 from streamavs.errors import SourceError
@@ -33,7 +34,12 @@ def files(tmp_path_factory, ffmpeg) -> dict[str, Path]:
         "mkv-audio-ends-early": make_partial_audio(d / "audio_ends_early.mkv", SECONDS, audio_end_s=1.5),
         "piped-mkv": make_piped_video(d / "piped.mkv", SECONDS),
         "piped-mkv-bit-rate": make_piped_video(d / "piped_bit_rate.mkv", SECONDS, vcodec="mpeg4", acodec="mp2"),
+        "mp4-audio-ends-early": make_partial_audio(d / "audio_ends_early.mp4", SECONDS, audio_end_s=1.5),
     }
+    # An MP4 with its index in front (as made for streaming): a cut leaves it readable up to the cut.
+    made = make_video(d / "made.mp4", seconds=SECONDS)
+    out["mp4"] = d / "whole.mp4"
+    _run(["-i", str(made), "-c", "copy", "-movflags", "+faststart", str(out["mp4"])])
     # Without the tracks' DURATION tags (renamed, same length) only the Segment Duration states the
     # length, as in files whose tags sit at the end (mkvmerge's) once they are cut off.
     data = out["mkv"].read_bytes()
@@ -74,9 +80,26 @@ def test_a_file_cut_off_part_way_says_so_after_its_frames(files, kind):
     assert ended_s < 0.75 * SECONDS and stated_s == pytest.approx(SECONDS, abs=0.05)
 
 
-@pytest.mark.parametrize("kind", STATED + ["mkv-audio-ends-early"] + UNSTATED)
+@pytest.mark.parametrize("kind", STATED + ["mkv-audio-ends-early", "mp4", "mp4-audio-ends-early"] + UNSTATED)
 def test_a_complete_file_ends_without_a_word(files, kind):
     assert read_all(files[kind]) == (75, None)
+
+
+def test_an_mp4_cut_between_two_packets_says_so_after_its_frames(files):
+    """FFmpeg's MP4 demuxer fails on a packet cut in two, but ends a file cut exactly between two
+    packets as if it were complete; the tracks' durations in its header say otherwise."""
+    with av.open(str(files["mp4"])) as c:
+        starts = sorted(p.pos for p in c.demux() if p.pos is not None and p.pos >= 0)
+    data = files["mp4"].read_bytes()
+    boundary = next(pos for pos in starts if pos >= 0.6 * len(data))  # the first packet past 60% of the bytes
+    cut = files["mp4"].with_name("cut_between_packets.mp4")
+    cut.write_bytes(data[:boundary])
+    frames, error = read_all(cut)
+    assert frames == count_video_frames(cut) > 10
+    assert error is not None, "an MP4 cut between two packets ended without a word"
+    assert "the file may be truncated" in str(error)
+    ended_s, stated_s = map(float, re.search(r"at ([\d.]+) s of the ([\d.]+) s its header states", str(error)).groups())
+    assert ended_s < 0.8 * SECONDS and stated_s == pytest.approx(SECONDS, abs=0.05)
 
 
 @pytest.mark.parametrize("kind", UNSTATED)

@@ -94,7 +94,7 @@ class MediaSource(Source):
         self.fps: float | None = None  # nominal frame rate of the video stream
         self.audio_rate: int | None = None  # sample rate of the audio stream (Hz)
         self.audio_span: tuple[float | None, float | None] = (None, None)  # header's (start, end) of the audio, s
-        self.declared_end: float | None = None  # header's end of the streams read, s (Matroska/WebM)
+        self.declared_end: float | None = None  # header's end of the streams read, s (MP4/MOV, Matroska/WebM)
         self._container: Any = None
         self._vstream: Any = None
         self._astream: Any = None

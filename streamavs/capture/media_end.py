@@ -6,8 +6,9 @@ loop into an error, or none:
 - a failure part-way (FFmpeg raised): a URL that stalled, or a file that is damaged, truncated or
   uses a codec this FFmpeg cannot decode;
 - a normal end more than SHORT_END_S before the end the header states (:func:`.media_time.declared_end`,
-  Matroska/WebM): the file was cut off part-way (an unfinished download or copy), and FFmpeg's
-  Matroska demuxer ends there as if the file were complete.
+  MP4/MOV, Matroska/WebM): the file was cut off part-way (an unfinished download or copy), and
+  FFmpeg's demuxer ends there as if the file were complete (Matroska's always; MP4's when the cut
+  falls between two packets, otherwise decoding fails at the cut).
 
 A complete file (its last track reaches the stated end, also when its audio ends before its video)
 and an input whose header states no length (a live recording, MPEG-TS) end without an error.

@@ -1,7 +1,7 @@
 """When things happen in a media stream: what its header declares, and its video on one timeline.
 
 - :func:`declared_span`: where an audio track starts and ends, as the container header states it.
-- :func:`declared_end`: where a Matroska/WebM input ends, as its header states it.
+- :func:`declared_end`: where an MP4/MOV or Matroska/WebM input ends, as its header states it.
 - :class:`PtsTimeline`: video PTS on one continuous timeline across discontinuities (an encoder
   restart, a spliced live feed: MPEG-TS timestamps restart or leap), as the audio, whose samples
   are taken to be contiguous, continues.
@@ -46,15 +46,19 @@ def declared_span(stream: Any, container_format: str) -> tuple[float | None, flo
 
 
 def declared_end(streams: list[Any], container_format: str, path: str | None) -> float | None:
-    """Stream seconds at which a Matroska/WebM input's `streams` end, as its header states: the last
-    of their DURATION tags, or where a track has none the Segment Duration read from the file at
-    `path` (None for a URL). None where the header states nothing (a live recording) and for other
-    containers: MPEG-TS states no length; a cut MP4's index points past its end, so it mostly fails to decode."""
-    if _MATROSKA_FORMATS.isdisjoint(container_format.split(",")):
+    """Stream seconds at which an input's `streams` end, as its header states: the last of their
+    stated ends (:func:`declared_span`: an MP4/MOV track's duration, a Matroska/WebM DURATION tag);
+    for Matroska/WebM where a track has none, the Segment Duration read from the file at `path` (None
+    for a URL). None where the header states nothing (a live recording, a fragmented MP4 without
+    durations, MPEG-TS and the other containers FFmpeg estimates a length for)."""
+    names = container_format.split(",")
+    if _STATED_DURATION_FORMATS.isdisjoint(names):
         return None
     ends = [declared_span(stream, container_format)[1] for stream in streams]
     if ends and None not in ends:
         return max(ends)
+    if _MATROSKA_FORMATS.isdisjoint(names):
+        return None
     return segment_duration_s(path) if path is not None else None
 
 
