@@ -204,12 +204,13 @@ def curve_table(report: dict, rows: tuple[tuple[str, str], ...]) -> list[str]:
 def silenced_table(report: dict, row_labels) -> list[str]:
     """Text lines: FPR just after silence by the audio played then, per row of `row_labels` ((result
     key, label) pairs) in the report; frames in brackets."""
-    rows = [(label, report["results"][key].get("silenced_by_audio")) for key, label in row_labels if key in report["results"]]
-    audios = sorted({a for _, parts in rows if parts for a in parts})
+    results = report["results"]
+    rows = [(label, results[key].get("silenced_by_audio") or {}) for key, label in row_labels if key in results]
+    audios = sorted({a for _, parts in rows for a in parts})
     if not audios:
         return []
     lines = ["\nFPR just after silence by the audio played then (positive: the source went quiet under its own sound):"]
     for label, parts in rows:
-        cells = [f"{a} {fmt_cell(parts[a]['fpr_silenced'], 5)} ({parts[a]['frames']})" for a in audios if parts and a in parts]
+        cells = [f"{a} {fmt_cell(parts[a]['fpr_silenced'], 5)} ({parts[a]['frames']})" for a in audios if a in parts]
         lines.append(f"  {label:28s} " + "  ".join(cells))
     return lines

@@ -46,6 +46,16 @@ def files(tmp_path_factory, ffmpeg) -> dict[str, Path]:
     assert data.count(b"DURATION") == 2, "expected one DURATION tag per track"
     out["mkv-segment-duration-only"] = d / "segment_duration_only.mkv"
     out["mkv-segment-duration-only"].write_bytes(data.replace(b"DURATION", b"DURATIOX"))
+    # The same without DURATION tags, with a subtitle track whose last cue ends at 5 s: the Segment
+    # Duration (5 s) covers it, and says nothing of where the picture and sound end.
+    srt = d / "late.srt"
+    srt.write_text("1\n00:00:00,500 --> 00:00:01,000\nhello\n\n2\n00:00:04,500 --> 00:00:05,000\nlate\n")
+    subtitled = d / "subtitled.mkv"
+    _run(["-i", str(out["mkv"]), "-i", str(srt), "-map", "0", "-map", "1", "-c", "copy", "-c:s", "srt", str(subtitled)])
+    data = subtitled.read_bytes()
+    assert data.count(b"DURATION") == 3, "expected one DURATION tag per track"
+    out["mkv-subtitles-past-the-end"] = d / "subtitles_past_the_end.mkv"
+    out["mkv-subtitles-past-the-end"].write_bytes(data.replace(b"DURATION", b"DURATIOX"))
     return out
 
 
@@ -80,7 +90,8 @@ def test_a_file_cut_off_part_way_says_so_after_its_frames(files, kind):
     assert ended_s < 0.75 * SECONDS and stated_s == pytest.approx(SECONDS, abs=0.05)
 
 
-@pytest.mark.parametrize("kind", STATED + ["mkv-audio-ends-early", "mp4", "mp4-audio-ends-early"] + UNSTATED)
+@pytest.mark.parametrize("kind", STATED + ["mkv-audio-ends-early", "mkv-subtitles-past-the-end", "mp4",
+                                  "mp4-audio-ends-early"] + UNSTATED)
 def test_a_complete_file_ends_without_a_word(files, kind):
     assert read_all(files[kind]) == (75, None)
 

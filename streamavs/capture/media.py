@@ -168,7 +168,7 @@ class MediaSource(Source):
             self.audio_rate = int(self._astream.codec_context.sample_rate or self._astream.rate or 0) or None
             self.audio_span = declared_span(self._astream, self._container.format.name)
         self._streams = [s for s in (self._vstream, self._astream) if s is not None]
-        self.declared_end = declared_end(self._streams, c.format.name, None if self.is_url else path)
+        self.declared_end = declared_end(self._streams, c.format.name, None if self.is_url else path, len(c.streams))
 
     # -- capture thread ------------------------------------------------------------------
     def _run(self) -> None:

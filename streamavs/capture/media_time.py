@@ -45,21 +45,23 @@ def declared_span(stream: Any, container_format: str) -> tuple[float | None, flo
         return start, None
 
 
-def declared_end(streams: list[Any], container_format: str, path: str | None) -> float | None:
-    """Stream seconds at which an input's `streams` end, as its header states: the last of their
-    stated ends (:func:`declared_span`: an MP4/MOV track's duration, a Matroska/WebM DURATION tag);
-    for Matroska/WebM where a track has none, the Segment Duration read from the file at `path` (None
-    for a URL). None where the header states nothing (a live recording, a fragmented MP4 without
-    durations, MPEG-TS and the other containers FFmpeg estimates a length for)."""
+def declared_end(streams: list[Any], container_format: str, path: str | None, tracks: int) -> float | None:
+    """Stream seconds at which an input's `streams` (the ones read, of the file's `tracks`) end, as
+    its header states: the last of their stated ends (:func:`declared_span`: an MP4/MOV track's
+    duration, a Matroska/WebM DURATION tag); for Matroska/WebM where a track has none, the Segment
+    Duration read from the file at `path` (None for a URL), which covers every track, so only where
+    `streams` are all the file holds (a subtitle track may run on past the picture and sound). None
+    where the header states nothing (a live recording, a fragmented MP4 without durations, MPEG-TS
+    and the other containers FFmpeg estimates a length for)."""
     names = container_format.split(",")
     if _STATED_DURATION_FORMATS.isdisjoint(names):
         return None
     ends = [declared_span(stream, container_format)[1] for stream in streams]
     if ends and None not in ends:
         return max(ends)
-    if _MATROSKA_FORMATS.isdisjoint(names):
+    if _MATROSKA_FORMATS.isdisjoint(names) or path is None or len(streams) < tracks:
         return None
-    return segment_duration_s(path) if path is not None else None
+    return segment_duration_s(path)
 
 
 class PtsTimeline:
