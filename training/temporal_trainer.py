@@ -213,8 +213,9 @@ def replaces_kept(keep: str, metrics: dict[str, Any], kept_score: float, start: 
 def _run_stage(stage: TemporalStage, cache: dict[str, torch.Tensor], idx) -> TemporalOutput:
     """The stage over cached clips `idx`, on the stage's device."""
     device = stage.delta_head.weight.device
+    audio = cache.get("audio")  # only a stage with the audio change reads it (and says so when it is missing)
     return stage.forward_clip(cache["fused"][idx].to(device).float(), cache["frame_logits"][idx].to(device),
-                              cache["sounding_logit"][idx].to(device), cache["audio"][idx].to(device))
+                              cache["sounding_logit"][idx].to(device), None if audio is None else audio[idx].to(device))
 
 
 def train_temporal(cfg: TrainConfig, out_dir: str | Path, *, device: str = "auto", progress: bool = True) -> dict:
