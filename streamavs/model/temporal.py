@@ -291,7 +291,7 @@ class TemporalStage(nn.Module):
         the new cache (oldest slot dropped, this frame appended as valid).
         """
         entry = self._entry(fused, frame_logits, sounding_logit, audio).unsqueeze(1)  # (B, 1, dim+raw, h, w)
-        window = torch.cat([cache, entry], dim=1)  # (B, T, dim+3, h, w)
+        window = torch.cat([cache, entry], dim=1)  # (B, T, dim+raw, h, w)
         return self._attend(window), window[:, 1:]
 
     def forward_clip(self, fused: torch.Tensor, frame_logits: torch.Tensor,
@@ -306,7 +306,7 @@ class TemporalStage(nn.Module):
         entries = self._entry(fused.reshape(b * length, c, h, w), frame_logits.reshape(b * length, 1, h, w),
                               sounding_logit.reshape(b * length), flat_audio).reshape(b, length, -1, h, w)
         t = self.config.window
-        padded = torch.cat([entries.new_zeros(b, t - 1, *entries.shape[2:]), entries], dim=1)  # (B, T-1+L, dim+3, h, w)
+        padded = torch.cat([entries.new_zeros(b, t - 1, *entries.shape[2:]), entries], dim=1)  # (B, T-1+L, dim+raw, h, w)
         outs = [self._attend(padded[:, i:i + t]) for i in range(length)]  # window of frame i: padded[i : i+T]
         stack = lambda xs: torch.stack(xs, dim=1) if xs[0] is not None else None  # noqa: E731
         return TemporalOutput(*(stack([o[k] for o in outs]) for k in range(4)))
