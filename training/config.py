@@ -277,7 +277,8 @@ class TemporalSection:
     # start a gated stage, which then starts as exactly that stage (training/stage_init.py)
     init_stage: str | None = None
     # also read how far the sound moved from the past (1 - cosine of a learned code of the audio embedding):
-    # off-screen sound after an object's own sound barely moves the sounding probability (bench/README.md, R13)
+    # off-screen sound after an object's own sound barely moves the sounding probability (bench/README.md, R13);
+    # measured in R14, not used by any shipped recipe
     audio_change: bool = False
 
     def __post_init__(self) -> None:
