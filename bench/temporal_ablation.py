@@ -147,7 +147,8 @@ def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, s
     through the checkpoint's model and score it.
 
     Returns ``{"checkpoint", "use_temporal", "temporal_config" (or None), "temporal":
-    TemporalMeter.result(), "silenced_by_audio": OperatingPoint.silenced_by_audio(), "robust": RobustMeter.table(), "state_silent":
+    TemporalMeter.result(), "silenced_by_audio": OperatingPoint.silenced_by_audio(), "robust":
+    RobustMeter.table(), "state_silent":
     SegmentationMeter.result() of the quiet-source seconds, "counts": {"frames", "audio":
     {condition: seconds}, "eval": {condition: seconds}}, "ms_per_frame": {"mean", "p50"},
     "mean_sounding": {"sounding_gt", "empty_gt"}, "uncertainty": {"transition" | "all":
