@@ -42,7 +42,6 @@ CLI (writes JSON and prints the table with the targets, full vs frame-only)::
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -59,6 +58,7 @@ from streamavs.bench.uncertainty_table import uncertainty_table
 from streamavs.bench.temporal_targets import TARGET_ERROR_AUROC, TARGET_G_MIOU_DROP, compare, compare_uncertainty
 from streamavs.engine.thresholds import DEFAULT_RESET, Thresholds
 from streamavs.errors import ConfigError, InputError
+from streamavs.files import jsonable
 from streamavs.metrics import DEFAULT_RESAMPLES
 
 __all__ = ["StreamClip", "scene_config", "streaming_test_split", "run_clip", "run_clip_engine", "warm_up", "set_threads",
@@ -123,19 +123,6 @@ def set_threads(threads: int) -> None:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"threads must be a positive integer, got {threads!r}")
     torch.set_num_threads(threads)
-
-
-def _finite(x):
-    """NaN/inf -> None, recursively (strict JSON)."""
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
 
 
 def evaluate_streaming(checkpoint: str | Path, use_temporal: bool, clips: int, seed_offset: int = 0,
@@ -252,7 +239,7 @@ def _score(run, stream: dict, main: tuple[float, float, float], sweep: tuple[flo
         ms += out["ms"].tolist()
         frames += clip.frames.shape[0]
     mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
-    return _finite({
+    return jsonable({  # NaN/inf -> None: strict JSON, and 'not measured' in the targets
         **about,
         "temporal": point.temporal.result(),
         "silenced_by_audio": point.silenced_by_audio(),
